@@ -1,0 +1,33 @@
+# `make test` and `make demo` set everything up themselves on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint test test-fast bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the requirements (reused when up to date)
+
+lint: $(STAMP)  ## ruff over code and notebooks
+	$(VENV)/bin/ruff check .
+
+test: lint  ## lint, then the whole test suite (slow tests included)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)  ## every benchmark, one table each
+	$(PY) -m benchmarks.run_all
+
+clean:  ## remove caches (never checkpoints or results)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,44 @@
+"""Moving MNIST with ground-truth content and motion factors.
+
+Content factors: ``labels``, ``digit_ids``. Motion factors: ``start_positions``, ``trajectory``,
+``velocity``, ``direction``, ``speed``. See :mod:`data.moving_mnist` for shapes and meaning.
+"""
+
+import torch
+
+from .mnist import SPLITS, DigitSet, load_digits
+from .moving_mnist import (
+    CONTENT_FACTORS,
+    MOTION_FACTORS,
+    MovingMNIST,
+    MovingMNISTConfig,
+    StandardMovingMNIST,
+    VideoBatchSampler,
+    bounce_trajectories,
+    get_moving_mnist_dataloaders,
+    get_standard_test_loader,
+    render_digits,
+)
+
+
+def video_of(batch: dict | torch.Tensor) -> torch.Tensor:
+    """The video tensor of a batch, whether the batch is a factor dict or a bare tensor."""
+    return batch["video"] if isinstance(batch, dict) else batch
+
+
+__all__ = [
+    "CONTENT_FACTORS",
+    "MOTION_FACTORS",
+    "SPLITS",
+    "DigitSet",
+    "MovingMNIST",
+    "MovingMNISTConfig",
+    "StandardMovingMNIST",
+    "VideoBatchSampler",
+    "bounce_trajectories",
+    "get_moving_mnist_dataloaders",
+    "get_standard_test_loader",
+    "load_digits",
+    "render_digits",
+    "video_of",
+]
