@@ -1,0 +1,66 @@
+"""Per-frame convolutional decoder shared by the three video VAEs: the mirror of ``FrameEncoder``."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from models.encoders import downsampling_stages, group_norm, stage_channels
+
+
+class FrameDecoder(nn.Module):
+    """Conv decoder from code vectors ``(N, code_dim)`` to frame logits ``(N, C, H, W)``.
+
+    A linear layer maps the code to the encoder's final grid, then 4x4 stride-2 transposed convolutions
+    (GroupNorm, LeakyReLU) retrace the encoder's stages in reverse; the last one outputs logits (no
+    normalisation, no activation: the loss applies the sigmoid).
+
+    Args:
+        code_dim: Size of the input code vector.
+        image_size: Side of the square output frames.
+        out_channels: Channels of the output frames.
+        width: Base channel count (the encoder's first stage; the decoder's last hidden stage).
+    """
+
+    def __init__(self, code_dim: int, image_size: int, out_channels: int, width: int) -> None:
+        super().__init__()
+        stages, grid = downsampling_stages(image_size)
+        channels = stage_channels(width, stages)[::-1]  # e.g. [256, 128, 64, 32] for 64x64, width 32
+        self.grid = grid
+        self.first_channels = channels[0]
+        self.project = nn.Sequential(
+            nn.Linear(code_dim, channels[0] * grid * grid), nn.LeakyReLU(0.2, inplace=True)
+        )
+        layers: list[nn.Module] = []
+        for stage, in_channels in enumerate(channels):
+            last = stage == len(channels) - 1
+            out = out_channels if last else channels[stage + 1]
+            layers.append(nn.ConvTranspose2d(in_channels, out, 4, stride=2, padding=1, bias=last))
+            if not last:
+                layers += [group_norm(out), nn.LeakyReLU(0.2, inplace=True)]
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        """Decode a batch of codes.
+
+        Args:
+            codes: ``(N, code_dim)`` code vectors.
+
+        Returns:
+            ``(N, C, H, W)`` logits.
+        """
+        hidden = self.project(codes)  # (N, C_first * g * g)
+        hidden = hidden.view(-1, self.first_channels, self.grid, self.grid)  # (N, C_first, g, g)
+        return self.deconvs(hidden)  # (N, C, H, W)
+
+    def decode_sequence(self, codes: Tensor) -> Tensor:
+        """Decode one code per frame, folding time into the batch.
+
+        Args:
+            codes: ``(B, T, code_dim)`` codes.
+
+        Returns:
+            ``(B, T, C, H, W)`` logits.
+        """
+        batch, frames, code_dim = codes.shape
+        logits = self(codes.reshape(batch * frames, code_dim))  # (B * T, C, H, W)
+        return logits.view(batch, frames, *logits.shape[1:])  # (B, T, C, H, W)

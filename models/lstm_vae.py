@@ -1,0 +1,85 @@
+"""Model 2, the LSTM-VAE: one unified latent z_t per frame, an LSTM posterior and a learned recurrent prior.
+
+Per-frame conv features pass through a bidirectional LSTM (one fused call over the whole sequence), so
+``q(z_t | x_{0:T-1})`` sees the whole video. The prior ``p(z_t | z_<t)`` is an LSTM over the previous codes
+(the dynamic prior of DSVAE, Li & Mandt 2018; the learned prior of SVG-LP, Denton & Fergus 2018): in
+training it is teacher-forced on posterior samples, and sampling from it gives coherent motion. The
+decoder is the per-frame conv decoder of z_t alone, so everything about a frame, what and where, lives
+in its z_t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.base import DiagonalGaussian, RecurrentGaussianPrior, VideoVAE, VideoVAEConfig, check_positive_int
+from models.decoders import FrameDecoder
+from models.encoders import FrameEncoder
+
+
+@dataclass(frozen=True)
+class LSTMVAEConfig(VideoVAEConfig):
+    """Config of :class:`LSTMVAE` (fields of :class:`~models.base.VideoVAEConfig` plus these).
+
+    Attributes:
+        latent_dim: Size of each frame's code z_t.
+        lstm_hidden: Hidden size of each direction of the posterior LSTM.
+        prior_hidden: Hidden size of the prior LSTM.
+    """
+
+    latent_dim: int = 256
+    lstm_hidden: int = 256
+    prior_hidden: int = 256
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("latent_dim", "lstm_hidden", "prior_hidden"):
+            check_positive_int(name, getattr(self, name))
+
+
+class LSTMVAE(VideoVAE):
+    """Unified-latent sequential VAE: ``q(z_t | x)`` by a bidirectional LSTM, prior ``p(z_t | z_<t)``.
+
+    The KL of frame t is ``KL(q(z_t | x) || p(z_t | z_<t))`` with z_<t the posterior samples. Content/motion
+    verbs use the implicit protocol of :mod:`models.base`: content is the time-average of the per-frame
+    posterior means, motion each frame's deviation from it.
+
+    Args:
+        **config_fields: Fields of :class:`LSTMVAEConfig`, e.g. ``LSTMVAE(latent_dim=256, lstm_hidden=256)``.
+    """
+
+    name = "lstm"
+    config_class = LSTMVAEConfig
+
+    def __init__(self, **config_fields) -> None:
+        super().__init__(**config_fields)
+        cfg = self.config
+        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim)
+        self.posterior_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
+        self.posterior_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.latent_dim)
+        self.prior = RecurrentGaussianPrior(cfg.latent_dim, cfg.prior_hidden)
+        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width)
+
+    @property
+    def latent_layout(self) -> dict[str, tuple]:
+        return {"z": ("B", "T", self.config.latent_dim)}
+
+    def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
+        batch, frames, channels, height, width = video.shape
+        features = self.encoder(video.reshape(batch * frames, channels, height, width))  # (B * T, F)
+        hidden, _ = self.posterior_lstm(features.view(batch, frames, -1))  # (B, T, 2H)
+        return {"z": DiagonalGaussian.from_parameters(self.posterior_head(hidden))}  # (B, T, D)
+
+    def _priors(self, latents: dict[str, Tensor]) -> dict[str, DiagonalGaussian | None]:
+        return {"z": self.prior(latents["z"])}
+
+    def _decode_logits(self, latents: dict[str, Tensor]) -> Tensor:
+        return self.decoder.decode_sequence(latents["z"])  # (B, T, C, H, W)
+
+    def _sample_latents(
+        self, num_samples: int, num_frames: int, generator: torch.Generator | None
+    ) -> dict[str, Tensor]:
+        return {"z": self.prior.sample(num_samples, num_frames, generator)}
