@@ -1,0 +1,1 @@
+"""Training: configs, the generic trainer, checkpoints and the ``python -m training.train`` CLI."""

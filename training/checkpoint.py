@@ -1,0 +1,261 @@
+"""Checkpoints that never lose work and never run code.
+
+Format (a plain dict, loadable with ``torch.load(..., weights_only=True)``):
+
+* ``model_state_dict``: the weights (the key the design document uses);
+* ``model_name``, ``model_config``: the registry name and the config fields, enough to rebuild the model;
+* ``train_config``, ``data_config``: how it was trained, on what;
+* ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``, ``rng_state``: to resume;
+* ``epoch`` (epochs completed), ``step``, ``best_metric``, ``experiment_name``, ``versions``,
+  ``format_version``;
+* ``epoch_progress`` (batches, videos, seconds and metric sums of an epoch stopped part-way, so a resume
+  continues it exactly) and ``world_size`` (processes that trained it), written by the trainer.
+
+Saving writes a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``-s it over the
+final path (an atomic rename on POSIX): a crash during a save leaves the previous file intact and no partial
+file at the final path. Loading always uses ``weights_only=True``: a pickle that carries code is refused
+before any of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import platform
+import random
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import MODELS, VideoVAE, build_model
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("model_state_dict", "model_name", "model_config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, corrupt, unsafe, or for another model."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file in the same folder, fsync and ``os.replace``.
+
+    Args:
+        obj: what to save.
+        path: the final path; its folder must exist and be writable.
+
+    Raises:
+        PermissionError / OSError: the folder cannot be written (the final path is untouched).
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy, torch and CUDA random states, in types ``weights_only`` loading accepts."""
+    numpy_state = np.random.get_state()  # noqa: NPY002 - libraries may use the legacy global state
+    state = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA only where available)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))  # noqa: NPY002
+    # .cpu(): a checkpoint loaded with map_location="cuda" puts these byte tensors on the GPU.
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        # One state per GPU of the saving machine; restore those this machine has.
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of what produced a checkpoint."""
+    # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__)}
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``), with clear errors.
+
+    Args:
+        path: the ``.pt`` file.
+        map_location: where tensors go.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: truncated or corrupt file, a pickle carrying code, or missing keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} not found; train one with `python -m training.train --model ... --name NAME` "
+            "(it writes checkpoints/NAME/best_model.pt and last.pt)"
+        )
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.filterwarnings("ignore", message=".*pickle protocol")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        code = _unsafe_global(error)
+        if code is not None:
+            raise CheckpointError(
+                f"refusing to load {path}: it references {code}, which is not plain weights or configs, and "
+                "loading it could run code (nothing in it was run)"
+            ) from error
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a torch checkpoint ({_unpickler_reason(error)}); use another "
+            "checkpoint (last.pt and best_model.pt are written separately)"
+        ) from error
+    except Exception as error:  # zip, pickle and storage errors of a damaged file come in many types
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({_describe(error)}); use "
+            "another checkpoint (last.pt and best_model.pt are written separately)"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of this project (it holds a {type(checkpoint).__name__})")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint of this project: it lacks {missing}")
+    if checkpoint["model_name"] not in MODELS:
+        raise CheckpointError(
+            f"{path} holds a model named {checkpoint['model_name']!r}; this project knows {list(MODELS)}"
+        )
+    return checkpoint
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    expected_model: str | None = None,
+) -> tuple[VideoVAE, dict[str, Any]]:
+    """Rebuild the exact model of a checkpoint from the checkpoint alone, in eval mode.
+
+    Args:
+        path: the ``.pt`` file.
+        device: where the model goes.
+        expected_model: if given, the registry name the checkpoint must hold.
+
+    Returns:
+        ``(model, checkpoint)``.
+
+    Raises:
+        FileNotFoundError / CheckpointError: as :func:`load_checkpoint`, and for a checkpoint of another
+            model or whose weights do not fit the model its config describes.
+    """
+    checkpoint = load_checkpoint(path, map_location=device)
+    name = checkpoint["model_name"]
+    if expected_model is not None and name != expected_model:
+        raise CheckpointError(f"{path} holds a {name!r} model, not the {expected_model!r} model asked for")
+    try:
+        model = build_model(name, checkpoint["model_config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its model config does not build a {name!r} model: {error}") from error
+    load_weights(model, checkpoint["model_state_dict"], source=str(path))
+    return model.to(device).eval(), checkpoint
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists missing, unexpected and mis-shaped keys."""
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{source} holds no weights dict of tensors (model_state_dict is damaged)")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}"
+        for key in sorted(set(own) & set(state_dict))
+        if tuple(own[key].shape) != tuple(state_dict[key].shape)
+    ]
+    if missing or unexpected or mis_shaped:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_abbreviate(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_abbreviate(unexpected)}")
+        if mis_shaped:
+            parts.append(f"shape mismatches {_abbreviate(mis_shaped)}")
+        raise CheckpointError(
+            f"weights in {source} do not fit {type(model).__name__}: {'; '.join(parts)}. The checkpoint was "
+            "probably written for another model or configuration"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _abbreviate(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{f', ... ({len(items) - limit} more)' if len(items) > limit else ''}]"
+
+
+def _unpickler_lines(error: BaseException) -> list[str]:
+    # torch's message wraps the unpickler's reason in advice (and terminal escape codes).
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _unsafe_global(error: BaseException) -> str | None:
+    """The global a weights-only load refused (a class or function the pickle would call), if any."""
+    for line in _unpickler_lines(error):
+        match = re.search(r"GLOBAL ([\w.]+)", line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    lines = _unpickler_lines(error)
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            reason = line.partition("WeightsUnpickler error:")[2].strip()
+            reason = reason or (lines[index + 1] if index + 1 < len(lines) else "")
+            return reason or "unreadable pickle"
+    return lines[0] if lines else type(error).__name__
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: first sentence of the message`` (torch's messages run on with advice)."""
+    text = str(error).strip().splitlines()
+    sentence = text[0].split(". ")[0].rstrip(".") if text else ""
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__

@@ -1,0 +1,445 @@
+"""A generic training loop for any model whose ``forward(video, kl_scale, generator)`` returns an output
+with ``loss``, ``recon_loss`` and ``kl_terms`` (nothing here knows which model it trains).
+
+What it guarantees:
+
+* **Adam** with an optional gradient-norm clip and an optional per-step cosine schedule (its state is
+  checkpointed). KL warm-up: the KL weight ``kl_scale`` grows linearly, per optimizer step, from 0 to 1
+  over ``kl_warmup_epochs`` epochs.
+* **Never loses work.** ``last.pt`` is written (atomically) after every epoch and whenever training
+  stops early; ``best_model.pt`` when the validation loss is finite and lower than every earlier one. A
+  stop request (SIGINT/SIGTERM via :meth:`Trainer.request_stop`, or the wall-clock budget) ends training
+  *after the current optimizer step*, possibly mid-epoch: the checkpoint then records how many batches of
+  the epoch are done, and resuming skips exactly those batches, so a stopped-and-resumed run gives the
+  same weights as an uninterrupted one. A stop request during validation takes effect once the epoch's
+  checkpoint is written.
+* **Non-finite values stop training before the optimizer step** (:class:`NonFiniteLossError`), leaving
+  the last good checkpoints untouched; a non-finite validation loss never becomes the best.
+* **Reproducible noise.** The posterior noise of training step ``s`` on rank ``r`` comes from a generator
+  seeded with ``(seed, s, r)``, and validation batch ``i`` from one seeded with ``(seed, i)`` and
+  ``kl_scale=1``: validation losses are deterministic, comparable across epochs and independent of the
+  number of processes, and no generator state needs saving.
+* **DDP.** Each rank trains on its share of the data; validation batches are dealt out round-robin to
+  the ranks and the sums all-reduced; only rank 0 writes checkpoints and calls the callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from data import video_of
+from training.checkpoint import (
+    FORMAT_VERSION,
+    atomic_torch_save,
+    library_versions,
+    load_weights,
+    rng_state,
+    set_rng_state,
+)
+from training.config import TrainConfig
+from training.distributed import SINGLE_PROCESS, DistributedContext, all_reduce_max, all_reduce_sum
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best_model.pt"
+_TRAIN_NOISE, _VALIDATION_NOISE = 0, 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss or gradient; raised before the optimizer step that would have used it."""
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], is_best: bool) -> None: ...
+
+
+def noise_seed(seed: int, *words: int) -> int:
+    """A 63-bit seed mixed from ``seed`` and ``words`` (``numpy.random.SeedSequence``)."""
+    state = np.random.SeedSequence([seed, *words]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def train_noise_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of the posterior noise of optimizer step ``step`` (0-based) on process ``rank``."""
+    return noise_seed(seed, _TRAIN_NOISE, step, rank)
+
+
+def validation_noise_seed(seed: int, batch_index: int) -> int:
+    """Seed of the posterior noise of validation batch ``batch_index``."""
+    return noise_seed(seed, _VALIDATION_NOISE, batch_index)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (default betas and eps) at ``config.lr``."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """None for ``"none"``; for ``"cosine"``, a per-step cosine from ``lr`` down to 0 at the last step."""
+    if config.scheduler == "none":
+        return None
+    total = max(1, config.epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    )
+
+
+@dataclass
+class EpochProgress:
+    """The epoch in progress: batches done, their videos and seconds, and metric sums weighted by videos."""
+
+    batches: int = 0
+    videos: int = 0
+    seconds: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains, validates and checkpoints one model.
+
+    Args:
+        model: the model, possibly wrapped in DistributedDataParallel.
+        optimizer: its optimizer (see :func:`make_optimizer`).
+        train_loader: yields batches (dicts with ``"video"``, or video tensors); its ``sampler`` may have
+            ``set_epoch``.
+        val_loader: the fixed validation batches (every rank iterates all and keeps its round-robin share).
+        config: the training config (epochs, clipping, warm-up, budget, AMP, seed).
+        device: where batches go.
+        scheduler: optional LR scheduler, stepped after every optimizer step.
+        context: the distributed context (single process by default).
+        run_dir: where ``last.pt`` and ``best_model.pt`` go (rank 0 only); None writes nothing.
+        metadata: entries added to every checkpoint (model name and configs).
+        callbacks: objects with ``on_epoch_end(trainer, row, is_best)``, called on rank 0.
+        progress_bar: show a tqdm bar (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: Any,
+        val_loader: Any,
+        config: TrainConfig,
+        device: torch.device,
+        *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        context: DistributedContext = SINGLE_PROCESS,
+        run_dir: str | Path | None = None,
+        metadata: dict[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress_bar: bool = False,
+    ) -> None:
+        self.model, self.module = model, getattr(model, "module", model)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.config, self.device, self.context = config, device, context
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.metadata = dict(metadata or {})
+        self.callbacks = list(callbacks)
+        self.progress_bar = progress_bar and context.is_main
+        self.use_amp = config.amp and device.type == "cuda"
+        self.steps_per_epoch = len(train_loader)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.best_metric = math.inf
+        self.progress = EpochProgress()
+        self.last_kl_scale = self.kl_scale(0)
+        self.stop_reason: str | None = None
+        self._generator = torch.Generator(device=device)
+        self._deadline: float | None = None
+        self._sum_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+    # -- control ----------------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """End training after the current optimizer step and write ``last.pt`` (safe from a signal handler)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def kl_scale(self, step: int) -> float:
+        """KL weight of optimizer step ``step``: ``min(1, step / (kl_warmup_epochs * steps_per_epoch))``."""
+        warmup_steps = self.config.kl_warmup_epochs * self.steps_per_epoch
+        return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _local_stop(self) -> bool:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.request_stop("budget")
+        return self.stop_reason is not None
+
+    def _agree_on_stop(self) -> bool:
+        """Whether any process wants to stop (collective under DDP)."""
+        flag = torch.tensor([float(self._local_stop())], device=self.device)
+        stop = all_reduce_max(flag, self.context).item() > 0
+        if stop:
+            self.request_stop("stop requested by another process")
+        return stop
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train until ``config.epochs`` epochs are done or a stop is requested.
+
+        Returns:
+            ``"completed"``, ``"budget"``, or the reason given to :meth:`request_stop`.
+
+        Raises:
+            NonFiniteLossError: a non-finite loss or gradient (nothing is written).
+        """
+        if self.config.max_minutes is not None:
+            self._deadline = time.monotonic() + 60.0 * self.config.max_minutes
+        while self.epoch < self.config.epochs:
+            if not self.train_epoch():
+                self.save_checkpoint(best=False)
+                return self.stop_reason or "stopped"
+            started = time.monotonic()
+            metrics = self.validate()
+            self.end_epoch(metrics, validation_seconds=time.monotonic() - started)
+            if self.epoch < self.config.epochs and self._agree_on_stop():
+                return self.stop_reason or "stopped"
+        return "completed"
+
+    def train_epoch(self) -> bool:
+        """Train the current epoch from where :attr:`progress` says it stands.
+
+        Returns:
+            True when the epoch's last batch is done, False when a stop request ended it early.
+        """
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        self.model.train()
+        progress = self.progress
+        # Resuming mid-epoch: the sampler's order is a function of the epoch, so skipping the batches
+        # already done replays the rest exactly (skipped batches are loaded and dropped: cheap here).
+        batches = itertools.islice(iter(self.train_loader), progress.batches, None)
+        bar = tqdm(total=self.steps_per_epoch, initial=progress.batches, leave=False, dynamic_ncols=True,
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", disable=not self.progress_bar)
+        started, seconds_before = time.monotonic(), progress.seconds
+        try:
+            for batch in batches:
+                values, count, stop = self.train_step(batch)
+                for key, value in values.items():
+                    progress.sums[key] = progress.sums.get(key, 0.0) + value * count
+                progress.batches += 1
+                progress.videos += count
+                progress.seconds = seconds_before + time.monotonic() - started
+                speed = progress.videos * self.context.world_size / max(progress.seconds, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{values['loss']:.4g}", videos_s=f"{speed:.0f}")
+                if stop and progress.batches < self.steps_per_epoch:
+                    return False
+        finally:
+            bar.close()
+        return True
+
+    def train_step(self, batch: Any) -> tuple[dict[str, float], int, bool]:
+        """One optimizer step on one batch.
+
+        Returns:
+            ``(metrics of the batch, number of videos, whether to stop after this step)``.
+
+        Raises:
+            NonFiniteLossError: before ``optimizer.step`` when the loss or the gradient is not finite.
+        """
+        video = video_of(batch).to(self.device, non_blocking=True)
+        self.last_kl_scale = self.kl_scale(self.step)
+        self._generator.manual_seed(train_noise_seed(self.config.seed, self.step, self.context.rank))
+        with self._autocast():
+            output = self.model(video, kl_scale=self.last_kl_scale, generator=self._generator)
+        names, values = _output_values(output)
+        # One collective per step: any rank with a non-finite loss, any rank asked to stop.
+        flags = torch.stack([(~torch.isfinite(values).all()).float(),
+                             torch.tensor(float(self._local_stop()), device=values.device)])
+        flags = all_reduce_max(flags, self.context)
+        numbers = torch.cat([flags, values]).tolist()
+        metrics = dict(zip(names, numbers[2:], strict=True))
+        if numbers[0] > 0:
+            self._non_finite("training loss", metrics)
+        self.optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
+        if not math.isfinite(grad_norm.item()):  # identical on every rank after DDP's all-reduce
+            self._non_finite("gradient norm", {**metrics, "grad_norm": grad_norm.item()})
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        if numbers[1] > 0:
+            self.request_stop("stop requested by another process")
+        return metrics, len(video), numbers[1] > 0
+
+    def _non_finite(self, what: str, metrics: dict[str, float]) -> None:
+        if all(map(math.isfinite, metrics.values())):
+            where = " (on another process)"
+        else:
+            where = ": " + ", ".join(f"{key}={value:.4g}" for key, value in metrics.items())
+        raise NonFiniteLossError(
+            f"non-finite {what} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
+            f"{self.progress.batches + 1}){where}; stopped before the optimizer step, so last.pt and "
+            f"best_model.pt keep the last good epoch. Hints: lower --lr (now {self.config.lr:g}), "
+            "check the data (videos must be finite, in [0, 1]), try --recon-loss bce or --grad-clip 1.0"
+        )
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean validation metrics (``val_loss``, ``val_recon``, ``val_kl_*``) with ``kl_scale=1``.
+
+        Deterministic: batch ``i`` uses noise seeded with ``(seed, i)``; under DDP rank ``r`` evaluates the
+        batches with ``i % world_size == r`` and the sums are all-reduced, giving the single-process value.
+        """
+        self.module.eval()
+        names, sums = None, None
+        for index, batch in enumerate(self.val_loader):
+            if index % self.context.world_size != self.context.rank:
+                continue
+            video = video_of(batch).to(self.device, non_blocking=True)
+            self._generator.manual_seed(validation_noise_seed(self.config.seed, index))
+            with self._autocast():
+                output = self.module(video, kl_scale=1.0, generator=self._generator)
+            names, values = _output_values(output)
+            weighted = torch.cat([values * len(video), values.new_tensor([len(video)])])
+            sums = weighted if sums is None else sums + weighted
+        self.module.train()
+        if sums is None:  # a rank with no validation batch (fewer batches than processes)
+            names = list(self.progress.sums)
+            sums = torch.zeros(len(names) + 1, device=self.device)
+        totals = all_reduce_sum(sums, self.context).tolist()
+        count = max(totals[-1], 1.0)
+        return {f"val_{name}": total / count for name, total in zip(names, totals[:-1], strict=True)}
+
+    def end_epoch(self, val_metrics: dict[str, float], validation_seconds: float = 0.0) -> dict[str, float]:
+        """Close the epoch: reduce the training metrics, checkpoint, log and call the callbacks.
+
+        Returns:
+            The epoch's row (what ``metrics.csv`` gets).
+        """
+        progress = self.progress
+        names = list(progress.sums)
+        local = torch.tensor([*(progress.sums[name] for name in names), progress.videos],
+                             device=self.device, dtype=self._sum_dtype)
+        totals = all_reduce_sum(local, self.context).tolist()
+        videos = max(totals[-1], 1.0)
+        train_metrics = {f"train_{name}": total / videos for name, total in zip(names, totals[:-1], strict=True)}
+        self.epoch += 1
+        val_loss = val_metrics.get("val_loss", math.nan)
+        is_best = math.isfinite(val_loss) and val_loss < self.best_metric
+        if is_best:
+            self.best_metric = val_loss
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            **train_metrics,
+            **val_metrics,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "kl_scale": self.last_kl_scale,
+            "videos_per_s": totals[-1] / max(progress.seconds, 1e-9),
+            "seconds": progress.seconds + validation_seconds,
+        }
+        self.progress = EpochProgress()
+        self.save_checkpoint(best=is_best)
+        if self.context.is_main:
+            if not math.isfinite(val_loss):
+                logger.warning("epoch %d: validation loss is %s; it is not a candidate for best_model.pt",
+                               self.epoch, val_loss)
+            logger.info(format_row(row, self.config.epochs, is_best))
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, row, is_best)
+        return row
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, plus :attr:`metadata` (the checkpoint format of
+        :mod:`training.checkpoint`). Collective under DDP (the epoch's partial sums are all-reduced)."""
+        progress = asdict(self.progress)
+        if self.context.enabled and progress["sums"]:
+            names = list(progress["sums"])
+            local = torch.tensor([progress["sums"][name] for name in names] + [progress["videos"]],
+                                 device=self.device, dtype=self._sum_dtype)
+            totals = all_reduce_sum(local, self.context).tolist()
+            progress["sums"] = dict(zip(names, totals[:-1], strict=True))
+            progress["videos"] = int(totals[-1])
+        return {
+            **self.metadata,
+            "model_state_dict": self.module.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler_state_dict": None,  # bf16 autocast needs no loss scaling
+            "rng_state": rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_metric": self.best_metric,
+            "epoch_progress": progress,
+            "versions": library_versions(),
+            "format_version": FORMAT_VERSION,
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
+        """Restore what :meth:`state_dict` saved (weights, optimizer, scheduler, RNG, counters, progress)."""
+        load_weights(self.module, checkpoint["model_state_dict"], source)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        if self.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+        if checkpoint.get("rng_state") is not None:
+            set_rng_state(checkpoint["rng_state"])
+        self.epoch = int(checkpoint["epoch"])
+        self.step = int(checkpoint["step"])
+        self.best_metric = float(checkpoint.get("best_metric", math.inf))
+        progress = dict(checkpoint.get("epoch_progress") or {})
+        if not self.context.is_main:  # rank 0 carries the (already all-reduced) partial sums
+            progress.update(sums={}, videos=0)
+        self.progress = EpochProgress(**progress)
+        if self.progress.batches >= self.steps_per_epoch > 0:
+            raise ValueError(
+                f"{source} stopped after batch {self.progress.batches} of an epoch, but an epoch now has only "
+                f"{self.steps_per_epoch} batches (did --batch-size or --train-size change?)"
+            )
+        self.last_kl_scale = self.kl_scale(max(self.step - 1, 0))
+
+    def save_checkpoint(self, best: bool) -> None:
+        """Write ``last.pt`` (and ``best_model.pt`` when ``best``) on rank 0, atomically."""
+        state = self.state_dict()  # collective: every rank takes part
+        if self.run_dir is None or not self.context.is_main:
+            return
+        atomic_torch_save(state, self.run_dir / LAST)
+        if best:
+            atomic_torch_save(state, self.run_dir / BEST)
+
+
+def _output_values(output: Any) -> tuple[list[str], torch.Tensor]:
+    """Metric names and a float32 vector: loss, reconstruction, then each KL term."""
+    terms = dict(output.kl_terms)
+    names = ["loss", "recon", *terms]
+    tensors = [output.loss, output.recon_loss, *terms.values()]
+    return names, torch.stack([tensor.detach().float() for tensor in tensors])
+
+
+def format_row(row: dict[str, float], epochs: int, is_best: bool) -> str:
+    """The one-line summary of an epoch."""
+    def part(prefix: str) -> str:
+        extras = ", ".join(f"{key[len(prefix):]} {value:.4g}" for key, value in row.items()
+                           if key.startswith(prefix) and key not in (prefix + "loss",))
+        return f"{prefix.rstrip('_')} loss {row.get(prefix + 'loss', math.nan):.4g} ({extras})"
+
+    return (f"epoch {row['epoch']}/{epochs} | {part('train_')} | {part('val_')} | lr {row['lr']:.3g} | "
+            f"kl x{row['kl_scale']:.2f} | {row['videos_per_s']:.0f} videos/s | {row['seconds']:.1f} s"
+            + (" | best" if is_best else ""))

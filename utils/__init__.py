@@ -1,0 +1,1 @@
+"""Utilities: devices, plotting and videos."""
