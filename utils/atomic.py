@@ -1,0 +1,75 @@
+"""Atomic file writes: a reader (or a crash) never sees half a file at the final path.
+
+Each writer writes a temporary file in the destination folder, flushes and fsyncs it, then renames it
+over the final path with ``os.replace`` (atomic on POSIX) and fsyncs the folder so the rename lasts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then move it into place.
+
+    Args:
+        path: the final path; its folder is created if missing.
+        write: writes the content to the binary handle it is given.
+
+    Returns:
+        The final path.
+
+    Raises:
+        OSError: the folder cannot be written; the final path is then untouched and no temporary
+            file is left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON (indented; NaN and Infinity kept as Python's json writes them) atomically."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` atomically (checkpoints, cached judges)."""
+    import torch  # here, so the data package can use this module without importing torch's saver
+
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
