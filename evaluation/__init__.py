@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction metrics, judges, and content/motion disentanglement metrics."""
