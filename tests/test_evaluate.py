@@ -1,0 +1,380 @@
+"""End-to-end tests of ``evaluate.py`` on tiny checkpoints (CPU, 32x32 frames, 6 frames, 8 test videos)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import evaluate
+from evaluation.disentanglement import JUDGED_KEYS
+from evaluation.disentanglement import METRIC_KEYS as DISENTANGLEMENT_KEYS
+from evaluation.judges import get_judges
+from evaluation.metrics import METRIC_KEYS as RECONSTRUCTION_KEYS
+from models import build_model
+from training.checkpoint import atomic_torch_save, library_versions
+from training.config import DataConfig
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES = 6
+TINY_MODEL = {
+    "width": 8,
+    "feature_dim": 32,
+    "content_dim": 8,
+    "motion_dim": 8,
+    "lstm_hidden": 16,
+    "prior_hidden": 16,
+}
+SUFFIXES = (
+    "metrics.json",
+    "reconstructions.png",
+    "samples.png",
+    "interpolation.png",
+    "content_swap.png",
+    "motion_swap.png",
+    "reconstructions.gif",
+    "samples.gif",
+    "swaps.gif",
+)
+COST_KEYS = ("trainable_parameters", "forward_time_ms", "generation_time_ms")
+METADATA_KEYS = (
+    "checkpoint",
+    "model_name",
+    "model_config",
+    "train_config",
+    "data_config",
+    "epoch",
+    "device",
+    "date",
+    "versions",
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared machine they stall on them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_checkpoint(
+    folder: Path, image_size: int = 32, experiment_name: str | None = "tiny_run", **extra
+) -> Path:
+    """A checkpoint in the format of ``training/checkpoint.py`` for a tiny Disentangled VAE."""
+    torch.manual_seed(0)
+    model = build_model("disentangled", image_size=image_size, **TINY_MODEL)
+    data = DataConfig(
+        train_size=8,
+        val_size=8,
+        test_size=8,
+        image_size=image_size,
+        digit_size=14 * image_size // 32,
+        num_frames=FRAMES,
+    )
+    checkpoint = {
+        "model_state_dict": model.state_dict(),
+        "model_name": "disentangled",
+        "model_config": dataclasses.asdict(model.config),
+        "train_config": {
+            "experiment_name": experiment_name or folder.name,
+            "model": "disentangled",
+            "epochs": 1,
+        },
+        "data_config": dataclasses.asdict(data),
+        "epoch": 1,
+        "step": 2,
+        "best_metric": 123.0,
+        "versions": library_versions(),
+        "format_version": 1,
+        **extra,
+    }
+    if experiment_name is not None:
+        checkpoint["experiment_name"] = experiment_name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "best_model.pt"
+    atomic_torch_save(checkpoint, path)
+    return path
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """``evaluate.main(argv)`` in-process, with its stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = evaluate.main([str(arg) for arg in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def tiny_args(checkpoint: Path, save_dir: Path, *more: str) -> list[str]:
+    return [
+        "--checkpoint", checkpoint, "--device", "cpu", "--num_samples", "2", "--save_dir", save_dir,
+        "--test-size", "8", "--batch-size", "4", "--interpolation-steps", "3", *more,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def standard_file(tmp_path_factory) -> Path:
+    """A tiny stand-in for mnist_test_seq.npy: uint8 (T, N, 64, 64)."""
+    array = np.random.default_rng(0).integers(0, 256, size=(FRAMES, 3, 64, 64), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("standard") / "mnist_test_seq.npy"
+    np.save(path, array)
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, standard_file):
+    """One evaluation without judges; the 32x32 model skips the 64x64 standard file."""
+    root = tmp_path_factory.mktemp("evaluate")
+    checkpoint = write_checkpoint(root / "checkpoints" / "tiny_run")
+    save_dir = root / "eval_results"
+    code, out, err = run(
+        *tiny_args(checkpoint, save_dir, "--no-judges", "--standard-test-file", standard_file)
+    )
+    return {"code": code, "out": out, "err": err, "save_dir": save_dir, "checkpoint": checkpoint}
+
+
+def read_metrics(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------------------
+# A full run
+
+
+def test_writes_every_file(evaluated):
+    assert evaluated["code"] == 0, evaluated["err"]
+    save_dir = evaluated["save_dir"]
+    for suffix in SUFFIXES:
+        path = save_dir / f"tiny_run_{suffix}"
+        assert path.is_file() and path.stat().st_size > 0, path
+        assert str(path) in evaluated["out"]  # the final list of files written
+        if suffix.endswith(".png"):
+            assert Image.open(path).format == "PNG"
+        elif suffix.endswith(".gif"):
+            gif = Image.open(path)
+            assert gif.format == "GIF" and gif.n_frames == FRAMES
+    assert sorted(p.name for p in save_dir.iterdir()) == sorted(f"tiny_run_{s}" for s in SUFFIXES)
+
+
+def test_metrics_json_has_every_key(evaluated):
+    metrics = read_metrics(evaluated["save_dir"] / "tiny_run_metrics.json")
+    assert metrics["experiment_name"] == "tiny_run"
+    assert metrics["model_name"] == "disentangled"
+    assert set(RECONSTRUCTION_KEYS) | {"num_videos"} <= set(metrics["reconstruction"])
+    assert metrics["reconstruction"]["num_videos"] == 8
+    assert set(COST_KEYS) <= set(metrics["cost"])
+    assert metrics["cost"]["trainable_parameters"] > 0
+    assert set(DISENTANGLEMENT_KEYS) == set(metrics["disentanglement"])
+    assert set(METADATA_KEYS) <= set(metrics["metadata"])
+    assert metrics["metadata"]["checkpoint"] == str(evaluated["checkpoint"].resolve())
+    assert metrics["metadata"]["device"] == "cpu"
+    assert metrics["metadata"]["evaluation"]["judges"] is False
+    assert {"torch", "numpy", "matplotlib", "pillow"} <= set(metrics["metadata"]["versions"])
+    assert metrics["standard_test_file"]["skipped"]  # a 32x32 model cannot read 64x64 frames
+
+
+def test_non_finite_values_are_written_not_dropped(evaluated):
+    text = (evaluated["save_dir"] / "tiny_run_metrics.json").read_text()
+    assert "NaN" in text  # without judges the judged metrics are NaN
+    metrics = json.loads(text)
+    assert all(math.isnan(metrics["disentanglement"][key]) for key in JUDGED_KEYS)
+
+
+def test_to_jsonable_keeps_infinities():
+    value = {"psnr": torch.tensor(float("inf")), "curve": np.array([1.0, np.nan]), "n": np.int64(3)}
+    text = json.dumps(evaluate.to_jsonable(value))
+    assert text == '{"psnr": Infinity, "curve": [1.0, NaN], "n": 3}'
+
+
+# ----------------------------------------------------------------------------------------------------
+# Judges
+
+
+class FakeJudges:
+    """Reads any video instantly: digits '0' and '1', and both digits at the frame's centre of mass."""
+
+    accuracy = {"content_digit_accuracy": 1.0, "cached": True}
+
+    def read_content(self, video: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([0, 1]).repeat(video.shape[0], 1)  # (B, D)
+
+    def read_motion(self, video: torch.Tensor) -> torch.Tensor:
+        frames = video[:, :, 0] + 1e-6  # (B, T, H, W)
+        coords = torch.arange(frames.shape[-1], dtype=frames.dtype)
+        mass = frames.sum(dim=(-2, -1))
+        x = (frames.sum(dim=-2) * coords).sum(dim=-1) / mass
+        y = (frames.sum(dim=-1) * coords).sum(dim=-1) / mass
+        return torch.stack([x, y], dim=-1)[:, :, None].expand(-1, -1, 2, -1)  # (B, T, D, 2)
+
+
+def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatch):
+    asked = {}
+
+    def fake_get_judges(video_config, device, **options):
+        asked.update(video_config=video_config, **options)
+        return FakeJudges()
+
+    monkeypatch.setattr(evaluate, "get_judges", fake_get_judges)
+    checkpoint = write_checkpoint(tmp_path / "run")
+    code, out, err = run(
+        "--checkpoint", checkpoint, "--device", "cpu", "--num-samples", "1", "--save-dir", tmp_path / "out",
+        "--test-size", "8", "--batch-size", "8", "--interpolation-steps", "2", "--max-samples", "6", "--seed", "7",
+    )  # fmt: skip
+    assert code == 0, err
+    assert asked["video_config"].image_size == 32 and asked["mnist_root"] is None
+    metrics = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")
+    assert math.isfinite(metrics["disentanglement"]["content_preservation"])
+    assert metrics["disentanglement"]["num_videos"] == 6
+    assert metrics["metadata"]["judges"] == FakeJudges.accuracy
+    assert metrics["metadata"]["evaluation"]["seed"] == 7
+
+
+@pytest.mark.slow
+def test_real_judges_end_to_end(tmp_path, monkeypatch):
+    """The real judges pipeline, trained for a few steps into a temporary cache."""
+    quick = functools.partial(
+        get_judges,
+        cache_dir=tmp_path / "cache",
+        detector_steps=3,
+        classifier_steps=3,
+        batch_videos=4,
+        test_videos=8,
+    )
+    monkeypatch.setattr(evaluate, "get_judges", quick)
+    checkpoint = write_checkpoint(tmp_path / "run")
+    code, _, err = run(*tiny_args(checkpoint, tmp_path / "out", "--num_samples", "1", "--max-samples", "8"))
+    assert code == 0, err
+    metrics = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")
+    assert math.isfinite(metrics["disentanglement"]["judge_content_digit_accuracy"])
+    assert metrics["metadata"]["judges"]["cached"] is False
+
+
+# ----------------------------------------------------------------------------------------------------
+# The standard test file
+
+
+def test_standard_test_file_on_a_64_pixel_model(tmp_path, standard_file):
+    checkpoint = write_checkpoint(tmp_path / "folder_name", image_size=64, experiment_name=None)
+    code, out, err = run(
+        *tiny_args(checkpoint, tmp_path / "out", "--no-judges", "--num_samples", "1", "--max-samples", "5"),
+        "--standard-test-file", standard_file,
+    )  # fmt: skip
+    assert code == 0, err
+    # No experiment_name in the checkpoint: the files are named after its folder.
+    metrics = read_metrics(tmp_path / "out" / "folder_name_metrics.json")
+    standard = metrics["standard_test_file"]
+    assert standard["num_videos"] == 3
+    assert set(RECONSTRUCTION_KEYS) <= set(standard)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Errors: one line on stderr, exit status 2, no traceback
+
+
+def corrupt_checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes(b"this is not a checkpoint")
+    return path
+
+
+def mismatched_weights(tmp_path: Path) -> Path:
+    path = write_checkpoint(tmp_path / "mismatch")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model_config"]["content_dim"] = 16  # the weights were made for 8
+    atomic_torch_save(checkpoint, path)
+    return path
+
+
+def mismatched_data(tmp_path: Path) -> Path:
+    path = write_checkpoint(tmp_path / "data")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["data_config"]["image_size"] = 64
+    atomic_torch_save(checkpoint, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "message"),
+    [
+        (lambda tmp: tmp / "missing.pt", [], "not found"),
+        (corrupt_checkpoint, [], "corrupt"),
+        (mismatched_weights, [], "do not fit"),
+        (mismatched_data, [], "image_size"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--num_samples", "0"], "positive integer"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--device", "tpu"], "unknown device"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--max-samples", "3"], "at least 5"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--interpolation-steps", "1"], "at least 2"),
+    ],
+    ids=[
+        "missing",
+        "corrupt",
+        "mismatched-weights",
+        "mismatched-data",
+        "num-samples",
+        "device",
+        "max-samples",
+        "steps",
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(tmp_path, make, options, message):
+    checkpoint = make(tmp_path)
+    code, out, err = run(
+        "--checkpoint", checkpoint, "--device", "cpu", "--save_dir", tmp_path / "out", *options
+    )
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("evaluate.py: error:") and message in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_exits_2(tmp_path):
+    code, _, err = run(
+        "--checkpoint", write_checkpoint(tmp_path), "--device", "cuda", "--save_dir", tmp_path / "out"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "CUDA is not available" in err
+
+
+def test_command_line_missing_checkpoint_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "--checkpoint",
+            str(tmp_path / "nope.pt"),
+            "--save_dir",
+            str(tmp_path / "o"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "not found" in result.stderr
+
+
+def test_help_explains_every_option():
+    code, out, _ = run("--help")
+    assert code == 0
+    for option in (
+        "--checkpoint", "--device", "--num_samples", "--num-samples", "--save_dir", "--save-dir", "--test-size",
+        "--batch-size", "--seed", "--max-samples", "--no-judges", "--standard-test-file", "--mnist-root",
+    ):  # fmt: skip
+        assert option in out
+    for suffix in SUFFIXES:
+        assert f"NAME_{suffix}" in out
