@@ -21,6 +21,8 @@ import pytest
 import torch
 from torch import nn
 
+import training.train as train_module
+import training.trainer as trainer_module
 from models import MODELS
 from training.checkpoint import load_checkpoint, load_model
 from training.config import TrainConfig
@@ -208,10 +210,32 @@ def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path, capsys
 @pytest.mark.slow
 def test_overwrite_starts_over(tmp_path):
     assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 0
-    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1", "--overwrite", "--amp")) == 0
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1", "--overwrite")) == 0
     assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 1
-    if not torch.cuda.is_available():
-        assert "--amp is ignored on cpu" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_amp_is_ignored_with_a_warning_without_native_bf16(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "bf16_supported", lambda device: False)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1", "--amp")) == 0
+    assert "--amp is ignored: cpu has no native bf16" in (tmp_path / "run" / "train.log").read_text()
+    assert load_checkpoint(tmp_path / "run" / LAST)["train_config"]["amp"] is False
+
+
+def test_amp_trains_under_bf16_autocast_where_supported(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(trainer_module, "bf16_supported", lambda device: True)
+    seen = []
+    original = Trainer.train_step
+
+    def spy(self, batch):
+        seen.append(self.autocast_dtype)
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    assert main(tiny_args(tmp_path, "lstm", "run", "--epochs", "1", "--amp")) == 0
+    assert seen and set(seen) == {torch.bfloat16}
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert math.isfinite(float(rows[0]["train_loss"])) and math.isfinite(float(rows[0]["val_loss"]))
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ class TrainConfig:
         scheduler: ``"none"`` (constant lr) or ``"cosine"`` (per step, from lr to 0 over all epochs).
         kl_warmup_epochs: epochs over which the KL weight grows linearly from 0 to 1 (0: no warm-up).
         max_minutes: wall-clock budget of one invocation in minutes; None for no budget.
-        amp: bf16 autocast on CUDA (ignored elsewhere).
+        amp: bf16 autocast where the device computes bf16 natively (ignored elsewhere).
         device: ``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
         seed: seeds the model's initialisation and the posterior noise.
         num_workers: DataLoader worker processes per training process.

@@ -45,7 +45,7 @@ from training.config import (
 from training.trainer import BEST, LAST, NonFiniteLossError, Trainer, make_optimizer, make_scheduler
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, number, positive_int
-from utils.devices import DEVICE_CHOICES, resolve_device
+from utils.devices import DEVICE_CHOICES, bf16_supported, resolve_device
 
 logger = logging.getLogger("training")
 
@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed of the videos, the model's initialisation and the posterior noise "
                        "(default: %(default)s)")
     train.add_argument("--amp", action="store_true",
-                       help="mixed precision: bf16 autocast on CUDA (ignored, with a warning, elsewhere)")
+                       help="mixed precision: bf16 autocast, on CUDA GPUs with bf16 and on CPUs with AVX-512 "
+                       "BF16 or AMX (ignored, with a warning, elsewhere)")
     train.add_argument("--deterministic", action="store_true",
                        help="deterministic kernels (torch.use_deterministic_algorithms; slower on GPUs)")
 
@@ -428,10 +429,9 @@ def run(plan: RunPlan, context: distributed.DistributedContext) -> int:
     try:
         for note in plan.notes:
             logger.info("note: %s", note)
-        if train_config.amp and device.type != "cuda":
-            logger.warning("--amp is ignored on %s: bf16 autocast is used on CUDA only", device.type)
-        elif train_config.amp and not torch.cuda.is_bf16_supported():
-            logger.warning("--amp is ignored: this GPU does not support bf16")
+        if train_config.amp and not bf16_supported(device):
+            logger.warning("--amp is ignored: %s has no native bf16 (bf16 autocast needs a CUDA GPU with bf16 "
+                           "or a CPU with AVX-512 BF16 / AMX)", device)
             train_config = replace(train_config, amp=False)
         if train_config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

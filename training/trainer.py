@@ -51,6 +51,7 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig
 from training.distributed import SINGLE_PROCESS, DistributedContext, all_reduce_max, all_reduce_sum
+from utils.devices import bf16_supported
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ class Trainer:
         self.metadata = dict(metadata or {})
         self.callbacks = list(callbacks)
         self.progress_bar = progress_bar and context.is_main
-        self.use_amp = config.amp and device.type == "cuda"
+        # bf16 autocast (--amp) where the device computes bf16 natively; no loss scaling is needed.
+        self.autocast_dtype = torch.bfloat16 if config.amp and bf16_supported(device) else None
         self.steps_per_epoch = len(train_loader)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
@@ -177,8 +179,8 @@ class Trainer:
         return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if self.autocast_dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
         return contextlib.nullcontext()
 
     def _local_stop(self) -> bool:
