@@ -1,10 +1,12 @@
-"""Small helpers shared by the benchmarks: timing and a plain-text table."""
+"""Small helpers shared by the benchmarks: timing and a Markdown table."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable, Sequence
+
+import pandas as pd
 
 
 def time_call(function: Callable[[], object], repeats: int = 5, warmup: int = 1, sync: Callable | None = None):
@@ -25,18 +27,16 @@ def time_call(function: Callable[[], object], repeats: int = 5, warmup: int = 1,
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
     """Rows of dicts as a Markdown table (the README quotes these tables as printed)."""
-    columns = list(columns or rows[0].keys())
-    cells = [[_cell(row.get(column, "")) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = [
-        "| " + " | ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
-    ]
-    lines += ["| " + " | ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)) + " |" for line in cells]
-    return "\n".join(lines)
+    frame = pd.DataFrame(list(rows))
+    if columns is not None:
+        frame = frame.reindex(columns=list(columns))
+    return frame.map(_cell).to_markdown(index=False, disable_numparse=True)
 
 
 def _cell(value) -> str:
+    """3 significant digits below 100, whole numbers with thousands separators above; blanks for NaN."""
     if isinstance(value, float):
+        if value != value:  # NaN: a column this row does not have
+            return ""
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_data
+from benchmarks import bench_data, bench_eval, bench_train
+from utils.cli import device_name
 
-BENCHMARKS = {"data": bench_data.main}
+BENCHMARKS = {"data": bench_data.main, "train": bench_train.main, "eval": bench_eval.main}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=sorted(BENCHMARKS), nargs="*", help="run only these benchmarks")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="device of the training and evaluation benchmarks (default: auto)")
     args = parser.parse_args(argv)
     for name, run in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
         print(f"\n== {name} ==")
-        run([])
+        run([] if name == "data" else ["--device", args.device])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Training throughput of each model: ms per step, videos/s, FLOPs, model FLOPs utilisation, peak memory.
+
+Each model runs in its own process (so its memory peak is its own) through the real training step
+(``training.trainer.Trainer.train_step``: forward, loss, finiteness checks, backward, gradient norm,
+Adam). FLOPs per step are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one forward
+and backward; model FLOPs utilisation (MFU) is the achieved FLOP/s over this machine's dense
+matrix-multiply peak, measured in the same run (a large ``mm`` in the step's precision). The data column
+is the time to generate one batch of videos on the training device, as a share of a step.
+
+    python -m benchmarks.bench_train [--models baseline lstm disentangled] [--device auto]
+        [--batch-size 32] [--frames 20] [--image-size 64] [--steps 6] [--amp] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import time
+
+import torch
+
+from benchmarks.common import format_table, time_call
+from models import MODELS
+from utils.cli import device_name, positive_int
+from utils.devices import resolve_device, synchronize
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a dense ``size x size`` matrix product in ``dtype``: the practical peak of ``device``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = time_call(lambda: a @ b, repeats=repeats, warmup=3, sync=lambda: synchronize(device))
+    return 2 * size**3 / seconds
+
+
+def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    """Child process: build one model at its defaults and time its training step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from data import MovingMNIST, MovingMNISTConfig
+    from models import build_model
+    from training.config import TrainConfig
+    from training.trainer import Trainer, make_optimizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    digit_size = round(args.image_size * 28 / 64)
+    video_config = MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames)
+    dataset = MovingMNIST("train", args.batch_size * 100, video_config, seed=0)
+    batch = dataset.generate(range(args.batch_size))
+    model = build_model(name, image_size=args.image_size).to(device)
+    config = TrainConfig(experiment_name="bench", model=name, batch_size=args.batch_size, amp=args.amp,
+                         device=str(device))
+    trainer = Trainer(model, make_optimizer(model, config), [batch], [], config, device)
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    step_seconds = time_call(lambda: trainer.train_step(batch), repeats=args.steps, warmup=2,
+                             sync=lambda: synchronize(device))
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:  # ru_maxrss is in KiB on Linux: the process's peak minus its peak before the first step
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) / 1024
+
+    video = batch["video"].to(device)
+    with FlopCounterMode(display=False) as counter, trainer._autocast():
+        model(video).loss.backward()
+    flops = counter.get_total_flops()
+    precision = trainer.autocast_dtype
+    peak = matmul_peak(device, precision or torch.float32)
+
+    counter_start = iter(range(1, 10**6))
+
+    def generate() -> None:
+        start = next(counter_start) * args.batch_size
+        dataset.generate(range(start, start + args.batch_size), device=device)
+
+    data_seconds = time_call(generate, repeats=10, warmup=2, sync=lambda: synchronize(device))
+    queue.put({
+        "model": name,
+        "precision": str(precision or torch.float32).removeprefix("torch."),
+        "ms/step": step_seconds * 1e3,
+        "videos/s": args.batch_size / step_seconds,
+        "GFLOP/step": flops / 1e9,
+        "GFLOP/s": flops / step_seconds / 1e9,
+        "peak GFLOP/s": peak / 1e9,
+        "MFU": f"{flops / step_seconds / peak:.0%}",
+        "peak MB": peak_mb,
+        "data share": f"{data_seconds / step_seconds:.1%}",
+    })
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """One row per model, each measured in a fresh process."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for name in args.models:
+        queue = context.Queue()
+        process = context.Process(target=_measure, args=(name, args, queue))
+        started = time.perf_counter()
+        process.start()
+        row = queue.get()
+        process.join()
+        row["wall s"] = time.perf_counter() - started
+        rows.append(row)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="models to measure (default: all)")
+    parser.add_argument("--device", type=device_name, default="auto", help="device (default: auto)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="videos per step (default: 32)")
+    parser.add_argument("--frames", type=positive_int, default=20, help="frames per video (default: 20)")
+    parser.add_argument("--image-size", type=positive_int, default=64, help="frame side (default: 64)")
+    parser.add_argument("--steps", type=positive_int, default=6, help="timed steps; the median is reported")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast, as training's --amp")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    rows = run(args)
+    print(f"Training step at model defaults, batch {args.batch_size}, {args.frames} frames of "
+          f"{args.image_size}x{args.image_size}, device {resolve_device(args.device)}, "
+          f"{torch.get_num_threads() if args.threads is None else args.threads} threads")
+    print(format_table(rows))
+    mean_step = statistics.mean(row["ms/step"] for row in rows)
+    print(f"mean step {mean_step:.0f} ms")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
