@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test test-fast bench clean
+.PHONY: help venv lint test test-fast demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,6 +24,9 @@ test: lint  ## lint, then the whole test suite (slow tests included)
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 	$(PY) -m pytest -m "not slow"
+
+demo: $(STAMP)  ## train the three models, evaluate them, write results/report.md (ARGS="..." passes options)
+	$(PY) demo.py $(ARGS)
 
 bench: $(STAMP)  ## every benchmark, one table each
 	$(PY) -m benchmarks.run_all

@@ -1,0 +1,54 @@
+"""Summary tables from saved evaluation results, as the design document's "Creating Summary Tables" shows.
+
+    python summarize.py [RESULTS ...] [--out DIR]
+
+Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders searched for
+``*_metrics.json``; default ``eval_results``), groups the runs by model, and writes to ``--out`` (default:
+the first folder given):
+
+* ``comparison_results.json``: ``{"Baseline VAE": {"mse": ..., "psnr": ..., "ssim": ..., ...}, ...}``;
+* ``disentanglement_metrics.json``: the Disentangled VAE's metrics at the top level (the keys the design
+  document's summary script reads) and every model's under ``by_model``;
+* ``table_reconstruction``, ``table_disentanglement``, ``table_swaps``, ``table_cost`` as ``.md`` and ``.tex``.
+
+Several runs of one model (e.g. seeds) are reported as mean ± sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evaluation import report as reports
+
+PROG = "summarize.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="*", default=["eval_results"],
+                        help="metrics files or folders of them (default: eval_results)")
+    parser.add_argument("--out", default=None, help="output folder (default: the first folder given)")
+    args = parser.parse_args(argv)
+    try:
+        documents = reports.load_results(args.results)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    first = Path(args.results[0])
+    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
+    grouped = reports.group_by_model(documents)
+    for name, rows in reports.TABLES.items():
+        print(f"{name.upper()}\n{reports.markdown_table(reports.table(grouped, rows))}\n")
+    expected = reports.expected_vs_measured(grouped)
+    if not expected.empty:
+        print(f"EXPECTED (design document) VS MEASURED\n{reports.markdown_table(expected)}\n")
+    for path in reports.write_summary(documents, out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Summary tables, the design document's files, the hypotheses' verdicts, summarize.py and the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import demo
+import summarize
+from evaluation import report as reports
+
+
+def document(model: str, name: str, mse: float, ssim: float, overall: float, preservation: float = 0.9,
+             motion: float = 0.9, **extra) -> dict:
+    """A minimal evaluate.py metrics document."""
+    return {
+        "experiment_name": name,
+        "model_name": model,
+        "reconstruction": {"mse": mse, "psnr": -10 * math.log10(mse), "ssim": ssim, "temporal_consistency": mse / 2},
+        "cost": {"trainable_parameters": 1000, "forward_time_ms": 5.0, "generation_time_ms": 3.0},
+        "disentanglement": {
+            "overall_disentanglement": overall, "sap_disentanglement": 0.2, "mean_abs_correlation": 0.1,
+            "swap_quality": 0.5, "content_preservation": preservation, "content_accuracy_chance": 0.2,
+            "motion_correlation": motion, "motion_correlation_chance": 0.1, "notes": [f"note of {name}"], **extra,
+        },
+        "metadata": {"epoch": 3, "step": 30},
+    }
+
+
+def three_models(**overrides) -> list[dict]:
+    """Documents for which every hypothesis of the design document holds, unless overridden."""
+    values = {
+        "baseline": dict(mse=0.020, ssim=0.50, overall=0.1, preservation=0.25, motion=0.15),
+        "lstm": dict(mse=0.010, ssim=0.70, overall=0.3, preservation=0.6, motion=0.5),
+        "disentangled": dict(mse=0.021, ssim=0.505, overall=0.6, preservation=0.95, motion=0.9),
+    }
+    for model, changes in overrides.items():
+        values[model].update(changes)
+    return [document(model, f"{model}_vae", **kwargs) for model, kwargs in values.items()]
+
+
+def test_summary_mean_std_and_non_finite_values():
+    summary = reports.Summary.of([1.0, 2.0, 3.0])
+    assert (summary.mean, summary.std, summary.count) == (2.0, 1.0, 3)
+    assert summary.format(".2f") == "2.00 ± 1.00"
+    assert reports.Summary.of([4.0]).format(".1f") == "4.0"  # one run: no spread shown
+    assert reports.Summary.of([math.inf, math.inf]).format(".2f") == "inf"  # perfect PSNR stays inf
+    assert math.isnan(reports.Summary.of([1.0, math.nan]).mean)  # a NaN run is never dropped
+    assert reports.Summary.of([]).format(".2f") == "n/a"
+
+
+def test_tables_put_models_side_by_side_and_aggregate_seeds():
+    documents = three_models() + [document("lstm", "lstm_vae_seed43", mse=0.012, ssim=0.72, overall=0.35)]
+    grouped = reports.group_by_model(documents)
+    assert list(grouped) == ["Baseline VAE", "LSTM-VAE", "Disentangled VAE"]
+    frame = reports.table(grouped, reports.RECONSTRUCTION_ROWS)
+    assert frame.loc["MSE per pixel ↓", "LSTM-VAE"] == "0.011000 ± 0.001414"
+    assert frame.loc["MSE per pixel ↓", "Baseline VAE"] == "0.020000"
+    assert frame.loc["MSE per frame (sum over pixels) ↓", "Baseline VAE"] == "nan"  # missing in the document
+
+
+def test_design_document_files_keep_their_keys(tmp_path):
+    documents = three_models() + [document("disentangled", "disentangled_vae_seed43", 0.02, 0.5, 0.8)]
+    written = reports.write_summary(documents, tmp_path)
+    assert {path.name for path in written} >= {"comparison_results.json", "disentanglement_metrics.json",
+                                              "table_reconstruction.md", "table_reconstruction.tex"}
+    comparison = json.loads((tmp_path / "comparison_results.json").read_text())
+    for name in ("Baseline VAE", "LSTM-VAE", "Disentangled VAE"):  # what the design document's script reads
+        assert {"mse", "psnr", "ssim"} <= set(comparison[name])
+    assert comparison["Disentangled VAE"]["num_runs"] == 2
+    assert comparison["Disentangled VAE"]["mse"] == pytest.approx(0.0205)
+    assert "mse_std" in comparison["Disentangled VAE"] and "mse_std" not in comparison["LSTM-VAE"]
+    disentanglement = json.loads((tmp_path / "disentanglement_metrics.json").read_text())
+    for key in ("sap_disentanglement", "overall_disentanglement", "mean_abs_correlation", "swap_quality"):
+        assert key in disentanglement
+    assert disentanglement["overall_disentanglement"] == pytest.approx(0.7)  # the Disentangled VAE's mean
+    assert disentanglement["by_model"]["Baseline VAE"]["overall_disentanglement"] == pytest.approx(0.1)
+    assert disentanglement["notes"] == ["note of disentangled_vae", "note of disentangled_vae_seed43"]
+    assert "\\begin{tabular}" in (tmp_path / "table_reconstruction.tex").read_text()
+
+
+def test_hypotheses_hold_when_the_numbers_say_so():
+    verdicts = reports.expected_vs_measured(reports.group_by_model(three_models()))["hypothesis"]
+    assert verdicts.to_dict() == dict.fromkeys(["MSE", "SSIM", "Content Swap", "Motion Swap", "Disentanglement"],
+                                               "holds")
+
+
+def test_hypotheses_that_the_numbers_contradict_are_reported_as_such():
+    documents = three_models(lstm=dict(mse=0.030, overall=0.9), disentangled=dict(preservation=0.52))
+    verdicts = reports.expected_vs_measured(reports.group_by_model(documents))
+    assert verdicts.loc["MSE", "hypothesis"] == "does not hold"
+    assert verdicts.loc["Disentanglement", "hypothesis"] == "does not hold"
+    assert verdicts.loc["Content Swap", "hypothesis"] == "does not hold"
+    assert verdicts.loc["Content Swap", "measured"].endswith("Partial (0.40)")  # (0.52 - 0.2) / 0.8
+    assert verdicts.loc["Motion Swap", "hypothesis"] == "holds"
+    missing = three_models(disentangled=dict(preservation=math.nan))
+    assert reports.expected_vs_measured(reports.group_by_model(missing)).loc["Content Swap", "hypothesis"] == (
+        "not measured")
+
+
+def test_swap_levels():
+    assert [reports.swap_level(v) for v in (0.95, 0.8, 0.5, 0.3, 0.1, math.nan)] == [
+        "Clean", "Clean", "Partial", "Partial", "Fails", "n/a"]
+
+
+def test_report_renders_markdown_and_html(tmp_path):
+    report = reports.Report("Title", tmp_path)
+    report.heading("Section")
+    report.paragraph("Text with `code` and **bold** <and a tag>.")
+    report.table(reports.table(reports.group_by_model(three_models()), reports.COST_ROWS))
+    report.image(tmp_path / "figures" / "a.png", "A figure")
+    markdown, page = (path.read_text() for path in report.write())
+    assert "## Section" in markdown and "![A figure](figures/a.png)" in markdown
+    assert "| Trainable parameters" in markdown and "1,000" in markdown
+    assert "<code>code</code>" in page and "<b>bold</b>" in page and "&lt;and a tag&gt;" in page
+    assert '<img src="figures/a.png"' in page
+
+
+def test_summarize_cli(tmp_path, capsys):
+    folder = tmp_path / "eval_results"
+    folder.mkdir()
+    for item in three_models():
+        (folder / f"{item['experiment_name']}_metrics.json").write_text(json.dumps(item))
+    assert summarize.main([str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "RECONSTRUCTION" in out and "EXPECTED (design document) VS MEASURED" in out
+    assert (folder / "comparison_results.json").exists() and (folder / "table_swaps.tex").exists()
+    assert summarize.main([str(tmp_path / "empty")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (folder / "bad_metrics.json").write_text("{not json")
+    assert summarize.main([str(folder)]) == 2
+    assert "not readable JSON" in capsys.readouterr().err
+
+
+TINY_DEMO = ["--minutes-per-model", "0", "--epochs", "1", "--train-size", "8", "--val-size", "4", "--test-size",
+             "8", "--frames", "4", "--image-size", "32", "--width", "8", "--batch-size", "4", "--num-samples", "2",
+             "--no-judges", "--amp", "off", "--threads", "1"]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_reuse(tmp_path, capsys):
+    argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
+    assert demo.main(argv + ["--train-args", "--model-option feature_dim=16 --latent-dim 8 --content-dim 8 "
+                             "--motion-dim 8 --lstm-hidden 16"]) == 0
+    results = tmp_path / "results"
+    for name in ("report.md", "report.html", "tables/comparison_results.json", "tables/table_cost.tex",
+                 "figures/training_curves.png", "figures/reconstructions.png", "figures/content_swap.gif",
+                 "eval/disentangled_vae_metrics.json", "eval/lstm_vae_swaps.gif"):
+        assert (results / name).is_file(), name
+    markdown = (results / "report.md").read_text()
+    assert "The design document's hypotheses against the measurements" in markdown
+    assert "Disentangled VAE" in markdown and "LSTM-VAE" in markdown
+    for model in ("baseline", "lstm", "disentangled"):
+        assert (tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt").is_file()
+    capsys.readouterr()
+    assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
+    assert capsys.readouterr().out.count("reusing") == 3
