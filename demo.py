@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 
 import evaluate
-from data import MovingMNIST, render_digits
+from data import render_digits
 from evaluation import report as reports
 from evaluation.judges import get_judges
+from evaluation.runs import checkpoint_data_config, load_runs, test_loader
 from models import MODELS
 from training import train
-from training.checkpoint import load_model
 from training.config import DataConfig
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import bf16_supported, resolve_device
@@ -148,27 +148,22 @@ def machine_description(device: torch.device) -> str:
     return text
 
 
-def comparison_figures(runs: dict[str, Path], out: Path, device: torch.device, test_size: int) -> list[Path]:
-    """Figures that put the three models side by side on the same test videos: reconstructions, and the
-    content swap (A's digits, B's motion) beside its exact ideal render."""
-    models = {}
-    for name, path in runs.items():
-        model, checkpoint = load_model(path, device)
-        models[name] = model
-    data_config = DataConfig(**{key: value for key, value in checkpoint["data_config"].items()
-                                if key in DataConfig.__dataclass_fields__})
-    dataset = MovingMNIST("test", min(test_size, data_config.test_size), data_config.video_config(),
-                          seed=data_config.seed, mnist_root=data_config.mnist_root)
+def comparison_figures(runs: dict[str, str], checkpoint_dir: str, out: Path, device: torch.device) -> list[Path]:
+    """Figures that put the models side by side on the same test videos: reconstructions, and the content
+    swap (A's digits, B's motion) beside its exact ideal render."""
+    models, checkpoints = load_runs(runs, checkpoint_dir, device, log=log)
+    first = next(iter(checkpoints))
+    dataset = test_loader(checkpoint_data_config(checkpoints[first], models[first])).dataset
     batch = dataset[[0, 1, 2]]
     video = batch["video"].to(device)
+    ideal = render_digits(dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])
     rows = {"ground truth": video[0]}
     swap_rows = {"A (content source)": video[1], "B (motion source)": video[2],
-                 "ideal: A's digits on B's paths": render_digits(dataset.digit_images(batch["digit_ids"][1:2]),
-                                                                  batch["trajectory"][2:3], video.shape[-1])[0]}
+                 "ideal: A's digits on B's paths": ideal[0]}
     with torch.no_grad():
-        for name, model in models.items():
-            rows[name] = model.reconstruct(video[:1])[0]
-            swap_rows[name] = model.swap(video[1:2], video[2:3])[0]
+        for label, model in models.items():
+            rows[label] = model.reconstruct(video[:1])[0]
+            swap_rows[label] = model.swap(video[1:2], video[2:3])[0]
     figures = out / "figures"
     return [
         save_frame_grid(rows, figures / "reconstructions.png", title="The same test video, reconstructed"),
@@ -321,10 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     documents = reports.load_results([eval_dir / f"{name}_metrics.json" for name in checkpoints])
     reports.write_summary(documents, out / "tables")
-    first_seed = {reports.display_name(model): checkpoints[name] for model, seed, name in runs if seed == 42}
-    plot_training_curves({label: path.parent / "metrics.csv" for label, path in first_seed.items()},
+    first_seed = {reports.display_name(model): name for model, seed, name in runs if seed == 42}
+    plot_training_curves({label: Path(args.checkpoint_dir) / name / "metrics.csv" for label, name in first_seed.items()},
                          out / "figures" / "training_curves.png", title="Training curves")
-    comparison_figures(first_seed, out, device, args.test_size)
+    comparison_figures(first_seed, args.checkpoint_dir, out, device)
     written = write_report(args, documents, out, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy)
     for frame_name, rows in reports.TABLES.items():

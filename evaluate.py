@@ -29,12 +29,13 @@ import numpy as np
 import PIL
 import torch
 
-from data import get_moving_mnist_dataloaders, get_standard_test_loader, video_of
+from data import get_standard_test_loader, video_of
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.judges import get_judges
 from evaluation.metrics import METRIC_KEYS, compare_models, reconstruction_metrics
+from evaluation.runs import checkpoint_data_config, test_loader, unknown_data_config_keys
 from training.checkpoint import CheckpointError, library_versions, load_model
-from training.config import DataConfig, default_digit_size
+from training.config import DataConfig
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, positive_int
 from utils.devices import resolve_device
@@ -244,39 +245,12 @@ class Setup:
 
 
 def effective_data_config(checkpoint: Mapping[str, Any], model: torch.nn.Module, args: Any) -> DataConfig:
-    """The checkpoint's data config with this evaluation's test size, seed and MNIST folder.
-
-    Missing fields fall back to the model's image size and the standard digit-to-canvas ratio; fields
-    this version does not know are ignored.
-    """
-    stored = checkpoint.get("data_config") or {}
-    if not isinstance(stored, Mapping):
-        raise CheckpointError(f"the checkpoint's data_config is a {type(stored).__name__}, not a dict")
-    known = {field.name for field in dataclasses.fields(DataConfig)}
-    fields = {key: value for key, value in stored.items() if key in known}
-    ignored = sorted(set(stored) - known)
+    """The checkpoint's data config with this evaluation's test size, seed and MNIST folder."""
+    ignored = unknown_data_config_keys(checkpoint)
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")
-    image_size = model.config.image_size
-    if fields.setdefault("image_size", image_size) != image_size:
-        raise CheckpointError(
-            f"the checkpoint's data config has image_size {fields['image_size']} but its model was built "
-            f"for {image_size}x{image_size} frames"
-        )
-    if model.config.channels != 1:
-        raise CheckpointError(
-            f"Moving MNIST is grayscale but the model takes {model.config.channels} channels"
-        )
-    fields.setdefault("digit_size", default_digit_size(image_size))
-    fields["test_size"] = args.test_size
-    if args.seed is not None:
-        fields["seed"] = args.seed
-    if args.mnist_root is not None:
-        fields["mnist_root"] = args.mnist_root
-    try:
-        return DataConfig(**fields)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint's data config is invalid: {_one_line(error)}") from error
+    return checkpoint_data_config(checkpoint, model, test_size=args.test_size, seed=args.seed,
+                                  mnist_root=args.mnist_root)
 
 
 def prepare(args: argparse.Namespace) -> Setup:
@@ -306,18 +280,8 @@ def prepare(args: argparse.Namespace) -> Setup:
         args.name or checkpoint.get("experiment_name") or Path(args.checkpoint).resolve().parent.name
     )
     data_config = effective_data_config(checkpoint, model, args)
-    video_options = data_config.video_options()
     try:
-        _, _, test_loader = get_moving_mnist_dataloaders(
-            batch_size=args.batch_size,
-            train_size=1,  # only the test split is used
-            val_size=1,
-            test_size=data_config.test_size,
-            num_workers=0,
-            seed=data_config.seed,
-            mnist_root=data_config.mnist_root,
-            **video_options,
-        )
+        loader = test_loader(data_config, args.batch_size)
     except FileNotFoundError as error:
         raise EvaluationError(
             f"{_one_line(error)} (the checkpoint's mnist_root; override with --mnist-root)"
@@ -347,7 +311,7 @@ def prepare(args: argparse.Namespace) -> Setup:
         checkpoint,
         name,
         data_config,
-        test_loader,
+        loader,
         standard_loader,
         standard_skip,
         save_dir,

@@ -1,0 +1,118 @@
+"""Trained runs: several checkpoints at once, and the test videos they share.
+
+What ``evaluate.py``, the demo and the notebooks all need: rebuild each run's model from its checkpoint
+alone, rebuild the run's fixed test set from the data config it was trained with, and check that the
+runs being compared were tested on the same videos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from data import get_moving_mnist_dataloaders
+from training.checkpoint import CheckpointError, load_model
+from training.config import DataConfig, default_digit_size
+
+# Fields that size the splits but do not change which videos a split holds (video i is fixed by the seed).
+_SIZE_FIELDS = ("train_size", "val_size", "test_size", "fresh_train")
+
+
+def checkpoint_data_config(
+    checkpoint: Mapping[str, Any], model: torch.nn.Module | None = None, **overrides: Any
+) -> DataConfig:
+    """The data config a checkpoint was trained with, with ``overrides`` (e.g. ``test_size=1000``).
+
+    Fields this version does not know are ignored; a missing ``image_size`` comes from the model and a
+    missing ``digit_size`` from the standard digit-to-canvas ratio.
+
+    Raises:
+        CheckpointError: the stored config is not a dict, disagrees with the model, or is invalid.
+    """
+    stored = checkpoint.get("data_config") or {}
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"the checkpoint's data_config is a {type(stored).__name__}, not a dict")
+    known = {field.name for field in dataclasses.fields(DataConfig)}
+    fields = {key: value for key, value in stored.items() if key in known}
+    if model is not None:
+        image_size = model.config.image_size
+        if fields.setdefault("image_size", image_size) != image_size:
+            raise CheckpointError(
+                f"the checkpoint's data config has image_size {fields['image_size']} but its model was built "
+                f"for {image_size}x{image_size} frames"
+            )
+        if model.config.channels != 1:
+            raise CheckpointError(f"Moving MNIST is grayscale but the model takes {model.config.channels} channels")
+    if "image_size" in fields:
+        fields.setdefault("digit_size", default_digit_size(fields["image_size"]))
+    fields.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return DataConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's data config is invalid: {error}") from error
+
+
+def unknown_data_config_keys(checkpoint: Mapping[str, Any]) -> list[str]:
+    """Keys of the stored data config that this version ignores."""
+    known = {field.name for field in dataclasses.fields(DataConfig)}
+    return sorted(set(checkpoint.get("data_config") or {}) - known)
+
+
+def test_loader(data_config: DataConfig, batch_size: int = 32, num_workers: int = 0) -> DataLoader:
+    """The fixed test videos of a data config (the first ``data_config.test_size`` of its test split)."""
+    _, _, loader = get_moving_mnist_dataloaders(
+        batch_size=batch_size, train_size=1, val_size=1, test_size=data_config.test_size,
+        num_workers=num_workers, seed=data_config.seed, mnist_root=data_config.mnist_root,
+        **data_config.video_options(),
+    )
+    return loader
+
+
+def test_videos_key(data_config: DataConfig) -> dict[str, Any]:
+    """What fixes a run's test videos: its data config without the split sizes."""
+    return {key: value for key, value in dataclasses.asdict(data_config).items() if key not in _SIZE_FIELDS}
+
+
+def load_runs(
+    runs: Mapping[str, str],
+    checkpoint_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, torch.nn.Module], dict[str, dict[str, Any]]]:
+    """Load ``checkpoint_dir/RUN/best_model.pt`` for each ``{label: RUN}``, skipping missing runs with the
+    command that trains them, and runs whose test videos differ from the first run's.
+
+    Returns:
+        ``(models, checkpoints)`` by label, models in eval mode on ``device``.
+
+    Raises:
+        FileNotFoundError: none of the runs exists.
+    """
+    models, checkpoints = {}, {}
+    checkpoint_dir = Path(checkpoint_dir)
+    for label, run in runs.items():
+        path = checkpoint_dir / run / "best_model.pt"
+        if not path.is_file():
+            model_name = run.split("_")[0]  # the design document's runs are named MODEL_vae
+            log(f"{label}: no checkpoint at {path}, skipped. Train it from the repository root with\n"
+                f"    python -m training.train --model {model_name} --name {run} --checkpoint-dir {checkpoint_dir}\n"
+                "  (or `make demo`).")
+            continue
+        models[label], checkpoints[label] = load_model(path, device)
+    if not models:
+        raise FileNotFoundError(f"no trained model in {checkpoint_dir}: train one (commands above) or point "
+                                "to the folder of your runs")
+    first = next(iter(checkpoints))
+    reference = test_videos_key(checkpoint_data_config(checkpoints[first], models[first]))
+    for label in list(models):
+        if test_videos_key(checkpoint_data_config(checkpoints[label], models[label])) != reference:
+            log(f"{label}: trained on other videos than {first} (data config), skipped: the models are "
+                "compared on the same test videos")
+            del models[label], checkpoints[label]
+    return models, checkpoints
