@@ -49,7 +49,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from data import MovingMNIST, MovingMNISTConfig, mnist
 from data.mnist import DigitSet, load_digits
