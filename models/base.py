@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 RECON_LOSSES = ("bce", "mse")
+NORMS = ("group", "none")
 FACTORS = ("content", "motion")
 
 
@@ -111,6 +112,7 @@ class VideoVAEConfig:
         feature_dim: Size of the encoder's per-frame feature vector.
         beta: Weight of the KL term (beta-VAE).
         recon_loss: ``"bce"`` or ``"mse"``.
+        norm: ``"group"`` (GroupNorm after every hidden convolution) or ``"none"`` (cheaper under bf16).
     """
 
     image_size: int = 64
@@ -119,6 +121,7 @@ class VideoVAEConfig:
     feature_dim: int = 256
     beta: float = 4.0
     recon_loss: str = "bce"
+    norm: str = "group"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,6 +137,7 @@ class VideoVAEConfig:
         if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta < math.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
+        check_choice("norm", self.norm, NORMS)
 
 
 # ----------------------------------------------------------------------------- distributions, output

@@ -47,9 +47,9 @@ class BaselineVAE(VideoVAE):
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
         cfg = self.config
-        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim)
+        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
         self.posterior_head = nn.Linear(cfg.feature_dim, 2 * cfg.latent_dim)
-        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm)
 
     @property
     def latent_layout(self) -> dict[str, tuple]:

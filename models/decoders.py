@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from models.encoders import downsampling_stages, group_norm, stage_channels
+from models.encoders import NORMS, conv_norm, downsampling_stages, stage_channels
 
 
 class FrameDecoder(nn.Module):
@@ -19,10 +20,15 @@ class FrameDecoder(nn.Module):
         image_size: Side of the square output frames.
         out_channels: Channels of the output frames.
         width: Base channel count (the encoder's first stage; the decoder's last hidden stage).
+        norm: ``"group"`` (GroupNorm after each hidden transposed convolution) or ``"none"``.
+
+    Weights are channels-last, as in :class:`~models.encoders.FrameEncoder`.
     """
 
-    def __init__(self, code_dim: int, image_size: int, out_channels: int, width: int) -> None:
+    def __init__(self, code_dim: int, image_size: int, out_channels: int, width: int, norm: str = "group") -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         stages, grid = downsampling_stages(image_size)
         channels = stage_channels(width, stages)[::-1]  # e.g. [256, 128, 64, 32] for 64x64, width 32
         self.grid = grid
@@ -34,10 +40,11 @@ class FrameDecoder(nn.Module):
         for stage, in_channels in enumerate(channels):
             last = stage == len(channels) - 1
             out = out_channels if last else channels[stage + 1]
-            layers.append(nn.ConvTranspose2d(in_channels, out, 4, stride=2, padding=1, bias=last))
+            layers.append(nn.ConvTranspose2d(in_channels, out, 4, stride=2, padding=1, bias=last or norm == "none"))
             if not last:
-                layers += [group_norm(out), nn.LeakyReLU(0.2, inplace=True)]
+                layers += [conv_norm(out, norm), nn.LeakyReLU(0.2, inplace=True)]
         self.deconvs = nn.Sequential(*layers)
+        self.deconvs.to(memory_format=torch.channels_last)
 
     def forward(self, codes: Tensor) -> Tensor:
         """Decode a batch of codes.
@@ -49,7 +56,8 @@ class FrameDecoder(nn.Module):
             ``(N, C, H, W)`` logits.
         """
         hidden = self.project(codes)  # (N, C_first * g * g)
-        hidden = hidden.view(-1, self.first_channels, self.grid, self.grid)  # (N, C_first, g, g)
+        hidden = hidden.view(-1, self.grid, self.grid, self.first_channels)  # (N, g, g, C_first)
+        hidden = hidden.permute(0, 3, 1, 2)  # (N, C_first, g, g), channels-last in memory: no copy
         return self.deconvs(hidden)  # (N, C, H, W)
 
     def decode_sequence(self, codes: Tensor) -> Tensor:
@@ -63,4 +71,4 @@ class FrameDecoder(nn.Module):
         """
         batch, frames, code_dim = codes.shape
         logits = self(codes.reshape(batch * frames, code_dim))  # (B * T, C, H, W)
-        return logits.view(batch, frames, *logits.shape[1:])  # (B, T, C, H, W)
+        return logits.reshape(batch, frames, *logits.shape[1:])  # (B, T, C, H, W)

@@ -103,14 +103,16 @@ class DisentangledVAE(VideoVAE):
         super().__init__(**config_fields)
         cfg = self.config
         self.content_encoder = FrameEncoder(
-            cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, pooling=cfg.content_pooling
+            cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, pooling=cfg.content_pooling, norm=cfg.norm
         )
         self.content_head = nn.Linear(cfg.feature_dim, 2 * cfg.content_dim)
-        self.motion_encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim)
+        self.motion_encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
         self.motion_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.motion_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.motion_dim)
         self.motion_prior = RecurrentGaussianPrior(cfg.motion_dim, cfg.prior_hidden)
-        self.decoder = FrameDecoder(cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.decoder = FrameDecoder(
+            cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm
+        )
 
     @property
     def latent_layout(self) -> dict[str, tuple]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
+
+from models.base import NORMS
 
 POOLINGS = ("flatten", "global")
 
@@ -37,9 +40,10 @@ def stage_channels(width: int, stages: int) -> list[int]:
     return [width * 2 ** min(stage, 3) for stage in range(stages)]
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm (batch-independent, so train and eval behave alike even for batch 2)."""
-    return nn.GroupNorm(math.gcd(8, channels), channels)
+def conv_norm(channels: int, norm: str) -> nn.Module:
+    """The normalisation after a hidden convolution: GroupNorm (batch-independent, so train and eval behave
+    alike even for batch 2) or none (cheaper under bf16 autocast, where GroupNorm takes a slow path)."""
+    return nn.GroupNorm(math.gcd(8, channels), channels) if norm == "group" else nn.Identity()
 
 
 class FrameEncoder(nn.Module):
@@ -56,22 +60,34 @@ class FrameEncoder(nn.Module):
         width: Channels of the first stage (the base channel count).
         feature_dim: Size of the output feature vector.
         pooling: ``"flatten"`` or ``"global"`` (global average pooling over the final grid).
+        norm: ``"group"`` (GroupNorm after each convolution) or ``"none"``.
+
+    The convolution weights are kept channels-last (NHWC): oneDNN's and cuDNN's fastest layout, about 20%
+    faster per training step on a CPU than NCHW (benchmarks/NOTES.md).
     """
 
     def __init__(
-        self, image_size: int, in_channels: int, width: int, feature_dim: int, pooling: str = "flatten"
+        self,
+        image_size: int,
+        in_channels: int,
+        width: int,
+        feature_dim: int,
+        pooling: str = "flatten",
+        norm: str = "group",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         stages, grid = downsampling_stages(image_size)
         layers: list[nn.Module] = []
         previous = in_channels
         for channels in stage_channels(width, stages):
-            # No conv bias: GroupNorm's shift makes it redundant.
+            # No conv bias before GroupNorm: its shift makes it redundant.
             layers += [
-                nn.Conv2d(previous, channels, 4, stride=2, padding=1, bias=False),
-                group_norm(channels),
+                nn.Conv2d(previous, channels, 4, stride=2, padding=1, bias=norm == "none"),
+                conv_norm(channels, norm),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             previous = channels
@@ -79,6 +95,7 @@ class FrameEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         flat_dim = previous if pooling == "global" else previous * grid * grid
         self.project = nn.Sequential(nn.Linear(flat_dim, feature_dim), nn.LeakyReLU(0.2, inplace=True))
+        self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, frames: Tensor) -> Tensor:
         """Encode a batch of frames.
@@ -93,5 +110,5 @@ class FrameEncoder(nn.Module):
         if self.pooling == "global":
             features = features.mean(dim=(2, 3))  # (N, C_last)
         else:
-            features = features.flatten(1)  # (N, C_last * g * g)
+            features = features.permute(0, 2, 3, 1).flatten(1)  # (N, g * g * C_last): channels-last order, no copy
         return self.project(features)  # (N, feature_dim)

@@ -57,11 +57,11 @@ class LSTMVAE(VideoVAE):
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
         cfg = self.config
-        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim)
+        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
         self.posterior_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.posterior_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.latent_dim)
         self.prior = RecurrentGaussianPrior(cfg.latent_dim, cfg.prior_hidden)
-        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width)
+        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm)
 
     @property
     def latent_layout(self) -> dict[str, tuple]:

@@ -231,6 +231,7 @@ def test_invalid_constructor_arguments_raise(name):
         "channels": [0],
         "beta": [-1.0, "x"],
         "recon_loss": ["l1"],
+        "norm": ["batch"],
     }
     for field in dataclasses.fields(model_class.config_class):
         if field.name.endswith(("_dim", "_hidden")):
@@ -288,6 +289,13 @@ def test_disentangled_leakage_options(options, video):
     assert out.recon.shape == video.shape and torch.isfinite(out.loss)
     with pytest.raises(ValueError, match=next(iter(options))):
         tiny_model("disentangled", **{key: 2 if key == "motion_blur" else "max" for key in options})
+
+
+def test_without_normalisation_layers(name, video):
+    model = tiny_model(name, norm="none")
+    assert not any(isinstance(module, torch.nn.GroupNorm) for module in model.modules())
+    out = model(video)
+    assert out.recon.shape == video.shape and torch.isfinite(out.loss)
 
 
 def test_image_sizes_other_than_powers_of_two(name):
