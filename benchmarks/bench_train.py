@@ -8,7 +8,7 @@ matrix-multiply peak, measured in the same run (a large ``mm`` in the step's pre
 is the time to generate one batch of videos on the training device, as a share of a step.
 
     python -m benchmarks.bench_train [--models baseline lstm disentangled] [--device auto]
-        [--batch-size 32] [--frames 20] [--image-size 64] [--steps 6] [--amp] [--threads N]
+        [--batch-size 32] [--frames 20] [--image-size 64] [--width N] [--steps 6] [--amp] [--threads N]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     video_config = MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames)
     dataset = MovingMNIST("train", args.batch_size * 100, video_config, seed=0)
     batch = dataset.generate(range(args.batch_size))
-    model = build_model(name, image_size=args.image_size).to(device)
+    overrides = {"width": args.width} if args.width else {}
+    model = build_model(name, image_size=args.image_size, **overrides).to(device)
     config = TrainConfig(experiment_name="bench", model=name, batch_size=args.batch_size, amp=args.amp,
                          device=str(device))
     trainer = Trainer(model, make_optimizer(model, config), [batch], [], config, device)
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="videos per step (default: 32)")
     parser.add_argument("--frames", type=positive_int, default=20, help="frames per video (default: 20)")
     parser.add_argument("--image-size", type=positive_int, default=64, help="frame side (default: 64)")
+    parser.add_argument("--width", type=positive_int, default=None, help="base channels (default: the model's)")
     parser.add_argument("--steps", type=positive_int, default=6, help="timed steps; the median is reported")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast, as training's --amp")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = build_parser().parse_args(argv)
     rows = run(args)
-    print(f"Training step at model defaults, batch {args.batch_size}, {args.frames} frames of "
+    print(f"Training step at model defaults{f' but width {args.width}' if args.width else ''}, batch {args.batch_size}, "
+          f"{args.frames} frames of "
           f"{args.image_size}x{args.image_size}, device {resolve_device(args.device)}, "
           f"{torch.get_num_threads() if args.threads is None else args.threads} threads")
     print(format_table(rows))
