@@ -36,6 +36,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # Temporary files are created private (0600); give the result a plain file's permissions.
+        os.chmod(handle.name, 0o666 & ~_umask())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -59,6 +61,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     import torch  # here, so the data package can use this module without importing torch's saver
 
     return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(folder: Path) -> None:
