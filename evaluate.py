@@ -1,7 +1,7 @@
 """Evaluate one trained model from its checkpoint alone: metrics, figures and GIFs.
 
     python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt \\
-        --device mps --num_samples 5 --save_dir ./eval_results
+        --device auto --num_samples 5 --save_dir ./eval_results
 
 The model is rebuilt from the checkpoint (``training.checkpoint.load_model``), the test set from the
 checkpoint's data config (the same fixed test videos training never saw), and every output is named after
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             "The JSON has the sections reconstruction, cost, disentanglement, metadata and, with\n"
             "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
-            "--device mps --num_samples 5 --save_dir ./eval_results\n\n"
+            "--device auto --num_samples 5 --save_dir ./eval_results\n\n"
             "Exit status: 0 on success, 2 for a missing, corrupt or mismatched checkpoint or a bad option."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

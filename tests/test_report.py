@@ -10,6 +10,7 @@ import pytest
 import demo
 import summarize
 from evaluation import report as reports
+from training.checkpoint import load_checkpoint
 
 
 def document(model: str, name: str, mse: float, ssim: float, overall: float, preservation: float = 0.9,
@@ -142,8 +143,8 @@ TINY_DEMO = ["--minutes-per-model", "0", "--epochs", "1", "--train-size", "8", "
 @pytest.mark.slow
 def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
-    assert demo.main(argv + ["--train-args", "--model-option feature_dim=16 --latent-dim 8 --content-dim 8 "
-                             "--motion-dim 8 --lstm-hidden 16"]) == 0
+    assert demo.main(argv + ["--lstm-hidden", "16", "--train-args",
+                             "--model-option feature_dim=16 --latent-dim 8 --content-dim 8 --motion-dim 8"]) == 0
     results = tmp_path / "results"
     for name in ("report.md", "report.html", "tables/comparison_results.json", "tables/table_cost.tex",
                  "figures/training_curves.png", "figures/reconstructions.png", "figures/content_swap.gif",
@@ -153,7 +154,9 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert "The design document's hypotheses against the measurements" in markdown
     assert "Disentangled VAE" in markdown and "LSTM-VAE" in markdown
     for model in ("baseline", "lstm", "disentangled"):
-        assert (tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt").is_file()
+        checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt")
+        assert checkpoint["model_config"]["width"] == 8
+        assert checkpoint["model_config"].get("lstm_hidden", 16) == checkpoint["model_config"].get("prior_hidden", 16) == 16
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 3
