@@ -274,9 +274,10 @@ class VideoVAE(nn.Module):
 
     Hooks: ``latent_layout`` (names and shapes of the codes), ``_posteriors`` (encoder), ``_priors``
     (prior of each code given the sampled codes; ``None`` means N(0, I)), ``_decode_logits`` (decoder, a
-    function of the codes alone) and ``_sample_latents`` (draws from the prior). The content/motion verbs
-    use the implicit protocol of the module docstring unless a model overrides ``_factors`` and
-    ``_latents_from_factors``.
+    function of the codes alone), ``_sample_latents`` (draws from the prior), and for the content/motion
+    verbs ``content_dim``, ``motion_dim``, ``_factors`` and ``_latents_from_factors``
+    (:class:`~models.frame_latent_vae.FrameLatentVAE` implements them with the implicit protocol of the
+    module docstring).
 
     Args:
         **config_fields: Fields of the model's ``config_class``; the rest keep their defaults.
@@ -321,21 +322,21 @@ class VideoVAE(nn.Module):
 
     @property
     def content_dim(self) -> int:
-        """Size of the content code of ``split`` (implicit protocol: the latent size)."""
-        return self.config.latent_dim
+        """Size of the content code of ``split``."""
+        raise NotImplementedError
 
     @property
     def motion_dim(self) -> int:
-        """Size of the per-frame motion code of ``split`` (implicit protocol: the latent size)."""
-        return self.config.latent_dim
+        """Size of the per-frame motion code of ``split``."""
+        raise NotImplementedError
 
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        codes = latents["z"]  # (B, T, D)
-        content = codes.mean(dim=1)  # (B, D)
-        return content, codes - content[:, None]  # (B, D), (B, T, D)
+        """Content ``(B, Dc)`` and motion ``(B, T, Dm)`` codes of latent codes (the keys of ``latent_layout``)."""
+        raise NotImplementedError
 
     def _latents_from_factors(self, content: Tensor, motion: Tensor) -> dict[str, Tensor]:
-        return {"z": content[:, None] + motion}  # (B, T, D)
+        """The inverse of :meth:`_factors`."""
+        raise NotImplementedError
 
     # -- checks and helpers --------------------------------------------------------------------------
     def check_video(self, video: Tensor) -> None:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import DiagonalGaussian, VideoVAE, VideoVAEConfig, check_positive_int
-from models.decoders import FrameDecoder
-from models.encoders import FrameEncoder
+from models.base import DiagonalGaussian, VideoVAEConfig, check_positive_int
+from models.frame_latent_vae import FrameLatentVAE
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class BaselineVAEConfig(VideoVAEConfig):
         check_positive_int("latent_dim", self.latent_dim)
 
 
-class BaselineVAE(VideoVAE):
+class BaselineVAE(FrameLatentVAE):
     """A per-frame VAE: ``q(z_t | x_t)``, a standard normal prior per frame, ``p(x_t | z_t)``.
 
     Frames never see each other, so samples are independent frames (no coherent motion): the comparison
@@ -46,26 +45,14 @@ class BaselineVAE(VideoVAE):
 
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
-        cfg = self.config
-        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
-        self.posterior_head = nn.Linear(cfg.feature_dim, 2 * cfg.latent_dim)
-        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm)
-
-    @property
-    def latent_layout(self) -> dict[str, tuple]:
-        return {"z": ("B", "T", self.config.latent_dim)}
+        self.posterior_head = nn.Linear(self.config.feature_dim, 2 * self.config.latent_dim)
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
-        batch, frames, channels, height, width = video.shape
-        features = self.encoder(video.reshape(batch * frames, channels, height, width))  # (B * T, F)
-        parameters = self.posterior_head(features).view(batch, frames, -1)  # (B, T, 2D)
+        parameters = self.posterior_head(self._frame_features(video))  # (B, T, 2D)
         return {"z": DiagonalGaussian.from_parameters(parameters)}
 
     def _priors(self, latents: dict[str, Tensor]) -> dict[str, DiagonalGaussian | None]:
         return {"z": None}  # N(0, I) for every frame
-
-    def _decode_logits(self, latents: dict[str, Tensor]) -> Tensor:
-        return self.decoder.decode_sequence(latents["z"])  # (B, T, C, H, W)
 
     def _sample_latents(
         self, num_samples: int, num_frames: int, generator: torch.Generator | None

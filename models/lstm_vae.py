@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import DiagonalGaussian, RecurrentGaussianPrior, VideoVAE, VideoVAEConfig, check_positive_int
-from models.decoders import FrameDecoder
-from models.encoders import FrameEncoder
+from models.base import DiagonalGaussian, RecurrentGaussianPrior, VideoVAEConfig, check_positive_int
+from models.frame_latent_vae import FrameLatentVAE
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class LSTMVAEConfig(VideoVAEConfig):
             check_positive_int(name, getattr(self, name))
 
 
-class LSTMVAE(VideoVAE):
+class LSTMVAE(FrameLatentVAE):
     """Unified-latent sequential VAE: ``q(z_t | x)`` by a bidirectional LSTM, prior ``p(z_t | z_<t)``.
 
     The KL of frame t is ``KL(q(z_t | x) || p(z_t | z_<t))`` with z_<t the posterior samples. Content/motion
@@ -57,27 +56,16 @@ class LSTMVAE(VideoVAE):
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
         cfg = self.config
-        self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
         self.posterior_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.posterior_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.latent_dim)
         self.prior = RecurrentGaussianPrior(cfg.latent_dim, cfg.prior_hidden)
-        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm)
-
-    @property
-    def latent_layout(self) -> dict[str, tuple]:
-        return {"z": ("B", "T", self.config.latent_dim)}
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
-        batch, frames, channels, height, width = video.shape
-        features = self.encoder(video.reshape(batch * frames, channels, height, width))  # (B * T, F)
-        hidden, _ = self.posterior_lstm(features.view(batch, frames, -1))  # (B, T, 2H)
+        hidden, _ = self.posterior_lstm(self._frame_features(video))  # (B, T, 2H)
         return {"z": DiagonalGaussian.from_parameters(self.posterior_head(hidden))}  # (B, T, D)
 
     def _priors(self, latents: dict[str, Tensor]) -> dict[str, DiagonalGaussian | None]:
         return {"z": self.prior(latents["z"])}
-
-    def _decode_logits(self, latents: dict[str, Tensor]) -> Tensor:
-        return self.decoder.decode_sequence(latents["z"])  # (B, T, C, H, W)
 
     def _sample_latents(
         self, num_samples: int, num_frames: int, generator: torch.Generator | None
