@@ -32,12 +32,7 @@ from training.trainer import BEST, LAST, NonFiniteLossError, Trainer, make_optim
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_args(root: Path, model: str | None = "baseline", name: str = "run", *extra: str) -> list[str]:
