@@ -10,16 +10,13 @@ from evaluation.judges import (
     JudgeConfig,
     Judges,
     align_trajectories,
-    centre_heatmap,
     digit_accuracy,
-    extract_crops,
-    find_peaks,
     get_judges,
     judges_key,
     label_counts,
-    track_digits,
     trajectory_error,
 )
+from evaluation.tracking import centre_heatmap, extract_crops, find_peaks, track_digits
 
 TINY_VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_digits=2, num_frames=6)
 TINY_JUDGES = dict(
