@@ -36,6 +36,7 @@ also renders the ideal result of a content/motion swap (digits of one video alon
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -427,6 +428,15 @@ class VideoBatchSampler(Sampler[list[int]]):
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
 
+def _leave_signals_to_the_main_process(worker_id: int) -> None:
+    """Loader workers ignore SIGINT and SIGTERM: Ctrl-C (or a scheduler's SIGTERM to the process group)
+    reaches them too, and a worker killed by it would crash the main process's loader before the trainer
+    saves ``last.pt``. The main process handles the signal and shuts the workers down; a worker whose
+    parent dies exits on its own (PyTorch's worker watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def batch_loader(
     dataset: Dataset, sampler: VideoBatchSampler, num_workers: int = 0, pin_memory: bool = False
 ) -> DataLoader:
@@ -438,6 +448,7 @@ def batch_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        worker_init_fn=_leave_signals_to_the_main_process if num_workers > 0 else None,
     )
 
 

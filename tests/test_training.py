@@ -307,12 +307,16 @@ def test_an_unwritable_checkpoint_dir_is_an_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_saves_last_and_the_run_resumes(tmp_path, signum, code):
-    command = [sys.executable, "-m", "training.train", *tiny_args(tmp_path, "baseline", "run", "--epochs", "1000")]
+@pytest.mark.parametrize(("signum", "code", "workers"), [(signal.SIGINT, 130, 0), (signal.SIGTERM, 143, 0),
+                                                          (signal.SIGINT, 130, 2), (signal.SIGTERM, 143, 2)])
+def test_a_signal_saves_last_and_the_run_resumes(tmp_path, signum, code, workers):
+    """The signal goes to the whole process group, as Ctrl-C in a terminal (or a batch scheduler's SIGTERM)
+    does, so data-loading workers receive it too."""
+    command = [sys.executable, "-m", "training.train",
+               *tiny_args(tmp_path, "baseline", "run", "--epochs", "1000", "--num-workers", str(workers))]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     watchdog = threading.Timer(120, process.kill)
     watchdog.start()
     try:
@@ -320,7 +324,7 @@ def test_a_signal_saves_last_and_the_run_resumes(tmp_path, signum, code):
         for line in process.stdout:
             output.append(line)
             if "epoch 1/1000" in line:
-                process.send_signal(signum)
+                os.killpg(process.pid, signum)
                 break
         output.extend(process.stdout)
         process.wait()
