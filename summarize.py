@@ -3,15 +3,17 @@
     python summarize.py [RESULTS ...] [--out DIR]
 
 Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders searched for
-``*_metrics.json``; default ``eval_results``), groups the runs by model, and writes to ``--out`` (default:
-the first folder given):
+``*_metrics.json``; default ``eval_results``), groups the runs by model and settings, and writes to
+``--out`` (default: the first folder given):
 
 * ``comparison_results.json``: ``{"Baseline VAE": {"mse": ..., "psnr": ..., "ssim": ..., ...}, ...}``;
 * ``disentanglement_metrics.json``: the Disentangled VAE's metrics at the top level (the keys the design
   document's summary script reads) and every model's under ``by_model``;
 * ``table_reconstruction``, ``table_disentanglement``, ``table_swaps``, ``table_cost`` as ``.md`` and ``.tex``.
 
-Several runs of one model (e.g. seeds) are reported as mean ± sample standard deviation.
+Several runs of one model with the same settings (seeds) are reported as mean ± sample standard
+deviation. Runs of one model with different settings (an ablation, e.g. ``--model-option
+content_pooling=global``) become separate columns named by the settings in which they differ.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Turn saved evaluation results (``NAME_metrics.json`` from ``evaluate.py``) into tables and a report.
 
-Several runs of one model (different seeds) are aggregated as mean ± standard deviation (sample std,
-``ddof=1``; a single run shows its value alone). Every number comes from the JSON files: nothing here is
+Several runs of one model with the same settings (different seeds) are aggregated as mean ± standard
+deviation (sample std, ``ddof=1``; a single run shows its value alone); runs of one model with different
+settings (an ablation) are reported side by side, never averaged (``group_by_model``). Every number comes from the JSON files: nothing here is
 expected or hard-coded, and a value that is missing or not finite is shown as ``n/a`` or ``nan``.
 
 The design document's interface is kept: ``comparison_results.json`` maps a model's display name
@@ -170,14 +171,57 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(disable_numparse=True)
 
 
+# What makes two runs the same experiment (their seeds aside): the model's configuration, and these
+# fields of the data and training configurations. Runs that differ only in seed, name, device, worker
+# count or test-set size are repeats of one experiment and are averaged; any other difference makes them
+# variants, reported side by side.
+EXPERIMENT_FIELDS = {
+    "data_config": ("image_size", "digit_size", "num_digits", "num_frames", "min_speed", "max_speed",
+                    "train_size", "fresh_train"),
+    "train_config": ("epochs", "batch_size", "lr", "grad_clip", "scheduler", "kl_warmup_epochs", "max_minutes"),
+}
+
+
+def experiment_settings(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that define a run's experiment (``model_config`` and the ``EXPERIMENT_FIELDS``), flat."""
+    metadata = document.get("metadata", {})
+    settings = dict(metadata.get("model_config", {}))
+    for section, names in EXPERIMENT_FIELDS.items():
+        values = metadata.get(section, {})
+        settings.update({name: values[name] for name in names if name in values and name not in settings})
+    return settings
+
+
 def group_by_model(documents: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Documents by display name, in the registry's order (baseline, lstm, disentangled)."""
+    """Documents by experiment, in the registry's order (baseline, lstm, disentangled).
+
+    Runs of one model with the same ``experiment_settings`` (repeats with other seeds) share a group, named
+    by the model's display name ("Disentangled VAE"). Where one model was run with different settings (an
+    ablation), each variant is its own group, named by the settings in which the variants differ, e.g.
+    "Disentangled VAE (content_pooling=global, motion_blur=1)", so variants are never averaged together.
+    """
     order = list(DISPLAY_NAMES)
+    ordered = sorted(documents, key=lambda d: (order.index(d["model_name"]) if d["model_name"] in order
+                                               else len(order), str(d.get("experiment_name"))))
+    settings = [experiment_settings(document) for document in ordered]
+    varying: dict[str, list[str]] = {}
+    for model in {document["model_name"] for document in ordered}:
+        of_model = [setting for setting, document in zip(settings, ordered) if document["model_name"] == model]
+        names = sorted(set().union(*of_model))
+        varying[model] = [name for name in names
+                          if len({json.dumps(setting.get(name), sort_keys=True) for setting in of_model}) > 1]
     grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for document in sorted(documents, key=lambda d: (order.index(d["model_name"]) if d["model_name"] in order
-                                                     else len(order), str(d.get("experiment_name")))):
-        grouped.setdefault(display_name(document["model_name"]), []).append(document)
+    for setting, document in zip(settings, ordered):
+        label = display_name(document["model_name"])
+        differing = varying[document["model_name"]]
+        if differing:
+            label += " (" + ", ".join(f"{name}={_setting_text(setting.get(name))}" for name in differing) + ")"
+        grouped.setdefault(label, []).append(document)
     return grouped
+
+
+def _setting_text(value: Any) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
 
 
 def display_name(model_name: str) -> str:
@@ -273,8 +317,9 @@ def comparison_results(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> di
 
 
 def disentanglement_results(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
-    """The Disentangled VAE's disentanglement metrics at the top level (the design document's file) and
-    every model's under ``by_model``; means over runs, with ``KEY_std`` where there are several."""
+    """The Disentangled VAE's disentanglement metrics at the top level (the design document's file; the
+    first Disentangled VAE variant where there are several) and every group's under ``by_model``; means
+    over runs, with ``KEY_std`` where there are several."""
     by_model = {}
     for name, documents in grouped.items():
         keys = [key for key, value in documents[0].get("disentanglement", {}).items()
@@ -289,7 +334,8 @@ def disentanglement_results(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) 
         entry["notes"] = sorted({note for document in documents
                                  for note in document.get("disentanglement", {}).get("notes", [])})
         by_model[name] = entry
-    top = dict(by_model.get(DISPLAY_NAMES["disentangled"], {}))
+    disentangled = [name for name, documents in grouped.items() if documents[0]["model_name"] == "disentangled"]
+    top = dict(by_model[disentangled[0]]) if disentangled else {}
     return {**top, "by_model": by_model}
 
 

@@ -62,6 +62,56 @@ def test_tables_put_models_side_by_side_and_aggregate_seeds():
     assert frame.loc["MSE per frame (sum over pixels) ↓", "Baseline VAE"] == "nan"  # missing in the document
 
 
+def with_settings(item: dict, seed: int, **model_config) -> dict:
+    """A document with the metadata evaluate.py writes: the run's model, data and training configs."""
+    item["metadata"].update(
+        model_config={"width": 16, "content_pooling": "flatten", "motion_blur": 1, **model_config},
+        data_config={"num_frames": 10, "seed": seed, "test_size": 500},
+        train_config={"lr": 1e-3, "seed": seed, "device": "cpu", "experiment_name": item["experiment_name"]},
+    )
+    return item
+
+
+def test_variants_of_a_model_are_separate_columns_and_seeds_are_averaged(tmp_path):
+    documents = three_models() + [
+        document("disentangled", "dis_pool", mse=0.03, ssim=0.4, overall=0.2),
+        document("disentangled", "dis_pool_seed43", mse=0.05, ssim=0.4, overall=0.4),
+        document("disentangled", "dis_blur", mse=0.04, ssim=0.4, overall=0.3),
+    ]
+    seeds = {"dis_pool_seed43": 43}
+    variant = {"dis_pool": {"content_pooling": "global"}, "dis_pool_seed43": {"content_pooling": "global"},
+               "dis_blur": {"motion_blur": 5}}
+    for item in documents:
+        name = item["experiment_name"]
+        with_settings(item, seeds.get(name, 42), **variant.get(name, {}))
+    grouped = reports.group_by_model(documents)
+    plain, pooled, blurred = (
+        "Disentangled VAE (content_pooling=flatten, motion_blur=1)",
+        "Disentangled VAE (content_pooling=global, motion_blur=1)",
+        "Disentangled VAE (content_pooling=flatten, motion_blur=5)",
+    )
+    assert list(grouped) == ["Baseline VAE", "LSTM-VAE", blurred, pooled, plain]  # by run name
+    assert [item["experiment_name"] for item in grouped[pooled]] == ["dis_pool", "dis_pool_seed43"]
+    frame = reports.table(grouped, reports.RECONSTRUCTION_ROWS)
+    assert frame.loc["MSE per pixel ↓", pooled] == "0.040000 ± 0.014142"  # two seeds of one variant
+    assert frame.loc["MSE per pixel ↓", plain] == "0.021000"  # never averaged with the variants
+
+    reports.write_summary(documents, tmp_path)
+    disentanglement = json.loads((tmp_path / "disentanglement_metrics.json").read_text())
+    assert disentanglement["overall_disentanglement"] == pytest.approx(0.3)  # the first variant: dis_blur
+    assert set(disentanglement["by_model"]) == set(grouped)
+
+    # Another learning rate is another experiment too; another device or test-set size is not.
+    other_lr = with_settings(document("lstm", "lstm_lr", 0.01, 0.7, 0.3), 42)
+    other_lr["metadata"]["train_config"]["lr"] = 3e-4
+    other_device = with_settings(document("lstm", "lstm_gpu", 0.01, 0.7, 0.3), 42)
+    other_device["metadata"]["train_config"]["device"] = "cuda"
+    other_device["metadata"]["data_config"]["test_size"] = 1000
+    lstm = with_settings(document("lstm", "lstm_vae", 0.01, 0.7, 0.3), 42)
+    assert list(reports.group_by_model([lstm, other_device])) == ["LSTM-VAE"]
+    assert list(reports.group_by_model([lstm, other_lr])) == ["LSTM-VAE (lr=0.0003)", "LSTM-VAE (lr=0.001)"]
+
+
 def test_design_document_files_keep_their_keys(tmp_path):
     documents = three_models() + [document("disentangled", "disentangled_vae_seed43", 0.02, 0.5, 0.8)]
     written = reports.write_summary(documents, tmp_path)
