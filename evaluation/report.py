@@ -203,15 +203,15 @@ def group_by_model(documents: Sequence[Mapping[str, Any]]) -> dict[str, list[Map
     order = list(DISPLAY_NAMES)
     ordered = sorted(documents, key=lambda d: (order.index(d["model_name"]) if d["model_name"] in order
                                                else len(order), str(d.get("experiment_name"))))
-    settings = [experiment_settings(document) for document in ordered]
+    pairs = [(document, experiment_settings(document)) for document in ordered]
     varying: dict[str, list[str]] = {}
     for model in {document["model_name"] for document in ordered}:
-        of_model = [setting for setting, document in zip(settings, ordered) if document["model_name"] == model]
+        of_model = [setting for document, setting in pairs if document["model_name"] == model]
         names = sorted(set().union(*of_model))
         varying[model] = [name for name in names
                           if len({json.dumps(setting.get(name), sort_keys=True) for setting in of_model}) > 1]
     grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for setting, document in zip(settings, ordered):
+    for document, setting in pairs:
         label = display_name(document["model_name"])
         differing = varying[document["model_name"]]
         if differing:
