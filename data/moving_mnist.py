@@ -177,7 +177,6 @@ def render_digits(digit_images: torch.Tensor, trajectories: torch.Tensor, image_
             f"digit_images {tuple(digit_images.shape)} and trajectories {tuple(trajectories.shape)} "
             "disagree on the number of videos or digits"
         )
-    num_frames = trajectories.shape[1]
     device = digit_images.device
     if digit_images.dtype == torch.uint8:
         digit_images = digit_images.float() / 255.0
@@ -190,7 +189,40 @@ def render_digits(digit_images: torch.Tensor, trajectories: torch.Tensor, image_
     ):
         raise ValueError(f"trajectories leave the {image_size}x{image_size} canvas for {height}x{width} digits")
 
-    # Write into the flat canvas: one index per (video, frame, digit pixel); unique within a digit slot.
+    if device.type == "cpu":
+        return _render_windows(digit_images, corners, image_size)
+    return _render_flat(digit_images, corners, image_size)
+
+
+def _render_windows(digit_images: torch.Tensor, corners: torch.Tensor, image_size: int) -> torch.Tensor:
+    """``render_digits`` on the CPU: each digit is pasted through a strided view of every frame's
+    ``h x w`` windows, indexed by (video, frame, top, left), so no per-pixel index is built (about 2x
+    faster than ``_render_flat`` here). Not used on other devices, where writing through a view whose
+    windows overlap in memory is not guaranteed by every indexing kernel (e.g. deterministic CUDA)."""
+    batch, num_digits, height, width = digit_images.shape
+    num_frames = corners.shape[1]
+    canvas = torch.zeros(batch, num_frames, image_size, image_size)
+    frame_area = image_size * image_size
+    windows = canvas.as_strided(
+        (batch, num_frames, image_size - height + 1, image_size - width + 1, height, width),
+        (num_frames * frame_area, frame_area, image_size, 1, image_size, 1),
+    )
+    videos = torch.arange(batch).view(batch, 1)
+    frames = torch.arange(num_frames).view(1, num_frames)
+    for digit in range(num_digits):  # D is 1-3: a loop over digit slots, not over videos or frames
+        where = (videos, frames, corners[:, :, digit, 1], corners[:, :, digit, 0])
+        stamp = digit_images[:, digit].unsqueeze(1)  # (B, 1, h, w), broadcast over frames
+        # The canvas starts at 0 and stamps are >= 0, so the first slot needs no max.
+        windows[where] = stamp if digit == 0 else torch.maximum(windows[where], stamp)
+    return canvas.view(batch, num_frames, 1, image_size, image_size)
+
+
+def _render_flat(digit_images: torch.Tensor, corners: torch.Tensor, image_size: int) -> torch.Tensor:
+    """``render_digits`` with an explicit flat index per (video, frame, digit pixel): plain indexed
+    writes into a contiguous canvas, safe on every device."""
+    batch, num_digits, height, width = digit_images.shape
+    num_frames = corners.shape[1]
+    device = digit_images.device
     frame_area = image_size * image_size
     canvas = torch.zeros(batch * num_frames * frame_area, device=device)
     # int32 index arithmetic is cheaper; the final flat index is widened to int64 for indexing.
@@ -202,11 +234,10 @@ def render_digits(digit_images: torch.Tensor, trajectories: torch.Tensor, image_
         torch.arange(height, device=device, dtype=index_type).view(1, 1, height, 1) * image_size
         + torch.arange(width, device=device, dtype=index_type).view(1, 1, 1, width)
     )  # (1, 1, h, w)
-    for digit in range(num_digits):  # D is 1-3: a loop over digit slots, not over videos or frames
+    for digit in range(num_digits):
         corner = corners[:, :, digit, 1] * image_size + corners[:, :, digit, 0]  # (B, T)
         where = (frame_starts + corner.view(batch, num_frames, 1, 1) + pixel_offsets).reshape(-1).long()
         stamp = digit_images[:, digit].unsqueeze(1).expand(batch, num_frames, height, width).reshape(-1)
-        # The canvas starts at 0 and stamps are >= 0, so the first slot needs no max.
         canvas[where] = stamp if digit == 0 else torch.maximum(canvas[where], stamp)
     return canvas.view(batch, num_frames, 1, image_size, image_size)
 

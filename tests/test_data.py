@@ -113,12 +113,12 @@ def test_distributed_ranks_take_disjoint_shares():
 def naive_render(images, trajectory, image_size):
     """Reference: one video, one frame, one digit at a time, pasted at the rounded corner."""
     num_frames, num_digits = trajectory.shape[:2]
-    size = images.shape[-1]
+    height, width = images.shape[-2:]
     video = np.zeros((num_frames, image_size, image_size), dtype=np.float32)
     for t in range(num_frames):
         for d in range(num_digits):
             x, y = (int(math.floor(v + 0.5)) for v in trajectory[t, d])
-            patch = video[t, y : y + size, x : x + size]
+            patch = video[t, y : y + height, x : x + width]
             np.maximum(patch, images[d].astype(np.float32) / 255.0, out=patch)
     return video
 
@@ -141,6 +141,24 @@ def test_render_digits_swaps_content_and_motion():
     swapped = render_digits(images[[0]], batch["trajectory"][[1]], 32)  # digits of video 0, paths of 1
     expected = naive_render(images[0].numpy(), batch["trajectory"][1].numpy(), 32)
     np.testing.assert_allclose(swapped[0, :, 0].numpy(), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize(("num_digits", "height", "width", "image_size"), [(1, 5, 5, 12), (3, 7, 4, 16), (2, 9, 9, 9)])
+def test_both_renderers_match_the_naive_one(num_digits, height, width, image_size):
+    """The CPU renderer (strided windows) and the one used on other devices (flat indices) draw the same
+    pixels as pasting one digit at a time, also where digits overlap (corners drawn from a small range)."""
+    from data.moving_mnist import _render_flat, _render_windows
+
+    generator = torch.Generator().manual_seed(num_digits)
+    images = torch.randint(0, 256, (4, num_digits, height, width), dtype=torch.uint8, generator=generator)
+    limits = torch.tensor([image_size - width, image_size - height])
+    corners = (torch.rand(4, 6, num_digits, 2, generator=generator) * (limits + 1)).long().clamp(max=limits)
+    floats = images.float() / 255.0
+    windows, flat = _render_windows(floats, corners, image_size), _render_flat(floats, corners, image_size)
+    assert torch.equal(windows, flat) and torch.equal(render_digits(images, corners.float(), image_size), windows)
+    for video in range(4):
+        expected = naive_render(images[video].numpy(), corners[video].numpy(), image_size)
+        np.testing.assert_array_equal(windows[video, :, 0].numpy(), expected)
 
 
 def naive_bounce(start, velocity, num_frames, travel):
