@@ -36,7 +36,7 @@ from evaluation.judges import get_judges
 from evaluation.runs import checkpoint_data_config, load_runs, test_loader
 from models import MODELS
 from training import train
-from training.config import DataConfig
+from training.config import ConfigError, DataConfig, fresh_configs
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import bf16_supported, resolve_device
 from utils.visualization import plot_training_curves, save_frame_grid, save_video_gif
@@ -140,6 +140,20 @@ def train_argv(args: argparse.Namespace, model: str, seed: int, name: str, amp: 
     if args.retrain:
         argv.append("--overwrite")
     return argv + shlex.split(args.train_args)
+
+
+def check_training_options(args: argparse.Namespace) -> str | None:
+    """The first problem with the training options of any model (``None`` if there is none), found before
+    the judges or any model are trained, so a bad value costs seconds, not a training run."""
+    parser = train.build_parser()
+    for model in MODELS:
+        try:
+            fresh_configs(parser.parse_args(train_argv(args, model, 42, RUN_NAMES[model], amp=False)))
+        except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
+            return "the options above are not valid training options"
+        except (ConfigError, ValueError) as error:
+            return str(error)
+    return None
 
 
 def machine_description(device: torch.device) -> str:
@@ -274,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    problem = check_training_options(args)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
     out = Path(args.out)

@@ -210,3 +210,17 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 3
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--frames", "1"], "num_frames must be at least 2"),
+    (["--image-size", "20"], "image_size must be a multiple of 16"),
+    (["--train-args", "--kl-warmup-epochs -1"], "not valid training options"),
+])
+def test_demo_rejects_bad_training_options_before_any_work(tmp_path, capsys, options, message):
+    argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
+    assert demo.main(argv + options) == 2
+    error = capsys.readouterr().err
+    assert error.strip().splitlines()[-1].startswith("demo.py: error: ") and message in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
