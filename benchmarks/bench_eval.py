@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from benchmarks.common import format_table
+from benchmarks.common import checked_device, format_table
 from data import get_moving_mnist_dataloaders
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.judges import get_judges
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", type=device_name, default="auto", help="device (default: auto)")
     parser.add_argument("--no-judges", action="store_true", help="skip the judged metrics")
     args = parser.parse_args(argv)
+    checked_device(parser, args.device)
     rows = run(args)
     print(f"Metric suite on {args.videos} test videos (20 frames of 64x64), device {resolve_device(args.device)}, "
           f"{torch.get_num_threads()} threads")

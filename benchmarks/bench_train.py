@@ -18,10 +18,12 @@ import multiprocessing
 import resource
 import statistics
 import time
+from queue import Empty
+from typing import Any
 
 import torch
 
-from benchmarks.common import format_table, time_call
+from benchmarks.common import checked_device, format_table, time_call
 from models import MODELS
 from utils.cli import device_name, positive_int
 from utils.devices import resolve_device, synchronize
@@ -105,11 +107,24 @@ def run(args: argparse.Namespace) -> list[dict]:
         process = context.Process(target=_measure, args=(name, args, queue))
         started = time.perf_counter()
         process.start()
-        row = queue.get()
+        row = _result(queue, process, name)
         process.join()
         row["wall s"] = time.perf_counter() - started
         rows.append(row)
     return rows
+
+
+def _result(queue: Any, process: Any, name: str) -> dict:
+    """The row the measuring process sends; an error (not a hang) if it dies without sending one."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except Empty:
+            if not process.is_alive() and queue.empty():
+                raise RuntimeError(
+                    f"measuring {name} failed in its process (exit status {process.exitcode}); "
+                    "its traceback is printed above"
+                ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    checked_device(parser, args.device)
     rows = run(args)
     print(f"Training step at model defaults{f' but width {args.width}' if args.width else ''}, batch {args.batch_size}, "
           f"{args.frames} frames of "

@@ -1,12 +1,25 @@
-"""Small helpers shared by the benchmarks: timing and a Markdown table."""
+"""Small helpers shared by the benchmarks: the device check, timing and a Markdown table."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import pandas as pd
+import torch
+
+from utils.devices import resolve_device
+
+
+def checked_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """The device ``--device NAME`` means here, or the parser's one-line error (exit 2) when this machine
+    lacks it (e.g. ``--device cuda`` without a GPU), before anything is measured."""
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def time_call(function: Callable[[], object], repeats: int = 5, warmup: int = 1, sync: Callable | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks import bench_data, bench_eval, bench_train
+from benchmarks.common import checked_device
 from utils.cli import device_name
 
 BENCHMARKS = {"data": bench_data.main, "train": bench_train.main, "eval": bench_eval.main}
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", type=device_name, default="auto",
                         help="device of the training and evaluation benchmarks (default: auto)")
     args = parser.parse_args(argv)
+    checked_device(parser, args.device)
     for name, run in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue

@@ -1,0 +1,24 @@
+"""The benchmarks' own behaviour on bad input (their figures are measured by running them, not here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import bench_eval, bench_train, run_all
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("benchmark", [bench_train.main, bench_eval.main, run_all.main])
+def test_an_unavailable_device_is_one_line_and_exit_2(benchmark, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        benchmark(["--device", "cuda"])
+    assert exit_.value.code == 2
+    assert "CUDA is not available here" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_failing_measurement_process_is_an_error_not_a_hang():
+    # An image size the models refuse: the measuring process dies before it sends its row.
+    with pytest.raises(RuntimeError, match="measuring baseline failed in its process"):
+        bench_train.main(["--models", "baseline", "--image-size", "20", "--steps", "1", "--device", "cpu"])
