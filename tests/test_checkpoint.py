@@ -143,6 +143,17 @@ def test_missing_checkpoint_names_the_path(tmp_path):
         load_model(tmp_path / "nowhere.pt")
 
 
+def test_a_run_folder_instead_of_its_checkpoint_names_the_file_to_pass(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a folder, not a checkpoint file; pass the .pt file"):
+        load_model(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=f"pass {tmp_path / 'last.pt'}"):
+        load_model(tmp_path)
+    (tmp_path / "best_model.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=f"pass {tmp_path / 'best_model.pt'}"):
+        load_model(tmp_path)
+
+
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     save_tiny_checkpoint(tmp_path / "model.pt", "baseline")
     with pytest.raises(CheckpointError, match="'baseline' model, not the 'lstm'"):

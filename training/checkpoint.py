@@ -91,6 +91,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         CheckpointError: truncated or corrupt file, a pickle carrying code, or missing keys.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = [name for name in ("best_model.pt", "last.pt") if (path / name).is_file()]
+        hint = f"pass {path / inside[0]}" if inside else "pass the .pt file of a run"
+        raise FileNotFoundError(f"checkpoint {path} is a folder, not a checkpoint file; {hint}")
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} not found; train one with `python -m training.train --model ... --name NAME` "
