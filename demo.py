@@ -36,6 +36,7 @@ from evaluation.judges import get_judges
 from evaluation.runs import checkpoint_data_config, load_runs, test_loader
 from models import MODELS
 from training import train
+from training.checkpoint import BEST
 from training.config import ConfigError, DataConfig, fresh_configs
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import bf16_supported, resolve_device
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints: dict[str, Path] = {}
     for model, seed, name in runs:
         run_dir = Path(args.checkpoint_dir) / name
-        best = run_dir / "best_model.pt"
+        best = run_dir / BEST
         if best.exists() and not args.retrain:
             log(f"{name}: reusing {best} (pass --retrain to train it again)")
         else:

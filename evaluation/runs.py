@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data import get_moving_mnist_dataloaders
-from training.checkpoint import CheckpointError, load_model
+from training.checkpoint import BEST, CheckpointError, load_model
 from training.config import DataConfig, default_digit_size
 
 # Fields that size the splits but do not change which videos a split holds (video i is fixed by the seed).
@@ -97,7 +97,7 @@ def load_runs(
     models, checkpoints = {}, {}
     checkpoint_dir = Path(checkpoint_dir)
     for label, run in runs.items():
-        path = checkpoint_dir / run / "best_model.pt"
+        path = checkpoint_dir / run / BEST
         if not path.is_file():
             model_name = run.split("_")[0]  # the design document's runs are named MODEL_vae
             log(f"{label}: no checkpoint at {path}, skipped. Train it from the repository root with\n"

@@ -35,6 +35,10 @@ import torch
 from models import MODELS, VideoVAE, build_model
 from utils.atomic import atomic_torch_save  # noqa: F401 - part of the checkpoint API
 
+# The files of a run folder: the latest state (every epoch and on any stop) and the best by validation loss.
+LAST = "last.pt"
+BEST = "best_model.pt"
+
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "model_name", "model_config")
 
@@ -92,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     path = Path(path)
     if path.is_dir():
-        inside = [name for name in ("best_model.pt", "last.pt") if (path / name).is_file()]
+        inside = [name for name in (BEST, LAST) if (path / name).is_file()]
         hint = f"pass {path / inside[0]}" if inside else "pass the .pt file of a run"
         raise FileNotFoundError(f"checkpoint {path} is a folder, not a checkpoint file; {hint}")
     if not path.is_file():

@@ -42,7 +42,9 @@ from tqdm import tqdm
 
 from data import video_of
 from training.checkpoint import (
+    BEST,
     FORMAT_VERSION,
+    LAST,
     atomic_torch_save,
     library_versions,
     load_weights,
@@ -55,8 +57,6 @@ from utils.devices import bf16_supported
 
 logger = logging.getLogger(__name__)
 
-LAST = "last.pt"
-BEST = "best_model.pt"
 _TRAIN_NOISE, _VALIDATION_NOISE = 0, 1
 
 
