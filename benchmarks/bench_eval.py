@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", type=device_name, default="auto", help="device (default: auto)")
     parser.add_argument("--no-judges", action="store_true", help="skip the judged metrics")
     args = parser.parse_args(argv)
-    checked_device(parser, args.device)
+    device = checked_device(parser, args.device)
     rows = run(args)
-    print(f"Metric suite on {args.videos} test videos (20 frames of 64x64), device {resolve_device(args.device)}, "
+    print(f"Metric suite on {args.videos} test videos (20 frames of 64x64), device {device}, "
           f"{torch.get_num_threads()} threads")
     print(format_table(rows, columns=["model", "reconstruction s", "disentanglement s", "suite without judges s",
                                       "suite with judges s", "judges trained s"]))

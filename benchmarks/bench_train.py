@@ -145,11 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = build_parser()
     args = parser.parse_args(argv)
-    checked_device(parser, args.device)
+    device = checked_device(parser, args.device)
     rows = run(args)
     print(f"Training step at model defaults{f' but width {args.width}' if args.width else ''}, batch {args.batch_size}, "
           f"{args.frames} frames of "
-          f"{args.image_size}x{args.image_size}, device {resolve_device(args.device)}, "
+          f"{args.image_size}x{args.image_size}, device {device}, "
           f"{torch.get_num_threads() if args.threads is None else args.threads} threads")
     print(format_table(rows))
     mean_step = statistics.mean(row["ms/step"] for row in rows)
