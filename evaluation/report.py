@@ -2,8 +2,9 @@
 
 Several runs of one model with the same settings (different seeds) are aggregated as mean ± standard
 deviation (sample std, ``ddof=1``; a single run shows its value alone); runs of one model with different
-settings (an ablation) are reported side by side, never averaged (``group_by_model``). Every number comes from the JSON files: nothing here is
-expected or hard-coded, and a value that is missing or not finite is shown as ``n/a`` or ``nan``.
+settings (an ablation) are reported side by side, never averaged (``group_by_model``). Every number comes
+from the JSON files: nothing here is expected or hard-coded, and a value that is missing or not finite is
+shown as ``n/a`` or ``nan``.
 
 The design document's interface is kept: ``comparison_results.json`` maps a model's display name
 ("Baseline VAE", "LSTM-VAE", "Disentangled VAE") to its reconstruction metrics and cost, and
