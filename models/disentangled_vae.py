@@ -1,31 +1,34 @@
-"""Model 3, the Disentangled VAE: a content code per video and a motion code per frame.
+"""Model 3, the Disentangled VAE: a content code per video and a motion code per frame, one decoder.
 
-Architecture:
+Three architectures (``architecture=``), measured side by side in benchmarks/NOTES.md:
 
-- Content: a conv encoder over the frame average ``(B, C, H, W)`` gives ``q(c | x)`` of shape
-  ``(B, Dc)``, prior N(0, I). The average is the same for any order of the frames, so the content code is
-  invariant to shuffling time.
-- Motion: per-frame conv features of the frame differences ``x[t+1] - x[t]`` ``(B, T-1, C, H, W)``, a zero
-  feature prepended for frame 0 (it has no previous frame), then a bidirectional LSTM (one fused call) give
-  ``q(m_t | x)`` for t = 0..T-1, shape ``(B, T, Dm)``. Differences ignore anything constant over time, so
-  the motion code is invariant to adding one image to every frame; the bidirectional LSTM lets each m_t
-  integrate the differences around it into an absolute position.
-- ONE decoder generates frame t from ``concat(c, m_t)``, a function of the codes alone.
+- ``"slots"`` (default): the video is K objects on K paths. A parameter-free tracker
+  (:func:`models.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
+  re-association by appearance) finds each object's position in every frame. **Motion** is a code per
+  frame computed from those positions alone (their values and steps, an MLP and a bidirectional LSTM, plus a
+  fixed embedding of the positions), so it cannot see what the objects look like. **Content** is one code per
+  slot from glimpses: a window of ``glimpse_size`` pixels around the slot's position in every frame, a conv
+  encoder, averaged over time, so it does not see where the object is. The **decoder** draws each slot's
+  sprite from its content code once per video and pastes it, in every frame, at the position read from
+  the motion code (``pose_readout``), combining slots by ``max`` as the generator does (a spatial
+  transformer with translation only; DDPAE, Hsieh et al. 2018, has the same structure with a learned
+  tracker). The content code is ``(B, K * Dc/K)``: slot k's share is its k-th block.
+- ``"pooled"``: content from every frame's conv features averaged over time (DSVAE and C-DSVAE pool
+  per-frame features too): invariant to frame order; motion and decoder as ``"average"``.
+- ``"average"``: the design document's sketch. Content from a conv encoder over the frame average
+  ``(B, C, H, W)`` (invariant to frame order); motion from per-frame conv features of the frame
+  differences ``x[t+1] - x[t]`` (a zero feature for frame 0) and a bidirectional LSTM (invariant to adding
+  one image to every frame); one conv decoder generates frame t from ``concat(c, m_t)``.
 
-Design choice: motion is one code PER FRAME with the learned recurrent prior ``p(m_t | m_<t)`` (DSVAE's
-dynamic prior, Li & Mandt 2018), not one code per video. A per-frame code can follow any trajectory
-(bounces included) and lets ``sample`` produce any number of frames; a per-video code would have to be
-unrolled by a deterministic decoder recurrence.
+In every architecture motion is one code PER FRAME with the learned recurrent prior ``p(m_t | m_<t)``
+(DSVAE's dynamic prior, Li & Mandt 2018), and the content prior is N(0, I).
 
-Leakage paths, and the options that close them (OFF by default; the evaluation measures them):
-
-- The frame average still shows where the digits went (a smear along the trajectory), so the content code
-  can encode positions. ``content_pooling="global"`` averages the content encoder's conv features over
-  space before the content head, making the content code (approximately) translation-invariant.
-- Frame differences show digit shapes (the digit appears in them at both positions), so the motion code
-  can encode identity. ``motion_blur=k`` (odd k > 1) box-blurs the differences with a k x k kernel before
-  the motion encoder, keeping where mass moved but removing stroke detail; and a small ``motion_dim`` is a
-  narrow bottleneck that leaves little room for identity.
+Leakage paths of the conv-decoder architectures, and their options (off by default): the frame average
+still shows where the digits went, so the content code can encode positions (``content_pooling="global"``
+averages the content features over space); frame differences show digit shapes, so the motion code can
+encode identity (``motion_blur=k`` box-blurs the differences; a small ``motion_dim`` narrows the path). The
+``"slots"`` architecture closes both by construction: motion sees positions only, content sees windows that
+follow the objects.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from models.base import (
 )
 from models.decoders import FrameDecoder
 from models.encoders import POOLINGS, FrameEncoder
+from models.slots import glimpses, place_sprites, track_objects
+
+ARCHITECTURES = ("slots", "pooled", "average")
 
 
 @dataclass(frozen=True)
@@ -56,25 +62,36 @@ class DisentangledVAEConfig(VideoVAEConfig):
     its parameter count comparable to the other two models.
 
     Attributes:
-        content_dim: Size Dc of the content code.
+        architecture: ``"slots"`` (default: tracked objects, glimpse content, sprite decoder),
+            ``"pooled"`` (content from every frame's conv features averaged over time) or ``"average"``
+            (the design document's: content from the pixel average of the frames). See the module docstring.
+        content_dim: Size Dc of the content code (with ``"slots"``: split evenly among the slots).
         motion_dim: Size Dm of each frame's motion code.
         lstm_hidden: Hidden size of each direction of the motion LSTM.
         prior_hidden: Hidden size of the motion prior LSTM.
-        content_pooling: ``"flatten"`` (default) or ``"global"`` (translation-invariant content features).
-        motion_blur: Odd box-blur kernel size applied to the frame differences; 1 (default) is no blur.
+        slots: Objects K tracked by ``"slots"`` (the number of digits of the data).
+        glimpse_size: Side in pixels of the window around each object (``"slots"``); a multiple of 16.
+        content_pooling: ``"flatten"`` (default) or ``"global"`` (translation-invariant content features;
+            ``"pooled"`` and ``"average"``).
+        motion_blur: Odd box-blur kernel size applied to the frame differences; 1 (default) is no blur
+            (``"pooled"`` and ``"average"``).
     """
 
     feature_dim: int = 128
+    architecture: str = "slots"
     content_dim: int = 128
     motion_dim: int = 128
     lstm_hidden: int = 256
     prior_hidden: int = 256
+    slots: int = 2
+    glimpse_size: int = 32
     content_pooling: str = "flatten"
     motion_blur: int = 1
 
     def validate(self) -> None:
         super().validate()
-        for name in ("content_dim", "motion_dim", "lstm_hidden", "prior_hidden"):
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        for name in ("content_dim", "motion_dim", "lstm_hidden", "prior_hidden", "slots", "glimpse_size"):
             check_positive_int(name, getattr(self, name))
         check_choice("content_pooling", self.content_pooling, POOLINGS)
         check_positive_int("motion_blur", self.motion_blur)
@@ -82,14 +99,32 @@ class DisentangledVAEConfig(VideoVAEConfig):
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
             )
+        if self.architecture == "slots":
+            if self.glimpse_size % 16 or self.glimpse_size > self.image_size:
+                raise ValueError(
+                    f"glimpse_size must be a multiple of 16 no larger than image_size ({self.image_size}), "
+                    f"got {self.glimpse_size!r}"
+                )
+            if self.slots > 4:
+                raise ValueError(f"slots must be at most 4 (the tracker tries every order of them), got {self.slots}")
+            if self.content_dim % self.slots:
+                raise ValueError(
+                    f"content_dim ({self.content_dim}) must be a multiple of slots ({self.slots}) with "
+                    "architecture='slots': each slot gets an equal share of the content code"
+                )
+            if self.motion_dim < 2 * self.slots:
+                raise ValueError(
+                    f"motion_dim must be at least 2 * slots = {2 * self.slots} with architecture='slots' "
+                    f"(each slot's x and y), got {self.motion_dim}"
+                )
 
 
 class DisentangledVAE(VideoVAE):
-    """Content code from the frame average, per-frame motion codes from frame differences, one decoder.
+    """A content code per video, a motion code per frame, one decoder; three architectures (module docstring).
 
     The loss has two KL terms: ``kl_content`` to N(0, I) and ``kl_motion``, frame t's
     ``KL(q(m_t | x) || p(m_t | m_<t))`` with m_<t the posterior samples. ``split`` returns the two codes'
-    posterior means. See the module docstring for the design and the leakage options.
+    posterior means.
 
     Args:
         **config_fields: Fields of :class:`DisentangledVAEConfig`, e.g.
@@ -102,17 +137,45 @@ class DisentangledVAE(VideoVAE):
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
         cfg = self.config
+        slots = cfg.architecture == "slots"
+        # "slots": content per slot from glimpses; otherwise one content code from whole frames.
+        content_size = cfg.glimpse_size if slots else cfg.image_size
+        content_pooling = "flatten" if slots else cfg.content_pooling
         self.content_encoder = FrameEncoder(
-            cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, pooling=cfg.content_pooling, norm=cfg.norm
+            content_size, cfg.channels, cfg.width, cfg.feature_dim, pooling=content_pooling, norm=cfg.norm
         )
-        self.content_head = nn.Linear(cfg.feature_dim, 2 * cfg.content_dim)
-        self.motion_encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
+        slot_content = cfg.content_dim // cfg.slots if slots else cfg.content_dim
+        self.content_head = nn.Linear(cfg.feature_dim, 2 * slot_content)
+        if slots:
+            # Motion from the tracked positions and their steps: nothing of the pixels but where objects are.
+            track_dim = 2 * cfg.slots
+            self.motion_encoder = nn.Sequential(
+                nn.Linear(2 * track_dim, cfg.feature_dim), nn.LeakyReLU(0.2, inplace=True)
+            )
+            # Fixed embedding of the positions into the first 2K motion dimensions, and the decoder's
+            # readout of them: a model that learns nothing else already places its sprites where the
+            # objects are; the learned parts refine both.
+            self.motion_skip = nn.Linear(track_dim, cfg.motion_dim, bias=False)
+            self.pose_readout = nn.Linear(cfg.motion_dim, track_dim)
+            with torch.no_grad():
+                self.motion_skip.weight.copy_(torch.eye(cfg.motion_dim, track_dim))
+                self.pose_readout.weight.copy_(torch.eye(track_dim, cfg.motion_dim))
+                self.pose_readout.bias.zero_()
+            self.decoder = FrameDecoder(slot_content, cfg.glimpse_size, cfg.channels, cfg.width, norm=cfg.norm)
+        else:
+            self.motion_encoder = FrameEncoder(
+                cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm
+            )
+            self.decoder = FrameDecoder(
+                cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm
+            )
         self.motion_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.motion_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.motion_dim)
         self.motion_prior = RecurrentGaussianPrior(cfg.motion_dim, cfg.prior_hidden)
-        self.decoder = FrameDecoder(
-            cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm
-        )
+        if slots:
+            with torch.no_grad():  # start the posterior mean at the skip alone
+                self.motion_head.weight[: cfg.motion_dim].mul_(0.01)
+                self.motion_head.bias[: cfg.motion_dim].zero_()
 
     @property
     def latent_layout(self) -> dict[str, tuple]:
@@ -126,9 +189,20 @@ class DisentangledVAE(VideoVAE):
     def motion_dim(self) -> int:
         return self.config.motion_dim
 
+    def track(self, video: Tensor) -> Tensor:
+        """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (``"slots"`` only)."""
+        return track_objects(video, self.config.slots, self.config.glimpse_size)
+
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
+        architecture = self.config.architecture
+        if architecture == "slots":
+            return self._slot_posteriors(video)
         batch, frames, channels, height, width = video.shape
-        content_features = self.content_encoder(video.mean(dim=1))  # (B, F)
+        if architecture == "average":
+            content_features = self.content_encoder(video.mean(dim=1))  # (B, F)
+        else:  # "pooled": every frame's features, averaged over time
+            frame_features = self.content_encoder(video.reshape(batch * frames, channels, height, width))
+            content_features = frame_features.view(batch, frames, -1).mean(dim=1)  # (B, F)
         content = DiagonalGaussian.from_parameters(self.content_head(content_features))  # (B, Dc)
 
         frame_differences = video[:, 1:] - video[:, :-1]  # (B, T-1, C, H, W)
@@ -144,12 +218,38 @@ class DisentangledVAE(VideoVAE):
         motion = DiagonalGaussian.from_parameters(self.motion_head(hidden))  # (B, T, Dm)
         return {"content": content, "motion": motion}
 
+    def _slot_posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
+        cfg = self.config
+        batch, frames, channels = video.shape[:3]
+        positions = self.track(video)  # (B, T, K, 2)
+        window = cfg.glimpse_size
+        crops = glimpses(video, positions, window)  # (B, T, K, C, w, w)
+        features = self.content_encoder(crops.reshape(-1, channels, window, window))  # (B * T * K, F)
+        features = features.view(batch, frames, cfg.slots, -1).mean(dim=1)  # (B, K, F): order-free in time
+        content = DiagonalGaussian.from_parameters(self.content_head(features))  # (B, K, Dc / K)
+        content = DiagonalGaussian(content.mean.flatten(1), content.logvar.flatten(1))  # (B, Dc)
+
+        track = positions.flatten(2)  # (B, T, 2K)
+        steps = torch.cat([torch.zeros_like(track[:, :1]), track[:, 1:] - track[:, :-1]], dim=1)  # (B, T, 2K)
+        with torch.autocast(video.device.type, enabled=False):  # positions need fp32, not bf16
+            hidden, _ = self.motion_lstm(self.motion_encoder(torch.cat([track, steps], dim=-1).float()))
+            mean, logvar = self.motion_head(hidden).chunk(2, dim=-1)  # (B, T, Dm) each
+            motion = DiagonalGaussian(mean + self.motion_skip(track.float()), logvar)
+        return {"content": content, "motion": motion}
+
     def _priors(self, latents: dict[str, Tensor]) -> dict[str, DiagonalGaussian | None]:
         return {"content": None, "motion": self.motion_prior(latents["motion"])}
 
     def _decode_logits(self, latents: dict[str, Tensor]) -> Tensor:
         content, motion = latents["content"], latents["motion"]  # (B, Dc), (B, T, Dm)
         batch, frames, _ = motion.shape
+        cfg = self.config
+        if cfg.architecture == "slots":
+            sprites = self.decoder(content.reshape(batch * cfg.slots, -1))  # (B * K, C, w, w): once per video
+            sprites = sprites.view(batch, cfg.slots, *sprites.shape[1:])  # (B, K, C, w, w)
+            with torch.autocast(motion.device.type, enabled=False):  # sub-pixel placement needs fp32
+                positions = self.pose_readout(motion.float()).view(batch, frames, cfg.slots, 2)  # (B, T, K, 2)
+                return place_sprites(sprites.float(), positions, cfg.image_size)  # (B, T, C, H, W)
         codes = torch.cat([content[:, None].expand(batch, frames, -1), motion], dim=-1)  # (B, T, Dc + Dm)
         return self.decoder.decode_sequence(codes)  # (B, T, C, H, W)
 

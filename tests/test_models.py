@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models import MODELS, DiagonalGaussian, DisentangledVAE, VAEOutput, VideoVAE, build_model
+from models.disentangled_vae import ARCHITECTURES
 
 IMAGE_SIZE = 32
 FRAMES = 6
@@ -27,8 +28,17 @@ def tiny_fields(model_class: type[VideoVAE]) -> dict:
     return fields
 
 
+def registry_name(name: str) -> str:
+    """``"disentangled"`` of ``"disentangled:pooled"``."""
+    return name.partition(":")[0]
+
+
 def tiny_model(name: str, **overrides) -> VideoVAE:
+    """A tiny registered model; ``"disentangled:pooled"`` names one of the Disentangled VAE's architectures."""
     torch.manual_seed(0)
+    name, _, architecture = name.partition(":")
+    if architecture:
+        overrides = {"architecture": architecture, **overrides}
     return build_model(name, tiny_fields(MODELS[name]), **overrides)
 
 
@@ -48,7 +58,10 @@ def moving_squares(
     return video
 
 
-@pytest.fixture(params=list(MODELS))
+OTHER_ARCHITECTURES = [f"disentangled:{architecture}" for architecture in ARCHITECTURES[1:]]
+
+
+@pytest.fixture(params=list(MODELS) + OTHER_ARCHITECTURES)
 def name(request) -> str:
     return request.param
 
@@ -60,10 +73,10 @@ def video() -> torch.Tensor:
 
 def test_registry_names_and_config_round_trip(name):
     model = tiny_model(name)
-    assert MODELS[name].name == name
-    assert isinstance(model.config, MODELS[name].config_class)
-    assert MODELS[name].from_config(model.config).config == model.config
-    assert MODELS[name].from_config(dataclasses.asdict(model.config)).config == model.config
+    assert MODELS[registry_name(name)].name == registry_name(name)
+    assert isinstance(model.config, MODELS[registry_name(name)].config_class)
+    assert MODELS[registry_name(name)].from_config(model.config).config == model.config
+    assert MODELS[registry_name(name)].from_config(dataclasses.asdict(model.config)).config == model.config
 
 
 def test_forward_shapes_and_finite_loss(name, video):
@@ -147,7 +160,7 @@ def test_state_dict_round_trips_through_torch_save(name, video):
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
-    fresh = MODELS[name].from_config(model.config)
+    fresh = MODELS[registry_name(name)].from_config(model.config)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     model.eval()
     fresh.eval()
@@ -224,7 +237,7 @@ def test_wrong_video_shape_raises_a_clear_error(name, shape):
 
 
 def test_invalid_constructor_arguments_raise(name):
-    model_class = MODELS[name]
+    model_class = MODELS[registry_name(name)]
     invalid = {
         "image_size": [8, 40, 0],
         "width": [0, -1, 2.5],
@@ -248,10 +261,10 @@ def test_build_model_validates_names_and_keys(name):
     with pytest.raises(ValueError, match=re.escape(str(list(MODELS)))):
         build_model("transformer")
     with pytest.raises(ValueError, match="unknown .* keys \\['depth'\\]; valid keys"):
-        build_model(name, {"depth": 3})
+        build_model(registry_name(name), {"depth": 3})
     config = tiny_model(name).config
-    model = build_model(name, config, beta=1.0)
-    assert isinstance(model, MODELS[name])
+    model = build_model(registry_name(name), config, beta=1.0)
+    assert isinstance(model, MODELS[registry_name(name)])
     assert model.config == dataclasses.replace(config, beta=1.0)
 
 
@@ -260,7 +273,12 @@ def test_default_models_have_comparable_parameter_counts():
         name: sum(parameter.numel() for parameter in model_class().parameters() if parameter.requires_grad)
         for name, model_class in MODELS.items()
     }
+    for architecture in ARCHITECTURES[1:]:  # the conv-decoder architectures: within 30% of the others
+        counts[architecture] = sum(parameter.numel() for parameter in DisentangledVAE(architecture=architecture).parameters())
+    slots = counts.pop("disentangled")
     assert max(counts.values()) <= 1.3 * min(counts.values()), counts
+    # The slot architecture draws one sprite per object instead of every frame: fewer parameters, never more.
+    assert slots < min(counts.values()), (slots, counts)
 
 
 def test_design_document_constructor_calls():
@@ -272,8 +290,9 @@ def test_design_document_constructor_calls():
     assert (model.content_dim, model.motion_dim) == (128, 128)
 
 
-def test_disentangled_content_ignores_frame_order_and_motion_ignores_a_constant_image(video):
-    model = tiny_model("disentangled").eval()
+@pytest.mark.parametrize("architecture", ARCHITECTURES[1:])
+def test_disentangled_content_ignores_frame_order_and_motion_ignores_a_constant_image(architecture, video):
+    model = tiny_model("disentangled", architecture=architecture).eval()
     content, motion = model.split(video)
     shuffled = video[:, torch.randperm(FRAMES, generator=torch.Generator().manual_seed(0))]
     torch.testing.assert_close(model.split(shuffled)[0], content)
@@ -284,7 +303,7 @@ def test_disentangled_content_ignores_frame_order_and_motion_ignores_a_constant_
 
 @pytest.mark.parametrize("options", [{"content_pooling": "global"}, {"motion_blur": 5}])
 def test_disentangled_leakage_options(options, video):
-    model = tiny_model("disentangled", **options)
+    model = tiny_model("disentangled:average", **options)
     out = model(video)
     assert out.recon.shape == video.shape and torch.isfinite(out.loss)
     with pytest.raises(ValueError, match=next(iter(options))):
@@ -299,7 +318,7 @@ def test_without_normalisation_layers(name, video):
 
 
 def test_image_sizes_other_than_powers_of_two(name):
-    model = build_model(name, tiny_fields(MODELS[name]), image_size=48)
+    model = build_model(registry_name(name), tiny_fields(MODELS[registry_name(name)]), image_size=48)
     video = torch.rand(1, 3, 1, 48, 48)
     assert model.reconstruct(video).shape == video.shape
 
