@@ -2,13 +2,14 @@
 
     python demo.py [options]            # what `make demo` runs (`make demo ARGS="--seeds 3"`)
 
-On the embedded MNIST digits, it trains the Baseline VAE, the LSTM-VAE and the Disentangled VAE within a
-wall-clock budget per model (the defaults fit a 2-core CPU in about 20 minutes), evaluates each with
+On the embedded MNIST digits, it trains the Baseline VAE, the LSTM-VAE and the Disentangled VAE for a
+fixed number of optimizer steps each (``--steps-per-model``: the same models on any machine; the default
+fits a 2-core CPU in under 25 minutes), evaluates each with
 ``evaluate.py`` (reconstruction, disentanglement, judged swaps, figures, GIFs), and writes
 ``results/report.md`` and ``results/report.html`` with the tables, the design document's hypotheses
 against the measurements, and the figures. Longer runs pass options through, e.g. full runs on a GPU::
 
-    python demo.py --device cuda --epochs 100 --minutes-per-model 0 --train-size 10000 --width 32 --frames 20
+    python demo.py --device cuda --steps-per-model 0 --epochs 100 --train-size 10000 --width 32 --frames 20
 
 Runs are saved as ``checkpoints/baseline_vae`` etc. (``..._seed43`` for further seeds). A run folder that
 already holds ``best_model.pt`` is reused, not retrained (so a long run trained by hand is evaluated, and
@@ -18,6 +19,7 @@ re-running the demo only redoes the evaluation); ``--retrain`` starts those runs
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import datetime
 import os
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 import evaluate
 from data import render_digits
@@ -44,6 +47,7 @@ from utils.visualization import plot_training_curves, save_frame_grid, save_vide
 
 PROG = "demo.py"
 RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's checkpoints/NAME folders
+DEFAULT_STEPS = 512  # about 25 min for the whole demo on a 2-core AVX2 CPU (README, benchmarks/NOTES.md)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,16 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     budget = parser.add_argument_group("budget")
-    budget.add_argument("--minutes-per-model", type=number(0.0, inclusive=True), default=4.5, metavar="M",
-                        help="wall-clock training budget of each model in minutes; 0 means no budget "
-                        "(training runs all --epochs) (default: %(default)s)")
+    budget.add_argument("--steps-per-model", type=non_negative_int, default=DEFAULT_STEPS, metavar="N",
+                        help="optimizer steps of each model: the same training on any machine; a multiple of "
+                        "the steps per epoch (--train-size / --batch-size); 0 trains --epochs epochs instead "
+                        "(default: %(default)s)")
+    budget.add_argument("--minutes-per-model", type=number(0.0, inclusive=True), default=0.0, metavar="M",
+                        help="also stop each model after M minutes of training (then machines differ in "
+                        "steps); 0 means no wall-clock budget (default: %(default)s)")
     budget.add_argument("--epochs", type=positive_int, default=100, metavar="N",
-                        help="epochs per model, the limit when the budget is not reached first (default: 100)")
+                        help="epochs per model when --steps-per-model is 0 (default: 100)")
     budget.add_argument("--seeds", type=positive_int, default=1, metavar="N",
                         help="train and evaluate every model with N seeds (42, 43, ...) and report mean ± std "
                         "(default: 1)")
     shape = parser.add_argument_group("models and data (the defaults are the CPU-sized choice)")
-    shape.add_argument("--train-size", type=positive_int, default=1024, metavar="N",
+    shape.add_argument("--train-size", type=positive_int, default=2048, metavar="N",
                        help="fresh training videos per epoch (default: %(default)s)")
     shape.add_argument("--val-size", type=positive_int, default=256, metavar="N",
                        help="validation videos (default: %(default)s)")
@@ -126,7 +134,7 @@ def run_names(seeds: int) -> list[tuple[str, int, str]]:
 def train_argv(args: argparse.Namespace, model: str, seed: int, name: str, amp: bool) -> list[str]:
     argv = [
         "--model", model, "--name", name, "--checkpoint-dir", args.checkpoint_dir, "--device", args.device,
-        "--epochs", str(args.epochs), "--seed", str(seed), "--batch-size", str(args.batch_size),
+        "--epochs", str(epochs_per_model(args)), "--seed", str(seed), "--batch-size", str(args.batch_size),
         "--lr", str(args.lr), "--beta", str(args.beta), "--width", str(args.width),
         "--frames", str(args.frames), "--image-size", str(args.image_size),
         "--train-size", str(args.train_size), "--val-size", str(args.val_size), "--test-size", str(args.test_size),
@@ -143,9 +151,24 @@ def train_argv(args: argparse.Namespace, model: str, seed: int, name: str, amp: 
     return argv + shlex.split(args.train_args)
 
 
+def steps_per_epoch(args: argparse.Namespace) -> int:
+    """Optimizer steps in one epoch of one process (the training loader drops a last partial batch)."""
+    return max(1, args.train_size // args.batch_size)
+
+
+def epochs_per_model(args: argparse.Namespace) -> int:
+    """Epochs that make ``--steps-per-model`` steps exactly (``--epochs`` when it is 0)."""
+    return args.steps_per_model // steps_per_epoch(args) if args.steps_per_model else args.epochs
+
+
 def check_training_options(args: argparse.Namespace) -> str | None:
     """The first problem with the training options of any model (``None`` if there is none), found before
     the judges or any model are trained, so a bad value costs seconds, not a training run."""
+    per_epoch = steps_per_epoch(args)
+    if args.steps_per_model % per_epoch:
+        return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an epoch "
+                f"(--train-size {args.train_size} / --batch-size {args.batch_size}); try "
+                f"{max(1, round(args.steps_per_model / per_epoch)) * per_epoch}")
     parser = train.build_parser()
     for model in MODELS:
         try:
@@ -198,8 +221,35 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str, out: Path, dev
     ]
 
 
+def video_config(args: argparse.Namespace):
+    """How the demo's videos look (the judges are trained, and cached, per such config)."""
+    digit_size = round(args.image_size * 28 / 64)
+    return DataConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames).video_config()
+
+
+def budget_text(args: argparse.Namespace) -> str:
+    """The training budget of every model, in words."""
+    text = (f"{args.steps_per_model:,} optimizer steps each" if args.steps_per_model
+            else f"{args.epochs} epochs each")
+    if args.minutes_per_model > 0:
+        text += f" or {args.minutes_per_model:g} minutes, whichever came first"
+    return text
+
+
+def training_record(run_dir: Path) -> tuple[int, float]:
+    """``(optimizer steps, seconds of training)`` of a run, read from its ``metrics.csv`` (zeros without one)."""
+    try:
+        with open(run_dir / "metrics.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return 0, 0.0
+    if not rows:
+        return 0, 0.0
+    return int(float(rows[-1]["step"])), sum(float(row.get("seconds") or 0.0) for row in rows)
+
+
 def write_report(args: argparse.Namespace, documents: list[dict], out: Path, timings: dict[str, float],
-                 device: torch.device, amp: bool, judge_accuracy: dict) -> list[Path]:
+                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
     grouped = reports.group_by_model(documents)
     report = reports.Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
     total_minutes = sum(timings.values()) / 60
@@ -207,14 +257,16 @@ def write_report(args: argparse.Namespace, documents: list[dict], out: Path, tim
         f"Written by `python demo.py` on {datetime.date.today().isoformat()} on {machine_description(device)} "
         f"(device {device}{', bf16 autocast' if amp else ''}); the whole run took {total_minutes:.1f} minutes "
         f"({', '.join(f'{stage} {seconds / 60:.1f}' for stage, seconds in timings.items())} min). "
-        f"Every number below was measured in this run; the models were trained for at most "
-        f"{args.minutes_per_model:g} minutes each" + (" (no budget)" if args.minutes_per_model == 0 else "")
+        f"Every number below was measured in this run; the models were trained for {budget_text(args)}"
         + f", {args.frames} frames of {args.image_size}x{args.image_size}, width {args.width}, LSTM hidden "
         f"{args.lstm_hidden}, batch {args.batch_size}, lr {args.lr:g}, beta {args.beta:g}, {args.train_size} fresh "
         f"training videos per epoch, {args.seeds} seed(s). "
         "A CPU-sized budget trains far less than the design document's 100 epochs: read the numbers as a "
         "comparison at equal (small) compute, not as converged results."
     )
+    records = [(name, *training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
+    report.paragraph("Training of each run (from its `metrics.csv`): " + "; ".join(
+        f"`{name}` {steps:,} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
     report.heading("The design document's hypotheses against the measurements")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
@@ -304,14 +356,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_judges:
         started = time.monotonic()
         log("judges: loading from the cache, or training them once for this data configuration (about 2-3 min)")
-        digit_size = round(args.image_size * 28 / 64)
-        video_config = DataConfig(image_size=args.image_size, digit_size=digit_size,
-                                  num_frames=args.frames).video_config()
-        judge_accuracy = dict(get_judges(video_config, device, progress=sys.stderr.isatty()).accuracy)
+        judge_accuracy = dict(get_judges(video_config(args), device, progress=sys.stderr.isatty()).accuracy)
         timings["judges"] = time.monotonic() - started
 
     started = time.monotonic()
     checkpoints: dict[str, Path] = {}
+    # One bar over the whole demo: a stage per training run and per evaluation; the log lines say the same.
+    stages = tqdm(total=2 * len(runs), desc="demo", unit="stage", dynamic_ncols=True,
+                  disable=not sys.stderr.isatty(), bar_format="{l_bar}{bar}| {n}/{total} stages [{elapsed}<{remaining}]")
+    demo_started, done = time.monotonic(), [0]
+
+    def stage_done(what: str) -> None:
+        stages.update(1)  # a disabled bar (no terminal) counts nothing: keep our own count
+        done[0] += 1
+        elapsed = time.monotonic() - demo_started
+        left = elapsed / done[0] * (2 * len(runs) - done[0])
+        log(f"{what} ({done[0]}/{2 * len(runs)} stages, {elapsed / 60:.1f} min so far, about {left / 60:.1f} "
+            "min left)")
+
     for model, seed, name in runs:
         run_dir = Path(args.checkpoint_dir) / name
         best = run_dir / BEST
@@ -325,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return status or 1
         checkpoints[name] = best
+        stage_done(f"{name} trained")
     timings["training"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -340,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         if status != 0:
             print(f"{PROG}: error: evaluating {name} failed (exit status {status})", file=sys.stderr)
             return status
+        stage_done(f"{name} evaluated")
+    stages.close()
     timings["evaluation"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -350,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                          out / "figures" / "training_curves.png", title="Training curves")
     comparison_figures(first_seed, args.checkpoint_dir, out, device)
     written = write_report(args, documents, out, timings | {"report": time.monotonic() - started}, device, amp,
-                           judge_accuracy)
+                           judge_accuracy, list(checkpoints))
     for frame_name, rows in reports.TABLES.items():
         print(f"\n{frame_name}:\n{reports.markdown_table(reports.table(reports.group_by_model(documents), rows))}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")

@@ -185,7 +185,7 @@ def test_summarize_cli(tmp_path, capsys):
     assert "not readable JSON" in capsys.readouterr().err
 
 
-TINY_DEMO = ["--minutes-per-model", "0", "--epochs", "1", "--train-size", "8", "--val-size", "4", "--test-size",
+TINY_DEMO = ["--steps-per-model", "4", "--train-size", "8", "--val-size", "4", "--test-size",
              "8", "--frames", "4", "--image-size", "32", "--width", "8", "--batch-size", "4", "--num-samples", "2",
              "--no-judges", "--amp", "off", "--threads", "1"]
 
@@ -203,9 +203,12 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     markdown = (results / "report.md").read_text()
     assert "The design document's hypotheses against the measurements" in markdown
     assert "Disentangled VAE" in markdown and "LSTM-VAE" in markdown
+    assert "4 optimizer steps each" in markdown and "`disentangled_vae` 4 steps in" in markdown
     for model in ("baseline", "lstm", "disentangled"):
         checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt")
         assert checkpoint["model_config"]["width"] == 8
+        assert checkpoint["step"] == 4  # the step budget is exact: two epochs of 8 videos in batches of 4
+        assert demo.training_record(tmp_path / "checkpoints" / f"{model}_vae")[0] == 4
         assert checkpoint["model_config"].get("lstm_hidden", 16) == checkpoint["model_config"].get("prior_hidden", 16) == 16
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
@@ -216,6 +219,7 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     (["--frames", "1"], "num_frames must be at least 2"),
     (["--image-size", "20"], "image_size must be a multiple of 16"),
     (["--train-args", "--kl-warmup-epochs -1"], "not valid training options"),
+    (["--steps-per-model", "3"], "not a multiple of the 2 steps of an epoch"),
 ])
 def test_demo_rejects_bad_training_options_before_any_work(tmp_path, capsys, options, message):
     argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]

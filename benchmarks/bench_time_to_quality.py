@@ -1,0 +1,149 @@
+"""Time-to-quality: the judged numbers of each model against optimizer steps, and the steps to reach a level.
+
+Trains each model with the demo's settings (``demo.train_argv``: the same run a ``demo.py
+--steps-per-model STEPS`` would train, in the same run folder), in legs of ``--every`` steps: each leg is
+``python -m training.train ... --resume`` up to the next multiple, which continues the run exactly. After
+every leg the run's ``last.pt`` is scored on ``--videos`` test videos by the judges: digits read in the
+reconstruction (``recon_content_accuracy``), A's digits kept in a content swap (``content_preservation``),
+the swap following B's paths (``motion_correlation``), swap fidelity (SSIM) and the digit probe on the
+motion code. Prints one table of every checkpoint and one of the steps (and training minutes) at which each
+level is first reached, and writes ``time_to_quality.csv`` and ``time_to_quality.png`` into ``--out``.
+
+    python -m benchmarks.bench_time_to_quality [--models ...] [--steps 2560] [--every 256] [--videos 300]
+
+A run folder that already holds checkpoints is continued (``--resume``), so an interrupted benchmark picks
+up where it stopped; afterwards ``demo.py --steps-per-model STEPS --checkpoint-dir DIR`` reuses the runs
+and writes the full report of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import demo  # noqa: E402
+from benchmarks.common import checked_device, format_table  # noqa: E402
+from evaluation.disentanglement import compute_all_disentanglement_metrics  # noqa: E402
+from evaluation.judges import get_judges  # noqa: E402
+from evaluation.report import display_name  # noqa: E402
+from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
+from models import MODELS  # noqa: E402
+from training import train  # noqa: E402
+from training.checkpoint import LAST, load_model  # noqa: E402
+from utils.cli import positive_int  # noqa: E402
+from utils.devices import bf16_supported  # noqa: E402
+
+SCORES = {  # key of compute_all_disentanglement_metrics -> column
+    "recon_content_accuracy": "digits in recon",
+    "content_preservation": "content kept in swap",
+    "motion_correlation": "swap follows paths r",
+    "swap_fidelity_ssim": "swap SSIM",
+    "probe_content_from_motion": "digit probe on motion",
+}
+LEVELS = {"recon_content_accuracy": (0.5, 0.8, 0.9), "content_preservation": (0.5, 0.8, 0.9)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_time_to_quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="models to train and score (default: all)")
+    parser.add_argument("--steps", type=positive_int, default=2560, help="optimizer steps per model (default: 2560)")
+    parser.add_argument("--every", type=positive_int, default=256,
+                        help="score a checkpoint every N steps; a multiple of the steps per epoch (default: 256)")
+    parser.add_argument("--videos", type=positive_int, default=300, help="test videos scored (default: 300)")
+    parser.add_argument("--checkpoint-dir", default="checkpoints/long", help="parent of the run folders")
+    parser.add_argument("--out", default="results/time_to_quality", help="where the CSV and the figure go")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    return parser
+
+
+def score(path: Path, device: torch.device, videos: int, judges) -> dict[str, float]:
+    """The judged numbers of one checkpoint on its own data config's first ``videos`` test videos."""
+    model, checkpoint = load_model(path, device)
+    loader = test_loader(checkpoint_data_config(checkpoint, model, test_size=videos))
+    metrics = compute_all_disentanglement_metrics(model, loader, device, max_samples=videos, judges=judges)
+    return {key: float(metrics[key]) for key in SCORES}
+
+
+def first_reached(rows: list[dict], key: str, level: float) -> dict | None:
+    return next((row for row in rows if row[key] >= level), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    device = checked_device(parser, args.device)
+    demo_args = demo.build_parser().parse_args(["--steps-per-model", str(args.steps), "--checkpoint-dir",
+                                                args.checkpoint_dir, "--device", args.device])
+    per_epoch = demo.steps_per_epoch(demo_args)
+    if args.every % per_epoch or args.steps % args.every:
+        parser.error(f"--every must be a multiple of the {per_epoch} steps of an epoch and divide --steps")
+    amp = bf16_supported(device)
+    judges = get_judges(demo.video_config(demo_args), device, progress=False)
+    rows: list[dict] = []
+    for model in args.models:
+        name = demo.RUN_NAMES[model]
+        run_dir = Path(args.checkpoint_dir) / name
+        seconds = 0.0
+        for steps in range(args.every, args.steps + 1, args.every):
+            argv_leg = demo.train_argv(demo_args, model, 42, name, amp)
+            argv_leg[argv_leg.index("--epochs") + 1] = str(steps // per_epoch)
+            if (run_dir / LAST).exists():
+                argv_leg.append("--resume")
+            checkpoint = torch.load(run_dir / LAST, weights_only=True) if (run_dir / LAST).exists() else None
+            if checkpoint is None or checkpoint["step"] < steps:
+                status = train.main(argv_leg + ["--quiet"])
+                if status != 0:
+                    print(f"training {name} to {steps} steps failed (exit status {status})")
+                    return status
+            _, seconds = demo.training_record(run_dir)
+            row = {"model": model, "steps": steps, "train minutes": seconds / 60,
+                   **score(run_dir / LAST, device, args.videos, judges)}
+            rows.append(row)
+            print(" | ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                             for key, value in row.items()), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "time_to_quality.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(format_table([{**{k: v for k, v in row.items() if k not in SCORES}, **{SCORES[k]: row[k] for k in SCORES}}
+                        for row in rows]))
+    reached = []
+    for model in args.models:
+        model_rows = [row for row in rows if row["model"] == model]
+        for key, levels in LEVELS.items():
+            for level in levels:
+                row = first_reached(model_rows, key, level)
+                reached.append({"model": model, "judged number": SCORES[key], "level": level,
+                                "steps": row["steps"] if row else f"> {args.steps}",
+                                "train minutes": row["train minutes"] if row else float("nan")})
+    print()
+    print(format_table(reached))
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for axis, key in zip(axes, ("recon_content_accuracy", "content_preservation", "motion_correlation"), strict=True):
+        for model in args.models:
+            model_rows = [row for row in rows if row["model"] == model]
+            axis.plot([row["steps"] for row in model_rows], [row[key] for row in model_rows], marker="o",
+                      label=display_name(model))
+        axis.set(title=SCORES[key], xlabel="optimizer steps", ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(out / "time_to_quality.png", dpi=120)
+    figure.savefig(out / "time_to_quality.pdf")
+    print(f"\nwrote {out / 'time_to_quality.csv'} and {out / 'time_to_quality.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
