@@ -19,7 +19,6 @@ re-running the demo only redoes the evaluation); ``--retrain`` starts those runs
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import os
@@ -236,18 +235,6 @@ def budget_text(args: argparse.Namespace) -> str:
     return text
 
 
-def training_record(run_dir: Path) -> tuple[int, float]:
-    """``(optimizer steps, seconds of training)`` of a run, read from its ``metrics.csv`` (zeros without one)."""
-    try:
-        with open(run_dir / "metrics.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return 0, 0.0
-    if not rows:
-        return 0, 0.0
-    return int(float(rows[-1]["step"])), sum(float(row.get("seconds") or 0.0) for row in rows)
-
-
 def write_report(args: argparse.Namespace, documents: list[dict], out: Path, timings: dict[str, float],
                  device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
     grouped = reports.group_by_model(documents)
@@ -264,9 +251,9 @@ def write_report(args: argparse.Namespace, documents: list[dict], out: Path, tim
         "A CPU-sized budget trains far less than the design document's 100 epochs: read the numbers as a "
         "comparison at equal (small) compute, not as converged results."
     )
-    records = [(name, *training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
+    records = [(name, *reports.training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
     report.paragraph("Training of each run (from its `metrics.csv`): " + "; ".join(
-        f"`{name}` {steps:,} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
+        f"`{name}` {steps:,.0f} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
     report.heading("The design document's hypotheses against the measurements")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:

@@ -32,7 +32,7 @@ import demo  # noqa: E402
 from benchmarks.common import checked_device, format_table  # noqa: E402
 from evaluation.disentanglement import compute_all_disentanglement_metrics  # noqa: E402
 from evaluation.judges import get_judges  # noqa: E402
-from evaluation.report import display_name  # noqa: E402
+from evaluation.report import display_name, training_record  # noqa: E402
 from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from training import train  # noqa: E402
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 if status != 0:
                     print(f"training {name} to {steps} steps failed (exit status {status})")
                     return status
-            _, seconds = demo.training_record(run_dir)
+            _, seconds = training_record(run_dir)
             row = {"model": model, "steps": steps, "train minutes": seconds / 60,
                    **score(run_dir / LAST, device, args.videos, judges)}
             rows.append(row)

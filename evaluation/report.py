@@ -157,14 +157,19 @@ def training_summary(document: Mapping[str, Any]) -> dict[str, float]:
     summary = {"epochs": metadata.get("epoch", math.nan), "steps": metadata.get("step", math.nan),
                "minutes": math.nan}
     checkpoint = metadata.get("checkpoint")
-    csv_path = Path(checkpoint).parent / "metrics.csv" if checkpoint else None
-    if csv_path is not None and csv_path.is_file():
-        try:
-            seconds = pd.read_csv(csv_path)["seconds"]
-            summary["minutes"] = float(seconds.sum()) / 60
-        except (OSError, ValueError, KeyError, pd.errors.ParserError):
-            pass
+    if checkpoint:
+        summary["minutes"] = training_record(Path(checkpoint).parent)[1] / 60
     return {key: float(value) if isinstance(value, (int, float)) else math.nan for key, value in summary.items()}
+
+
+def training_record(run_dir: str | Path) -> tuple[float, float]:
+    """``(optimizer steps, seconds of training)`` of a run folder: its ``metrics.csv``'s last step and the sum
+    of the per-epoch ``seconds`` (NaN for both when the file is missing or unreadable)."""
+    try:
+        history = pd.read_csv(Path(run_dir) / "metrics.csv")
+        return float(history["step"].iloc[-1]), float(history["seconds"].sum())
+    except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return math.nan, math.nan
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

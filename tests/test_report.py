@@ -208,7 +208,7 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
         checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt")
         assert checkpoint["model_config"]["width"] == 8
         assert checkpoint["step"] == 4  # the step budget is exact: two epochs of 8 videos in batches of 4
-        assert demo.training_record(tmp_path / "checkpoints" / f"{model}_vae")[0] == 4
+        assert reports.training_record(tmp_path / "checkpoints" / f"{model}_vae")[0] == 4
         assert checkpoint["model_config"].get("lstm_hidden", 16) == checkpoint["model_config"].get("prior_hidden", 16) == 16
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
