@@ -92,14 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         name = demo.RUN_NAMES[model]
         run_dir = Path(args.checkpoint_dir) / name
-        seconds = 0.0
         for steps in range(args.every, args.steps + 1, args.every):
             argv_leg = demo.train_argv(demo_args, model, 42, name, amp)
             argv_leg[argv_leg.index("--epochs") + 1] = str(steps // per_epoch)
             if (run_dir / LAST).exists():
                 argv_leg.append("--resume")
-            checkpoint = torch.load(run_dir / LAST, weights_only=True) if (run_dir / LAST).exists() else None
-            if checkpoint is None or checkpoint["step"] < steps:
+            done_steps, _ = training_record(run_dir)  # NaN for a run not started
+            if not done_steps >= steps:
                 status = train.main(argv_leg + ["--quiet"])
                 if status != 0:
                     print(f"training {name} to {steps} steps failed (exit status {status})")
