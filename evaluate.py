@@ -39,7 +39,10 @@ from training.config import DataConfig
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, positive_int
 from utils.devices import resolve_device
+from utils.provenance import collect as provenance
 from utils.visualization import (
+    mp4_twin,
+    pdf_twin,
     save_frame_grid,
     save_interpolation_grid,
     save_swap_matrix,
@@ -57,6 +60,7 @@ OUTPUTS = (
     ("reconstructions.png", "test videos (truth) above their reconstructions, one frame per column"),
     ("samples.png", "random videos from the prior (seeded)"),
     ("interpolation.png", "latent interpolation between two test videos: content, then motion"),
+    ("interpolation.gif", "the interpolation, animated: content row above motion row"),
     ("content_swap.png", "swap matrix: content from the row, motion from the column"),
     ("motion_swap.png", "swaps frame by frame, both directions, for pairs of test videos"),
     ("reconstructions.gif", "animated truth (top row) and reconstructions (bottom row)"),
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Files written to SAVE_DIR (NAME = the checkpoint's experiment name):\n{outputs}\n"
+            "Each .png also as .pdf; each .gif also as .mp4 where imageio-ffmpeg is installed.\n"
             "The JSON has the sections reconstruction, cost, disentanglement, metadata and, with\n"
             "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
@@ -423,6 +428,8 @@ def metadata(setup: Setup, argv: list[str]) -> dict[str, Any]:
         "versions": versions,
         "checkpoint_versions": checkpoint.get("versions"),
         "judges": setup.judge_accuracy,
+        # commit (and dirty tree), the process's exact command line, package versions, CPU and GPU
+        "provenance": provenance(),
     }
 
 
@@ -513,8 +520,11 @@ def make_figures(setup: Setup) -> list[Path]:
             steps=args.interpolation_steps,
             factor="both",
             title=f"{name}: latent interpolation from test video 0 (A) to test video 1 (B)",
+            gif_path=out / f"{name}_interpolation.gif",
+            fps=args.fps,
         )
     )
+    written.append(out / f"{name}_interpolation.gif")
 
     swap_videos = videos[: max(min(args.num_samples, MAX_SWAP_VIDEOS), min(2, videos.shape[0]))]
     log(f"figures: {len(swap_videos)}x{len(swap_videos)} swap matrix")
@@ -556,7 +566,9 @@ def make_figures(setup: Setup) -> list[Path]:
         )
     )
     written.append(swaps_gif)
-    return written
+    # Each PNG has a PDF beside it, and each GIF an MP4 where imageio-ffmpeg is installed.
+    twins = [twin for path in written for twin in (pdf_twin(path), mp4_twin(path)) if twin is not None]
+    return written + twins
 
 
 # ----------------------------------------------------------------------------------------------------

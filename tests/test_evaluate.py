@@ -25,6 +25,7 @@ from evaluation.metrics import METRIC_KEYS as RECONSTRUCTION_KEYS
 from models import build_model
 from training.checkpoint import atomic_torch_save, library_versions
 from training.config import DataConfig
+from utils.visualization import mp4_twin
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 6
@@ -46,6 +47,13 @@ SUFFIXES = (
     "reconstructions.gif",
     "samples.gif",
     "swaps.gif",
+    "interpolation.gif",
+)
+# Every PNG figure has a PDF beside it; every GIF an MP4 where the optional imageio-ffmpeg is installed.
+TWINS = tuple(suffix.replace(".png", ".pdf") for suffix in SUFFIXES if suffix.endswith(".png")) + (
+    tuple(suffix.replace(".gif", ".mp4") for suffix in SUFFIXES if suffix.endswith(".gif"))
+    if mp4_twin("x.gif") is not None
+    else ()
 )
 COST_KEYS = ("trainable_parameters", "forward_time_ms", "generation_time_ms")
 METADATA_KEYS = (
@@ -159,7 +167,12 @@ def test_writes_every_file(evaluated):
         elif suffix.endswith(".gif"):
             gif = Image.open(path)
             assert gif.format == "GIF" and gif.n_frames == FRAMES
-    assert sorted(p.name for p in save_dir.iterdir()) == sorted(f"tiny_run_{s}" for s in SUFFIXES)
+    for suffix in TWINS:
+        path = save_dir / f"tiny_run_{suffix}"
+        assert str(path) in evaluated["out"]
+        if suffix.endswith(".pdf"):
+            assert path.read_bytes().startswith(b"%PDF"), path
+    assert sorted(p.name for p in save_dir.iterdir()) == sorted(f"tiny_run_{s}" for s in SUFFIXES + TWINS)
 
 
 def test_metrics_json_has_every_key(evaluated):
@@ -177,6 +190,21 @@ def test_metrics_json_has_every_key(evaluated):
     assert metrics["metadata"]["evaluation"]["judges"] is False
     assert {"torch", "numpy", "matplotlib", "pillow"} <= set(metrics["metadata"]["versions"])
     assert metrics["standard_test_file"]["skipped"]  # a 32x32 model cannot read 64x64 frames
+
+
+def test_metrics_json_records_provenance(evaluated):
+    provenance = read_metrics(evaluated["save_dir"] / "tiny_run_metrics.json")["metadata"]["provenance"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a clone; an exported tree has no commit to compare with
+        assert provenance["git"]["commit"] == head.stdout.strip()
+        assert isinstance(provenance["git"]["dirty"], bool)
+    assert provenance["command"]  # the process's own command line (pytest's, here)
+    assert provenance["python"] == sys.version.split()[0]
+    packages = provenance["packages"]
+    assert packages["torch"] == torch.__version__ and packages["numpy"] == np.__version__
+    assert {"mlxtend", "matplotlib", "pillow", "scikit-learn", "scikit-image", "imageio-ffmpeg"} <= set(packages)
+    assert provenance["cpu"]["model"] and set(provenance["cpu"]["flags"]) >= {"avx512_bf16", "amx_bf16"}
+    assert provenance["gpu"]["cuda"] == ([torch.cuda.get_device_name(0)] if torch.cuda.is_available() else [])
 
 
 def test_non_finite_values_are_written_not_dropped(evaluated):

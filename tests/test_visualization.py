@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from models import MODELS, build_model
+from utils import visualization
 from utils.visualization import (
     as_frames,
     interpolation_frames,
@@ -204,6 +205,39 @@ def test_training_curves_from_one_or_several_csvs(tmp_path):
     other.write_text(CSV.replace("500.0", "600.0"))
     overlaid = plot_training_curves({"a": run, "b": other}, tmp_path / "figs" / "both.pdf")
     assert overlaid.read_bytes().startswith(b"%PDF")
+
+
+def test_training_curves_for_a_paper(tmp_path, monkeypatch):
+    """Log axes in nats per video, the KL terms on one panel, no learning-rate panel, one legend, and a PDF."""
+    figures = []
+    save = visualization._save_figure
+    monkeypatch.setattr(visualization, "_save_figure", lambda figure, *a, **k: figures.append(figure) or save(figure, *a, **k))
+    run = tmp_path / "run" / "metrics.csv"
+    run.parent.mkdir()
+    run.write_text(CSV.replace("train_kl_content,", "train_kl_content,train_kl_motion,").replace(
+        "100.0,60.0,", "100.0,60.0,40.0,").replace("50.0,30.0,", "50.0,30.0,20.0,").replace("40.0,25.0,", "40.0,25.0,15.0,"))
+    path = plot_training_curves({"Disentangled VAE": run, "Baseline VAE": tmp_path / "run" / "metrics.csv"},
+                                tmp_path / "curves.png")
+    assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    axes = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["total loss", "reconstruction", "KL terms"]
+    assert {ax.get_yscale() for ax in axes} == {"log"} and {ax.get_ylabel() for ax in axes} == {"nats per video"}
+    assert all(ax.get_legend() is None for ax in axes) and len(figures[0].legends) == 1
+    labels = [text.get_text() for text in figures[0].legends[0].get_texts()]
+    assert labels == ["Disentangled VAE", "Baseline VAE", "train", "validation", "KL content", "KL motion"]
+    assert len(axes[2].get_lines()) == 2 * 2  # two runs, two terms (this CSV validates the total KL only)
+    assert axes[0].get_xlabel() == "optimizer step"
+
+
+def test_gifs_get_an_mp4_only_where_imageio_ffmpeg_is_installed(tmp_path, monkeypatch):
+    video = np.random.default_rng(0).random((FRAMES, 1, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    monkeypatch.setattr(visualization, "_imageio_ffmpeg", lambda: None)
+    save_video_gif(video, tmp_path / "a.gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif"]
+    monkeypatch.undo()
+    pytest.importorskip("imageio_ffmpeg")
+    save_video_gif([video, video], tmp_path / "b.gif", labels=["x", "y"])
+    assert (tmp_path / "b.mp4").stat().st_size > 0
 
 
 def test_training_curves_errors(tmp_path):

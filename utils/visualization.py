@@ -3,7 +3,8 @@
 Matplotlib (through ``Figure`` objects on the Agg canvas, never pyplot's global state, so it works with
 no display) and Pillow only. Every ``save_*`` / ``plot_*`` function writes one file (creating its
 folder) and returns its path; the format follows the suffix (``.png``, ``.pdf``, ``.svg``; ``.gif`` for
-animations).
+animations). A ``.png`` figure is also written as a ``.pdf`` beside it (vector text and axes for a paper),
+and a GIF as an ``.mp4`` beside it where the optional ``imageio-ffmpeg`` package is installed.
 
 Videos are grayscale, ``(T, 1, H, W)`` or ``(T, H, W)`` tensors or arrays with values in [0, 1]
 (NaN is drawn black, values outside [0, 1] are clipped). A figure of frames is one montage image, cells
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
@@ -232,10 +234,21 @@ def _montage_figure(panels: list[dict[str, Any]], title: str | None = None, dpi:
     return figure
 
 
-def _save_figure(figure: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
+def pdf_twin(path: str | os.PathLike) -> Path | None:
+    """The PDF written beside a PNG figure (``None`` for other formats)."""
+    path = Path(path)
+    return path.with_suffix(".pdf") if path.suffix.lower() == ".png" else None
+
+
+def _save_figure(figure: Figure, path: str | os.PathLike, dpi: int = DPI, tight: bool = True) -> Path:
+    """Write ``figure`` to ``path``, and a PNG also to its :func:`pdf_twin`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.05, facecolor="white")
+    options = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
+    figure.savefig(path, dpi=dpi, facecolor="white", **options)
+    twin = pdf_twin(path)
+    if twin is not None:
+        figure.savefig(twin, dpi=dpi, facecolor="white", **options)
     return path
 
 
@@ -313,7 +326,42 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _imageio_ffmpeg() -> Any:
+    """The optional ``imageio_ffmpeg`` module (it bundles an ffmpeg binary), or ``None``."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    return imageio_ffmpeg
+
+
+def mp4_twin(path: str | os.PathLike) -> Path | None:
+    """The MP4 written beside a GIF, or ``None`` where ``imageio-ffmpeg`` is not installed."""
+    path = Path(path)
+    return path.with_suffix(".mp4") if path.suffix.lower() == ".gif" and _imageio_ffmpeg() else None
+
+
+def _write_mp4(images: list[Image.Image], path: Path, fps: float) -> Path:
+    """H.264 video of grayscale frames, padded with black to even sides (yuv420p needs them)."""
+    ffmpeg = _imageio_ffmpeg()
+    width = max(image.width for image in images)
+    height = max(image.height for image in images)
+    width, height = width + width % 2, height + height % 2
+    writer = ffmpeg.write_frames(str(path), (width, height), pix_fmt_in="gray", fps=fps, macro_block_size=1,
+                                 ffmpeg_log_level="error")
+    writer.send(None)  # start the encoder
+    try:
+        for image in images:
+            canvas = Image.new("L", (width, height), color=0)
+            canvas.paste(image.convert("L"), (0, 0))
+            writer.send(np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8)))
+    finally:
+        writer.close()
+    return path
+
+
 def _write_gif(images: list[Image.Image], path: str | os.PathLike, fps: float) -> Path:
+    """An animated GIF (looping), and its :func:`mp4_twin` where ``imageio-ffmpeg`` is installed."""
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}")
     path = Path(path)
@@ -327,6 +375,9 @@ def _write_gif(images: list[Image.Image], path: str | os.PathLike, fps: float) -
         loop=0,
         optimize=False,
     )
+    twin = mp4_twin(path)
+    if twin is not None:
+        _write_mp4(images, twin, fps)
     return path
 
 
@@ -582,6 +633,8 @@ def save_interpolation_grid(
     every: int = 1,
     title: str | None = None,
     dpi: int = DPI,
+    gif_path: str | os.PathLike | None = None,
+    fps: float = 8,
 ) -> Path:
     """Latent interpolation from video A to video B: rows are steps (alpha), columns are frames.
 
@@ -599,6 +652,9 @@ def save_interpolation_grid(
         every: show every ``every``-th frame.
         title: figure title.
         dpi: resolution.
+        gif_path: also write the interpolation as an animated GIF to this path: one row per factor,
+            input A, the ``steps`` points and input B side by side, playing in time.
+        fps: frames per second of the GIF.
 
     Returns:
         ``path``.
@@ -607,10 +663,12 @@ def save_interpolation_grid(
     if any(name not in FACTORS for name in factors):
         raise ValueError(f"factor must be 'content', 'motion' or 'both', got {factor!r}")
     frames_a, frames_b = as_frames(video_a), as_frames(video_b)
-    panels = []
+    panels, animated = [], []
     for name in factors:
         path_frames = interpolation_frames(model, video_a, video_b, steps, name)
         rows = [frames_a, *(as_frames(frames) for frames in path_frames), frames_b]
+        alpha_labels = [f"{name} {alpha:.2f}" for alpha in np.linspace(0.0, 1.0, steps)]
+        animated += list(zip(["A", *alpha_labels, "B"], rows, strict=True))
         indices = _frame_indices(max(len(frames) for frames in rows), every, max_frames)
         cells = [[frames[t] if t < len(frames) else None for t in indices] for frames in rows]
         image, row_centres, col_centres = _montage(
@@ -628,6 +686,8 @@ def save_interpolation_grid(
                 "title": f"{name} interpolation A \u2192 B ({held} of A held)",
             }
         )
+    if gif_path is not None:
+        save_video_gif(animated, gif_path, fps=fps, columns=steps + 2)
     return _save_figure(_montage_figure(panels, title, dpi), path, dpi)
 
 
@@ -655,29 +715,21 @@ def _read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
     return {name: np.array([number(row.get(name)) for row in rows], dtype=np.float64) for name in names}
 
 
-def _metric_order(name: str) -> tuple[int, str]:
-    if name == "loss":
-        return 0, name
-    if name.startswith("recon"):
-        return 1, name
-    if name == "kl":
-        return 2, name
-    if name.startswith("kl"):
-        return 3, name
-    return 4, name
+LOSS_UNIT = "nats per video"  # the losses are summed over pixels and frames (BCE: nats), mean over videos
+_SPLITS = (("train_", "-", "train"), ("val_", "--", "validation"))
+_KL_MARKERS = {"kl_content": "o", "kl_motion": "s", "kl_z": "^", "kl": "D"}
+_PANEL_TITLES = {"loss": "total loss", "recon": "reconstruction", "recon_loss": "reconstruction"}
+_X_AXES = {"step": "optimizer step", "epoch": "epoch", "minutes": "training time (min, cumulative)"}
 
 
-_METRIC_TITLES = {
-    "loss": "total loss",
-    "recon": "reconstruction",
-    "recon_loss": "reconstruction",
-    "kl": "KL (sum of terms)",
-    "lr": "learning rate",
-}
-
-
-def _x_column(columns: Mapping[str, np.ndarray]) -> str | None:
-    return next((name for name in ("epoch", "step") if name in columns), None)
+def _x_values(columns: Mapping[str, np.ndarray], x: str, length: int) -> tuple[np.ndarray, str]:
+    """The x values of a run and their axis name: ``x`` if the CSV has it, else epoch, else row numbers."""
+    if x == "minutes" and "seconds" in columns:
+        return np.nancumsum(columns["seconds"]) / 60.0, x
+    for name in (x, "step", "epoch"):
+        if name in columns and name in _X_AXES:
+            return columns[name], name
+    return np.arange(1, length + 1, dtype=np.float64), "row"
 
 
 def plot_training_curves(
@@ -685,27 +737,37 @@ def plot_training_curves(
     out_path: str | os.PathLike,
     title: str | None = None,
     dpi: int = DPI,
+    unit: str = LOSS_UNIT,
+    x: str = "step",
 ) -> Path:
-    """Loss, reconstruction and KL terms per epoch, train (solid) and validation (dashed), one subplot each.
+    """Training curves for a paper: total loss, reconstruction, and every KL term on one panel.
 
-    Every ``train_X`` / ``val_X`` column pair of the CSV becomes a subplot ``X``; ``lr`` gets a last
-    subplot. Several runs are overlaid, one colour per run. The x axis is ``epoch`` (else ``step``, else
-    the row number); a y axis whose values are positive and span a factor of 10 or more is logarithmic.
-    Empty or non-numeric cells are gaps.
+    Read from the trainer's ``metrics.csv`` (``train_X`` / ``val_X`` columns, one row per epoch). The KL
+    panel holds every ``kl_*`` term (``kl_content`` and ``kl_motion`` of the Disentangled VAE, ``kl_z`` of
+    the others; the total ``kl`` for a run without terms), so it shows at a glance whether a code carries
+    information at all. Every y axis is logarithmic and in ``unit``. Colour is the run, line style the split
+    (train solid, validation dashed), marker the KL term; one legend explains them all. Other ``train_X``
+    columns get a panel each; the learning rate is not drawn (the CSV keeps it). Empty or non-numeric cells
+    are gaps.
 
     Args:
         csv_paths: ``{run name: metrics.csv}``, or one path (the run is named after its folder).
-        out_path: the image file to write.
+        out_path: the image file to write (a ``.png`` also gets a ``.pdf`` beside it).
         title: figure title.
         dpi: resolution.
+        unit: what the losses are measured in (the y label).
+        x: ``"step"`` (optimizer steps), ``"epoch"`` or ``"minutes"`` (cumulative training wall-clock
+            time); a CSV without that column falls back to step, epoch, then the row number.
 
     Returns:
         ``out_path``.
 
     Raises:
         FileNotFoundError: a CSV is missing.
-        ValueError: no CSV has any ``train_``/``val_`` column.
+        ValueError: no CSV has any ``train_``/``val_`` column, or ``x`` is not one of the three.
     """
+    if x not in _X_AXES:
+        raise ValueError(f"x must be one of {list(_X_AXES)}, got {x!r}")
     if not isinstance(csv_paths, Mapping):
         single = Path(csv_paths)
         csv_paths = {single.parent.name or single.stem: single}
@@ -713,71 +775,62 @@ def plot_training_curves(
     metrics: set[str] = set()
     for columns in runs.values():
         for column in columns:
-            for prefix in ("train_", "val_"):
+            for prefix, _, _ in _SPLITS:
                 if column.startswith(prefix):
                     metrics.add(column[len(prefix) :])
     if not metrics:
         raise ValueError(f"no train_*/val_* columns in {[str(path) for path in csv_paths.values()]}")
-    names = sorted(metrics, key=_metric_order)
-    with_lr = any("lr" in columns for columns in runs.values())
-    num_plots = len(names) + int(with_lr)
-    num_cols = min(3, num_plots)
-    num_rows = math.ceil(num_plots / num_cols)
-    figure = Figure(figsize=(4.2 * num_cols, 3.0 * num_rows), dpi=dpi, layout="constrained")
-    axes = figure.subplots(num_rows, num_cols, squeeze=False).ravel()
-    colours = [f"C{number % 10}" for number in range(len(runs))]
-    several = len(runs) > 1
+    kl_terms = sorted(metric for metric in metrics if metric.startswith("kl_"))
+    panels: list[tuple[str, list[str]]] = [(metric, [metric]) for metric in ("loss", "recon", "recon_loss")
+                                           if metric in metrics]
+    if kl_terms or "kl" in metrics:
+        panels.append(("KL terms" if kl_terms else "KL", kl_terms or ["kl"]))
+    shown = {metric for _, group in panels for metric in group} | {"kl"}
+    panels += [(metric.replace("_", " "), [metric]) for metric in sorted(metrics - shown)]
 
-    panels = [(metric, (("train_", "-", "train"), ("val_", "--", "val"))) for metric in names]
-    if with_lr:
-        panels.append(("lr", (("", "-", ""),)))
-    for ax, (metric, series) in zip(axes, panels, strict=False):
-        x_names = set()
-        finite_values = []
-        for colour, (run, columns) in zip(colours, runs.items(), strict=True):
-            x_name = _x_column(columns)
-            for prefix, style, split in series:
-                values = columns.get(prefix + metric)
-                if values is None or not len(values):
-                    continue
-                x = columns[x_name] if x_name else np.arange(len(values))
-                if several:
-                    label = f"{run} ({split})" if split else run
-                else:
-                    label = split
-                ax.plot(
-                    x,
-                    values,
-                    style,
-                    color=colour,
-                    label=label or None,
-                    marker="." if len(values) < 30 else None,
-                )
-                x_names.add(x_name or "row")
-                finite_values.append(values[np.isfinite(values)])
-        ax.set_title(_METRIC_TITLES.get(metric, metric.replace("_", " ")), fontsize=10)
-        ax.set_xlabel(" / ".join(sorted(x_names)))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        finite = np.concatenate(finite_values) if finite_values else np.empty(0)
-        # Losses and learning rates can span orders of magnitude; then a log axis keeps the tail readable.
-        if finite.size and (finite > 0).all() and finite.max() >= 10 * finite.min():
-            ax.set_yscale("log")
-        if ax.get_legend_handles_labels()[1]:
-            ax.legend(fontsize=7)
-    for ax in axes[num_plots:]:
-        ax.set_visible(False)
+    figure = Figure(figsize=(4.0 * len(panels) + 2.2, 3.4), dpi=dpi, layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    colours = {run: f"C{number % 10}" for number, run in enumerate(runs)}
+    x_names: set[str] = set()
+    used_terms: list[str] = []
+    for ax, (panel, group) in zip(axes, panels, strict=True):
+        for run, columns in runs.items():
+            for metric in group:
+                for prefix, style, _ in _SPLITS:
+                    values = columns.get(prefix + metric)
+                    if values is None or not np.isfinite(values).any():
+                        continue
+                    x_values, x_name = _x_values(columns, x, len(values))
+                    x_names.add(x_name)
+                    marker = _KL_MARKERS.get(metric, "o") if len(group) > 1 or metric.startswith("kl") else None
+                    if marker and metric not in used_terms:
+                        used_terms.append(metric)
+                    ax.plot(x_values, values, style, color=colours[run], marker=marker, markersize=4,
+                            markevery=max(1, len(values) // 10), linewidth=1.3)
+        ax.set_title(_PANEL_TITLES.get(panel, panel), fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_yscale("log")  # losses fall over orders of magnitude; KL terms differ by as much
+        ax.grid(alpha=0.3, which="both")
+        if x != "minutes":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes:
+        ax.set_xlabel(" / ".join(_X_AXES.get(name, "row of metrics.csv") for name in sorted(x_names)))
+
+    handles = [Line2D([], [], color=colour, linewidth=2, label=run) for run, colour in colours.items()]
+    handles += [Line2D([], [], color="0.3", linestyle=style, label=label) for _, style, label in _SPLITS]
+    handles += [Line2D([], [], color="0.3", linestyle="none", marker=_KL_MARKERS.get(term, "o"),
+                       label=term.replace("kl_", "KL ").replace("kl", "KL")) for term in used_terms]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     if title:
         figure.suptitle(title)
-    path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, facecolor="white")
-    return path
+    return _save_figure(figure, out_path, dpi, tight=False)
 
 
 __all__ = [
     "as_frames",
     "interpolation_frames",
+    "mp4_twin",
+    "pdf_twin",
     "plot_training_curves",
     "save_frame_grid",
     "save_interpolation_grid",
