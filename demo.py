@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import datetime
 import os
-import platform
 import shlex
 import sys
 import time
@@ -35,13 +34,15 @@ import evaluate
 from data import render_digits
 from evaluation import report as reports
 from evaluation.judges import get_judges
-from evaluation.runs import checkpoint_data_config, load_runs, test_loader
+from evaluation.runs import checkpoint_data_config, config_differences, load_runs, test_loader
 from models import MODELS
 from training import train
-from training.checkpoint import BEST
+from training.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training.config import ConfigError, DataConfig, fresh_configs
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import bf16_supported, resolve_device
+from utils.provenance import collect as provenance
+from utils.provenance import cpu_description, summary_lines
 from utils.visualization import plot_training_curves, save_frame_grid, save_video_gif
 
 PROG = "demo.py"
@@ -179,16 +180,41 @@ def check_training_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]], amp: bool) -> str | None:
+    """The problem with reusing the existing runs (``None`` if there is none): a run folder holding
+    ``best_model.pt`` is only reused if its stored configs are exactly what this demo would train now, and
+    its training finished (``last.pt`` reached its epochs, unless a wall-clock budget stopped it)."""
+    if args.retrain:
+        return None
+    parser = train.build_parser()
+    stale = []
+    for model, seed, name in runs:
+        run_dir = Path(args.checkpoint_dir) / name
+        if not (run_dir / BEST).exists():
+            continue
+        try:
+            checkpoint = load_checkpoint(run_dir / BEST)
+        except (CheckpointError, FileNotFoundError) as error:
+            return f"cannot reuse {run_dir / BEST}: {error}; pass --retrain to train it again"
+        _, model_config, train_config, data_config, _ = fresh_configs(
+            parser.parse_args(train_argv(args, model, seed, name, amp)))
+        differences = config_differences(checkpoint, model, model_config, train_config, data_config)
+        if not differences and (run_dir / LAST).exists():
+            last = load_checkpoint(run_dir / LAST)
+            stored = last.get("train_config") or {}
+            epochs = stored.get("epochs", train_config.epochs)
+            if stored.get("max_minutes") is None and last.get("epoch", epochs) < epochs:
+                differences.append(f"training stopped at epoch {last.get('epoch')} of {epochs}")
+        if differences:
+            stale.append(f"{name}: {', '.join(differences)}")
+    if not stale:
+        return None
+    return (f"runs in {args.checkpoint_dir} differ from what this demo would train ({'; '.join(stale)}); pass "
+            "--retrain to train them again, or another --checkpoint-dir to keep them")
+
+
 def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    text = f"{cpu_description()['model']}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
     if device.type == "cuda":
         text += f", GPU {torch.cuda.get_device_name(device)}"
     return text
@@ -226,34 +252,35 @@ def video_config(args: argparse.Namespace):
     return DataConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames).video_config()
 
 
-def budget_text(args: argparse.Namespace) -> str:
-    """The training budget of every model, in words."""
-    text = (f"{args.steps_per_model:,} optimizer steps each" if args.steps_per_model
-            else f"{args.epochs} epochs each")
-    if args.minutes_per_model > 0:
-        text += f" or {args.minutes_per_model:g} minutes, whichever came first"
-    return text
+def steps_text(records: list[tuple[str, float, float]]) -> str:
+    """The optimizer steps the runs trained for, from their ``metrics.csv`` (``(name, steps, seconds)``)."""
+    steps = sorted({steps for _, steps, _ in records if steps == steps})  # NaN: no metrics.csv
+    if not steps:
+        return "an unknown number of optimizer steps (no metrics.csv beside the checkpoints)"
+    if len(steps) == 1:
+        return f"{steps[0]:,.0f} optimizer steps each"
+    return f"{steps[0]:,.0f} to {steps[-1]:,.0f} optimizer steps"
 
 
 def write_report(args: argparse.Namespace, documents: list[dict], out: Path, timings: dict[str, float],
                  device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
     grouped = reports.group_by_model(documents)
+    records = [(name, *reports.training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
     report = reports.Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
     total_minutes = sum(timings.values()) / 60
     report.paragraph(
         f"Written by `python demo.py` on {datetime.date.today().isoformat()} on {machine_description(device)} "
         f"(device {device}{', bf16 autocast' if amp else ''}); the whole run took {total_minutes:.1f} minutes "
         f"({', '.join(f'{stage} {seconds / 60:.1f}' for stage, seconds in timings.items())} min). "
-        f"Every number below was measured in this run; the models were trained for {budget_text(args)}"
-        + f", {args.frames} frames of {args.image_size}x{args.image_size}, width {args.width}, LSTM hidden "
-        f"{args.lstm_hidden}, batch {args.batch_size}, lr {args.lr:g}, beta {args.beta:g}, {args.train_size} fresh "
-        f"training videos per epoch, {args.seeds} seed(s). "
+        f"Every number below was measured in this run, on the checkpoints listed; as stored in them, the "
+        f"models were trained for {steps_text(records)}: {reports.trained_settings(documents)}. "
         "A CPU-sized budget trains far less than the design document's 100 epochs: read the numbers as a "
         "comparison at equal (small) compute, not as converged results."
     )
-    records = [(name, *reports.training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
     report.paragraph("Training of each run (from its `metrics.csv`): " + "; ".join(
         f"`{name}` {steps:,.0f} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
+    report.paragraph("Provenance (also in every `eval/NAME_metrics.json`, under `metadata.provenance`):")
+    report.bullets(summary_lines(provenance()))
     report.heading("The design document's hypotheses against the measurements")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
@@ -313,7 +340,9 @@ def write_report(args: argparse.Namespace, documents: list[dict], out: Path, tim
                       if (evaluation_dir / f"{name}_{suffix}.gif").exists()])
     report.heading("Files")
     report.bullets([
-        "`eval/NAME_metrics.json`: every metric of every run (NaN kept), with the configs and versions",
+        "`eval/NAME_metrics.json`: every metric of every run (NaN kept), with the configs and the provenance",
+        "`figures/` and `eval/`: every figure as PNG and PDF; the animations as GIF (and MP4 where "
+        "imageio-ffmpeg is installed)",
         "`tables/`: `comparison_results.json`, `disentanglement_metrics.json` and each table as Markdown and LaTeX",
         "`checkpoints/NAME/`: `best_model.pt`, `last.pt`, `metrics.csv`, TensorBoard logs",
     ])
@@ -334,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
+    problem = check_reused_runs(args, run_names(args.seeds), amp)
+    if problem is not None:  # before the judges or any training: a stale run is never reported as new
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     timings: dict[str, float] = {}
     runs = run_names(args.seeds)
@@ -365,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.checkpoint_dir) / name
         best = run_dir / BEST
         if best.exists() and not args.retrain:
-            log(f"{name}: reusing {best} (pass --retrain to train it again)")
+            log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
         else:
             log(f"training {name} ({model}, seed {seed})")
             status = train.main(train_argv(args, model, seed, name, amp))
@@ -398,8 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     documents = reports.load_results([eval_dir / f"{name}_metrics.json" for name in checkpoints])
     reports.write_summary(documents, out / "tables")
     first_seed = {reports.display_name(model): name for model, seed, name in runs if seed == 42}
+    bce = all(document["metadata"].get("model_config", {}).get("recon_loss", "bce") == "bce" for document in documents)
     plot_training_curves({label: Path(args.checkpoint_dir) / name / "metrics.csv" for label, name in first_seed.items()},
-                         out / "figures" / "training_curves.png", title="Training curves")
+                         out / "figures" / "training_curves.png", title="Training curves",
+                         unit="nats per video" if bce else "loss per video")
     comparison_figures(first_seed, args.checkpoint_dir, out, device)
     written = write_report(args, documents, out, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints))

@@ -198,6 +198,46 @@ def experiment_settings(document: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
+# The settings a report states, as (config, field, template, number format): read from the evaluated
+# checkpoints' configs, never from the command that asked for them.
+TRAINED_SETTINGS = (
+    ("data_config", "num_frames", "{} frames", ""),
+    ("data_config", "image_size", "{} pixels a side", ""),
+    ("model_config", "width", "width {}", ""),
+    ("model_config", "lstm_hidden", "LSTM hidden {}", ""),
+    ("model_config", "prior_hidden", "prior LSTM hidden {}", ""),
+    ("model_config", "beta", "beta {}", "g"),
+    ("train_config", "epochs", "{} epochs", ""),
+    ("train_config", "max_minutes", "at most {} min per run", "g"),
+    ("train_config", "batch_size", "batch {}", ""),
+    ("train_config", "lr", "lr {}", "g"),
+    ("train_config", "amp", "bf16 autocast {}", ""),
+    ("data_config", "train_size", "{} training videos per epoch", ","),
+    ("data_config", "mnist_root", "MNIST files from {}", ""),
+    ("train_config", "seed", "seed {}", ""),
+)
+
+
+def trained_settings(documents: Sequence[Mapping[str, Any]]) -> str:
+    """The training settings of the evaluated runs, as stored in their checkpoints (``metadata``), in words.
+
+    A setting that differs between runs lists every value (``seed 42 / 43``); one that no run has (the
+    baseline has no LSTM) or that is unset (no wall-clock limit, the embedded digits) is left out.
+    """
+    parts = []
+    for section, name, template, number_format in TRAINED_SETTINGS:
+        values = []
+        for document in documents:
+            value = document.get("metadata", {}).get(section, {}).get(name)
+            if value is not None and value not in values:
+                values.append(value)
+        if values:
+            texts = [("on" if value else "off") if isinstance(value, bool) else format(value, number_format)
+                     for value in values]
+            parts.append(template.format(" / ".join(texts)))
+    return ", ".join(parts)
+
+
 def group_by_model(documents: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Documents by experiment, in the registry's order (baseline, lstm, disentangled).
 

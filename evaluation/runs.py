@@ -79,6 +79,44 @@ def test_videos_key(data_config: DataConfig) -> dict[str, Any]:
     return {key: value for key, value in dataclasses.asdict(data_config).items() if key not in _SIZE_FIELDS}
 
 
+# Settings that do not change what a run learns: its name, where and with how many workers it ran, and
+# how many test videos it keeps (an evaluation picks its own).
+_NOT_COMPARED = {"train_config": {"experiment_name", "device", "num_workers", "checkpoint_dir"},
+                 "data_config": {"test_size"}}
+
+
+def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_config: Any, train_config: Any,
+                       data_config: Any) -> list[str]:
+    """The settings in which a trained run differs from the configs a new run would be given.
+
+    Every field of the three config dataclasses is compared (but those in ``_NOT_COMPARED``); a field the
+    checkpoint lacks (written before the field existed) counts as its default, as :func:`load_model`
+    rebuilds it.
+
+    Args:
+        checkpoint: the run's loaded checkpoint (``model_name``, ``model_config``, ``train_config``,
+            ``data_config``).
+        model_name, model_config, train_config, data_config: what the new run would be.
+
+    Returns:
+        ``"FIELD RUN_VALUE (asked VALUE)"`` for each differing setting; empty when the run is the one asked for.
+    """
+    differences = []
+    if checkpoint.get("model_name") != model_name:
+        differences.append(f"model {checkpoint.get('model_name')} (asked {model_name})")
+    for section, wanted in (("model_config", model_config), ("train_config", train_config),
+                            ("data_config", data_config)):
+        stored = checkpoint.get(section) or {}
+        for field in dataclasses.fields(wanted):
+            if field.name in _NOT_COMPARED.get(section, ()):
+                continue
+            default = field.default if field.default is not dataclasses.MISSING else None
+            had, asked = stored.get(field.name, default), getattr(wanted, field.name)
+            if had != asked:
+                differences.append(f"{field.name} {had} (asked {asked})")
+    return list(dict.fromkeys(differences))  # the seed is in two configs: name it once
+
+
 def load_runs(
     runs: Mapping[str, str],
     checkpoint_dir: str | os.PathLike,

@@ -6,11 +6,13 @@ import json
 import math
 
 import pytest
+import torch
 
 import demo
 import summarize
 from evaluation import report as reports
-from training.checkpoint import load_checkpoint
+from training.checkpoint import atomic_torch_save, load_checkpoint
+from utils import provenance
 
 
 def document(model: str, name: str, mse: float, ssim: float, overall: float, preservation: float = 0.9,
@@ -192,18 +194,25 @@ TINY_DEMO = ["--steps-per-model", "4", "--train-size", "8", "--val-size", "4", "
 
 @pytest.mark.slow
 def test_demo_end_to_end_and_reuse(tmp_path, capsys):
-    argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
-    assert demo.main(argv + ["--lstm-hidden", "16", "--train-args",
-                             "--model-option feature_dim=16 --latent-dim 8 --content-dim 8 --motion-dim 8"]) == 0
+    argv = TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results"),
+                        "--lstm-hidden", "16", "--train-args",
+                        "--model-option feature_dim=16 --latent-dim 8 --content-dim 8 --motion-dim 8"]
+    assert demo.main(argv) == 0
     results = tmp_path / "results"
     for name in ("report.md", "report.html", "tables/comparison_results.json", "tables/table_cost.tex",
-                 "figures/training_curves.png", "figures/reconstructions.png", "figures/content_swap.gif",
-                 "eval/disentangled_vae_metrics.json", "eval/lstm_vae_swaps.gif"):
+                 "figures/training_curves.png", "figures/training_curves.pdf", "figures/reconstructions.png",
+                 "figures/reconstructions.pdf", "figures/content_swap.pdf", "figures/content_swap.gif",
+                 "eval/disentangled_vae_metrics.json", "eval/lstm_vae_swaps.gif",
+                 "eval/baseline_vae_interpolation.gif", "eval/baseline_vae_interpolation.pdf"):
         assert (results / name).is_file(), name
+    assert (results / "figures" / "training_curves.pdf").read_bytes().startswith(b"%PDF")
     markdown = (results / "report.md").read_text()
     assert "The design document's hypotheses against the measurements" in markdown
     assert "Disentangled VAE" in markdown and "LSTM-VAE" in markdown
     assert "4 optimizer steps each" in markdown and "`disentangled_vae` 4 steps in" in markdown
+    # the settings as stored in the checkpoints, and where the numbers came from
+    assert "4 frames, 32 pixels a side, width 8, LSTM hidden 16, prior LSTM hidden 16, beta 1, 2 epochs" in markdown
+    assert f"commit `{provenance.git_state()['commit']}`" in markdown and "torch " + torch.__version__ in markdown
     for model in ("baseline", "lstm", "disentangled"):
         checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt")
         assert checkpoint["model_config"]["width"] == 8
@@ -213,6 +222,38 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 3
+
+    # Asked for other settings than the runs were trained with: refused before any work, naming them.
+    report_time = (results / "report.md").stat().st_mtime_ns
+    assert demo.main(argv + ["--frames", "6", "--lr", "0.01"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("demo.py: error: ")
+    assert "baseline_vae: lr 0.001 (asked 0.01), num_frames 4 (asked 6)" in error and "--retrain" in error
+    assert (results / "report.md").stat().st_mtime_ns == report_time  # nothing was evaluated or written
+    assert demo.main(TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(results)]) == 2
+    assert "lstm_hidden 16 (asked 128)" in capsys.readouterr().err  # the demo's default LSTM size
+
+    # A run whose training stopped early (Ctrl-C) is not passed off as finished.
+    last = tmp_path / "checkpoints" / "lstm_vae" / "last.pt"
+    checkpoint = load_checkpoint(last)
+    atomic_torch_save({**checkpoint, "epoch": 1}, last)
+    assert demo.main(argv) == 2
+    assert "lstm_vae: training stopped at epoch 1 of 2" in capsys.readouterr().err
+
+
+def test_trained_settings_come_from_the_checkpoints_configs():
+    documents = three_models()
+    for number, document in enumerate(documents):
+        document["metadata"] |= {
+            "model_config": {"width": 16, "beta": 1.0, **({"lstm_hidden": 128} if number else {})},
+            "train_config": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "amp": True, "seed": 42 + number % 2,
+                             "max_minutes": None},
+            "data_config": {"num_frames": 10, "image_size": 64, "train_size": 2048, "mnist_root": None},
+        }
+    assert reports.trained_settings(documents) == (
+        "10 frames, 64 pixels a side, width 16, LSTM hidden 128, beta 1, 8 epochs, batch 32, lr 0.001, "
+        "bf16 autocast on, 2,048 training videos per epoch, seed 42 / 43"
+    )
 
 
 @pytest.mark.parametrize(("options", "message"), [
