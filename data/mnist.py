@@ -33,6 +33,8 @@ _EMBEDDED_SPLIT = {"train": 400, "val": 50, "test": 50}
 # For the official files, this share of each class of the training file becomes the validation pool.
 _OFFICIAL_VAL_FRACTION = 0.1
 _POOL_SEED = 20150301  # fixed: pools must not move when an experiment's seed changes
+# Videos draw their digits from a split's pool: an empty pool cannot make a single video.
+MIN_POOL_DIGITS = 1
 
 _IDX_NAMES = {
     "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
@@ -78,7 +80,8 @@ def load_digits(mnist_root: str | os.PathLike | None = None) -> DigitSet:
 
     Raises:
         FileNotFoundError: the folder or one of the four files is missing.
-        ValueError: a file is not a valid idx file, or images and labels disagree.
+        ValueError: a file is not a valid idx file, images and labels disagree, or the files hold too few
+            digits to give every split at least ``MIN_POOL_DIGITS``.
     """
     if mnist_root is None:
         return _embedded_digits()
@@ -169,6 +172,16 @@ def _official_digits(root: str) -> DigitSet:
         "val": np.sort(np.concatenate(val_pool)).astype(np.int64),
         "test": np.arange(offset, offset + len(test_images), dtype=np.int64),
     }
+    if min(map(len, pools.values())) < MIN_POOL_DIGITS:
+        sizes = ", ".join(f"{split} {len(pool)}" for split, pool in pools.items())
+        # round(0.1 * n) reaches 1 at n = 6: the smallest class that gives validation a digit.
+        raise ValueError(
+            f"MNIST files in {folder} hold too few digits for the train/val/test pools: {sizes} digits, from "
+            f"{len(train_images)} train and {len(test_images)} t10k images; each split needs at least "
+            f"{MIN_POOL_DIGITS} (validation takes {_OFFICIAL_VAL_FRACTION:.0%} of each class of the train "
+            "file, rounded, so that file needs at least 6 images of one class; test is the whole t10k file; "
+            "the official files hold 60,000 and 10,000)"
+        )
     return DigitSet(
         images=np.concatenate([train_images, test_images]),
         labels=np.concatenate([train_labels, test_labels]).astype(np.int64),

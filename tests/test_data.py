@@ -358,3 +358,30 @@ def test_render_rejects_trajectories_off_the_canvas():
         render_digits(images, torch.full((1, 3, 1, 2), 19.0), 32)
     with pytest.raises(ValueError, match=r"\(B, T, D, 2\)"):
         render_digits(images, torch.zeros(1, 3, 2), 32)
+
+
+@pytest.mark.parametrize(("num_train", "num_test", "sizes"), [(0, 0, "train 0, val 0, test 0"),
+                                                               (10, 10, "train 10, val 0, test 10")])
+def test_mnist_files_too_small_for_the_pools_are_one_clear_error(tmp_path, capsys, num_train, num_test, sizes):
+    """Valid headers but 0 or 10 images: the generator would fail with an IndexError on an empty pool."""
+    from training.train import main as train
+
+    write_fake_mnist(tmp_path / "small", compress=False, num_train=num_train, num_test=num_test)
+    with pytest.raises(ValueError, match=f"too few digits for the train/val/test pools: {sizes} digits") as caught:
+        load_digits(tmp_path / "small")
+    assert "each split needs at least 1" in str(caught.value) and "6 images of one class" in str(caught.value)
+    # The command line says the same in one line, exit status 2, before creating the run folder.
+    status = train(["--model", "baseline", "--name", "run", "--checkpoint-dir", str(tmp_path / "runs"),
+                    "--mnist-root", str(tmp_path / "small"), "--device", "cpu", "--image-size", "32"])
+    error = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in error and not (tmp_path / "runs").exists()
+    assert f"argument --mnist-root: MNIST files in {tmp_path / 'small'} hold too few digits" in error.splitlines()[-1]
+
+
+def test_the_smallest_mnist_files_that_fill_every_pool_make_videos(tmp_path):
+    write_fake_mnist(tmp_path / "six", compress=False, num_train=6, num_test=1)
+    write_idx(tmp_path / "six" / "train-labels-idx1-ubyte", np.zeros(6), _LABEL_MAGIC, False)  # one class
+    digits = load_digits(tmp_path / "six")
+    assert [len(digits.pool(split)) for split in ("train", "val", "test")] == [5, 1, 1]
+    loaders = get_moving_mnist_dataloaders(2, 2, 2, 2, mnist_root=str(tmp_path / "six"), **TINY)
+    assert all(torch.isfinite(next(iter(loader))["video"]).all() for loader in loaders)
