@@ -25,8 +25,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         The final path.
 
     Raises:
-        OSError: the folder cannot be written; the final path is then untouched and no temporary
-            file is left behind.
+        OSError: the folder cannot be written (a full disk too); the final path is then untouched and no
+            temporary file is left behind. Its ``filename`` is ``path`` when the failing call named none
+            (a write or fsync names no file).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         # Temporary files are created private (0600); give the result a plain file's permissions.
         os.chmod(handle.name, 0o666 & ~_umask())
         os.replace(handle.name, path)
+    except OSError as error:
+        Path(handle.name).unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
@@ -57,10 +63,36 @@ def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` atomically (checkpoints, cached judges)."""
+    """``torch.save`` atomically (checkpoints, cached judges).
+
+    Raises:
+        OSError: the file cannot be written (a full disk raises ``ENOSPC``, "No space left on device"),
+            not the zip writer's ``RuntimeError: ... unexpected pos`` that torch reports in its place.
+    """
     import torch  # here, so the data package can use this module without importing torch's saver
 
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
+    def write(handle: IO[bytes]) -> None:
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as error:
+            cause = _os_error_behind(error)
+            if cause is None:
+                raise
+            raise cause from None
+
+    return atomic_write(path, write)
+
+
+def _os_error_behind(error: BaseException) -> OSError | None:
+    """The ``OSError`` a wrapped error was raised while handling (torch's zip writer hides it so)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _umask() -> int:
