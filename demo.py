@@ -12,8 +12,10 @@ against the measurements, and the figures. Longer runs pass options through, e.g
     python demo.py --device cuda --steps-per-model 0 --epochs 100 --train-size 10000 --width 32 --frames 20
 
 Runs are saved as ``checkpoints/baseline_vae`` etc. (``..._seed43`` for further seeds). A run folder that
-already holds ``best_model.pt`` is reused, not retrained (so a long run trained by hand is evaluated, and
-re-running the demo only redoes the evaluation); ``--retrain`` starts those runs over.
+already holds ``best_model.pt`` is reused, not retrained, when the model, training and data configs stored
+in it are exactly those this command would train with and its training finished (so re-running the demo
+only redoes the evaluation); otherwise the demo stops with one line naming the differing settings.
+``--retrain`` starts those runs over; another ``--checkpoint-dir`` keeps them.
 """
 
 from __future__ import annotations
