@@ -41,13 +41,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     first = Path(args.results[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
+    if out.exists() and not out.is_dir():
+        print(f"{PROG}: error: --out {out} is a file, not a folder; pass a folder (it is created if missing)",
+              file=sys.stderr)
+        return 2
     grouped = reports.group_by_model(documents)
     for name, rows in reports.TABLES.items():
         print(f"{name.upper()}\n{reports.markdown_table(reports.table(grouped, rows))}\n")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
         print(f"EXPECTED (design document) VS MEASURED\n{reports.markdown_table(expected)}\n")
-    for path in reports.write_summary(documents, out):
+    try:
+        written = reports.write_summary(documents, out)
+    except OSError as error:  # a parent that is a file, no permission, a full disk
+        print(f"{PROG}: error: cannot write the summary into {out}: {error.strerror or error}"
+              f"{f' ({error.filename})' if error.filename else ''}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -187,6 +187,21 @@ def test_summarize_cli(tmp_path, capsys):
     assert "not readable JSON" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out", ["a_file", "a_file/below"])
+def test_summarize_out_on_a_file_is_one_line(tmp_path, capsys, out):
+    folder = tmp_path / "eval_results"
+    folder.mkdir()
+    for item in three_models():
+        (folder / f"{item['experiment_name']}_metrics.json").write_text(json.dumps(item))
+    (tmp_path / "a_file").write_text("keep me")
+    capsys.readouterr()
+    assert summarize.main([str(folder), "--out", str(tmp_path / out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error and str(tmp_path / "a_file") in error
+    assert ("is a file, not a folder" if out == "a_file" else "cannot write the summary") in error
+    assert (tmp_path / "a_file").read_text() == "keep me"
+
+
 TINY_DEMO = ["--steps-per-model", "4", "--train-size", "8", "--val-size", "4", "--test-size",
              "8", "--frames", "4", "--image-size", "32", "--width", "8", "--batch-size", "4", "--num-samples", "2",
              "--no-judges", "--amp", "off", "--threads", "1"]
