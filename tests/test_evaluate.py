@@ -320,6 +320,17 @@ def mismatched_weights(tmp_path: Path) -> Path:
     return path
 
 
+def non_finite_weights(tmp_path: Path) -> Path:
+    """A diverged run's weights: one NaN and one infinity (the loss would crash on them)."""
+    path = write_checkpoint(tmp_path / "diverged")
+    checkpoint = torch.load(path, weights_only=True)
+    first, second = [key for key, value in checkpoint["model_state_dict"].items() if value.is_floating_point()][:2]
+    checkpoint["model_state_dict"][first].view(-1)[0] = math.nan
+    checkpoint["model_state_dict"][second].view(-1)[-1] = math.inf
+    atomic_torch_save(checkpoint, path)
+    return path
+
+
 def mismatched_data(tmp_path: Path) -> Path:
     path = write_checkpoint(tmp_path / "data")
     checkpoint = torch.load(path, weights_only=True)
@@ -335,6 +346,7 @@ def mismatched_data(tmp_path: Path) -> Path:
         (corrupt_checkpoint, [], "corrupt"),
         (mismatched_weights, [], "do not fit"),
         (mismatched_data, [], "image_size"),
+        (non_finite_weights, [], "diverged/best_model.pt holds non-finite weights (2 of "),
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--num_samples", "0"], "positive integer"),
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--device", "tpu"], "unknown device"),
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--max-samples", "3"], "at least 5"),
@@ -345,6 +357,7 @@ def mismatched_data(tmp_path: Path) -> Path:
         "corrupt",
         "mismatched-weights",
         "mismatched-data",
+        "non-finite-weights",
         "num-samples",
         "device",
         "max-samples",

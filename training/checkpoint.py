@@ -194,6 +194,30 @@ def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], so
     model.load_state_dict(state_dict, strict=True)
 
 
+def non_finite_weights(state_dict: Mapping[str, Any]) -> str | None:
+    """Describe the NaN or infinite values of a weights dict, or None when every value is finite.
+
+    Returns:
+        E.g. ``"12 of 1,024 values are NaN or infinite, in 2 of 10 tensors: [encoder.weight, ...]"``.
+    """
+    if not isinstance(state_dict, Mapping):
+        return None  # not a weights dict at all: load_weights says so
+    bad, bad_values, total = [], 0, 0
+    for key, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            continue
+        total += tensor.numel()
+        count = int((~torch.isfinite(tensor)).sum())
+        if count:
+            bad.append(key)
+            bad_values += count
+    if not bad:
+        return None
+    floating = sum(isinstance(t, torch.Tensor) and t.is_floating_point() for t in state_dict.values())
+    return (f"{bad_values:,} of {total:,} values are NaN or infinite, in {len(bad)} of {floating} tensors: "
+            f"{_abbreviate(bad)}")
+
+
 def _abbreviate(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return f"[{shown}{f', ... ({len(items) - limit} more)' if len(items) > limit else ''}]"
