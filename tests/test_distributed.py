@@ -14,6 +14,7 @@ from data import video_of
 from training.checkpoint import load_checkpoint
 from training.config import DataConfig, TrainConfig
 from training.distributed import DistributedContext, from_environment, process_device
+from training.run_lock import RunLock
 from training.train import build_loaders, create_model
 from training.trainer import LAST, make_optimizer, train_noise_seed
 
@@ -93,3 +94,26 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
         torch.testing.assert_close(checkpoint["model_state_dict"][key], tensor, atol=1e-5, rtol=0, msg=key)
         moved = max(moved, (tensor - initial[key]).abs().max().item())
     assert moved > 1e-3  # the weights did move, far beyond the tolerance
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_busy_run_folder_stops_every_rank_in_one_line(tmp_path):
+    """Only rank 0 locks (only it writes); when the folder is busy every rank must stop, none may hang."""
+    run = tmp_path / "ddp"
+    run.mkdir()
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "training.train", "--model", "baseline", "--name", "ddp", "--checkpoint-dir", str(tmp_path),
+        "--device", "cpu", "--quiet", "--epochs", "1", "--batch-size", "4", "--train-size", "8",
+        "--val-size", "4", "--image-size", "32", "--frames", "4", "--width", "8", "--latent-dim", "8",
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with RunLock(run):  # this test process plays the live run
+        result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True,
+                                timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    refusals = [line for line in output.splitlines()
+                if f"{run} is in use by another training process (pid {os.getpid()} on " in line]
+    assert len(refusals) == 1, output  # rank 0's, once
+    assert not (run / LAST).exists() and not (run / "config.json").exists()

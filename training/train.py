@@ -5,16 +5,25 @@ Outputs go to ``CHECKPOINT_DIR/RUN/``: ``last.pt`` (every epoch, and on any earl
 ``tensorboard/``. ``--resume`` continues ``last.pt`` exactly; see ``--help`` for every option and
 :mod:`training.trainer` for the loop's guarantees.
 
+One process at a time per run folder: the process holds an advisory lock on it (:mod:`training.run_lock`)
+from before it reads the folder until it exits, and a second process is refused in one line naming the
+first. Under torchrun only rank 0 locks (only it writes), before it writes anything, and it then checks
+that the files the ranks planned from have not changed.
+
 Exit codes: 0 done (or the ``--max-minutes`` budget reached, with ``last.pt`` written), 1 non-finite
-loss, 2 invalid options or an unusable run folder or checkpoint, 130 SIGINT and 143 SIGTERM (both after
-writing ``last.pt``).
+loss, validation loss or weights (never saved), 2 invalid options, a run folder in use by another process,
+or an unusable run folder or checkpoint, 3 an output could not be written (e.g. "No space left on
+device"; the checkpoints keep the last state written), 130 SIGINT and 143 SIGTERM (both after writing
+``last.pt``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -30,8 +39,9 @@ from data import get_moving_mnist_dataloaders, load_digits, video_of
 from models import MODELS, build_model
 from models.base import RECON_LOSSES
 from training import distributed
-from training.checkpoint import CheckpointError, library_versions, load_checkpoint
+from training.checkpoint import CheckpointError, library_versions, load_checkpoint, non_finite_weights
 from training.config import (
+    RESUMABLE,
     SCHEDULERS,
     ConfigError,
     DataConfig,
@@ -42,6 +52,7 @@ from training.config import (
     models_with_field,
     resumed_configs,
 )
+from training.run_lock import RunFolderBusy, RunLock
 from training.trainer import BEST, LAST, NonFiniteLossError, Trainer, make_optimizer, make_scheduler
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, number, positive_int
@@ -51,7 +62,7 @@ logger = logging.getLogger("training")
 
 PROG = "python -m training.train"
 OUTPUTS = (LAST, BEST, "config.json", "metrics.csv", "train.log", "tensorboard")
-EXIT_NON_FINITE, EXIT_USAGE = 1, 2
+EXIT_NON_FINITE, EXIT_USAGE, EXIT_WRITE = 1, 2, 3
 IMAGE_VIDEOS, IMAGE_FRAMES = 4, 10  # reconstructions shown in TensorBoard each epoch
 
 # ----------------------------------------------------------------------------------------------------
@@ -82,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "takes --max-minutes, --device, --num-workers and --checkpoint-dir from its own command line. "
         "Several devices: torchrun --nproc_per_node=N -m training.train ... (DDP; NCCL on GPUs, gloo on "
         "CPUs): --batch-size is per process, each process trains on a disjoint share of every epoch, "
-        "validation is split across processes and summed, only rank 0 writes. Exit codes: 0 done or "
-        "budget reached, 1 non-finite loss, 2 invalid option, run folder or checkpoint, 130 SIGINT, "
-        "143 SIGTERM.",
+        "validation is split across processes and summed, only rank 0 writes. One process per run "
+        "folder: a second one is refused (an advisory lock, released when its holder exits or dies). Exit "
+        "codes: 0 done or budget reached, 1 non-finite loss or weights (never saved), 2 invalid option, run "
+        "folder in use, or unusable run folder or checkpoint, 3 an output could not be written (e.g. disk "
+        "full; the checkpoints keep the last state written), 130 SIGINT, 143 SIGTERM.",
     )
     run = parser.add_argument_group("run")
     run.add_argument("--model", choices=list(MODELS), default=None,
@@ -202,6 +215,40 @@ class RunPlan:
     quiet: bool
     checkpoint: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    checkpoint_identity: tuple[int, int, int] | None = None  # last.pt as read, to see it change
+    best_on_disk: float = math.inf  # best_metric of a best_model.pt newer than last.pt
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """``CHECKPOINT_DIR/NAME``.
+
+    Raises:
+        ConfigError: ``--name`` is not a plain folder name.
+    """
+    name = args.name
+    if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"argument --name: must be a plain folder name, got {name!r}", usage=True)
+    return Path(args.checkpoint_dir) / name
+
+
+def lock_existing_run_folder(run_dir: Path) -> RunLock | None:
+    """Lock a run folder that exists already, before anything reads it (a new one is locked once created).
+
+    Returns:
+        The held lock, or None when there is no folder yet or no lock file can be made in it (a read-only
+        folder: :func:`prepare_run_dir` then reports that it cannot be written).
+
+    Raises:
+        RunFolderBusy: another process holds the folder.
+    """
+    if not run_dir.is_dir():
+        return None
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except OSError:
+        return None
+    return lock
 
 
 def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
@@ -211,36 +258,36 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
         ConfigError: invalid options, a run folder that is not what the flags expect, or an unusable
             checkpoint.
     """
-    name = args.name
-    if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
-        raise ConfigError(f"argument --name: must be a plain folder name, got {name!r}", usage=True)
+    run_dir = run_folder(args)
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: pick one", usage=True)
     try:
         resolve_device(args.device)
     except ValueError as error:
         raise ConfigError(f"argument --device: {error}", usage=True) from None
-    run_dir = Path(args.checkpoint_dir) / name
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a folder")
     if args.resume:
         source = run_dir / LAST
         if not source.is_file():
             raise ConfigError(f"--resume: there is no {source} to resume from; start the run without --resume")
+        identity = _file_identity(source)
         try:
             checkpoint = load_checkpoint(source, map_location="cpu")
         except (CheckpointError, FileNotFoundError) as error:
             raise ConfigError(f"--resume: {error}") from None
+        check_belongs_to_run(checkpoint, source)
+        problem = non_finite_weights(checkpoint["model_state_dict"])
+        if problem is not None:  # written by a version that saved diverged weights
+            raise ConfigError(f"--resume: {source} holds non-finite weights ({problem}); copy {BEST} over it "
+                              "to resume from the best epoch, or start over with --overwrite")
         model_name, model_config, train_config, data_config, notes = resumed_configs(
             args, explicit, checkpoint, source)
+        best_on_disk = _newer_best(checkpoint, run_dir, notes)
         return RunPlan(model_name, model_config, train_config, data_config, run_dir, True, False, args.quiet,
-                       checkpoint, notes)
-    existing = [name for name in (LAST, BEST) if (run_dir / name).exists()]
-    if existing and not args.overwrite:
-        raise ConfigError(
-            f"{run_dir} already holds {' and '.join(existing)} of an earlier run; continue it with --resume, "
-            "start over with --overwrite (deletes it), or pick another --name"
-        )
+                       checkpoint, notes, identity, best_on_disk)
+    if not args.overwrite:
+        refuse_existing_run(run_dir)
     model_name, model_config, train_config, data_config, notes = fresh_configs(args)
     if data_config.mnist_root is not None:
         try:
@@ -251,19 +298,109 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
                    args.quiet, None, notes)
 
 
-def prepare_run_dir(plan: RunPlan) -> None:
-    """Create the run folder, check it is writable, and clear an old run's outputs for a fresh start.
+def refuse_existing_run(run_dir: Path) -> None:
+    """Refuse a fresh start (without ``--overwrite``) in a run folder that holds checkpoints.
 
     Raises:
-        ConfigError: the folder cannot be created or written.
+        ConfigError: ``last.pt`` or ``best_model.pt`` exists there.
+    """
+    existing = [name for name in (LAST, BEST) if (run_dir / name).exists()]
+    if existing:
+        raise ConfigError(
+            f"{run_dir} already holds {' and '.join(existing)} of an earlier run; continue it with --resume, "
+            "start over with --overwrite (deletes it), or pick another --name"
+        )
+
+
+def check_belongs_to_run(checkpoint: dict[str, Any], source: Path) -> None:
+    """Check that a ``last.pt`` to resume is the run the folder's ``config.json`` records.
+
+    What a run never changes is compared: the model and its config, the data config but ``mnist_root``, the
+    training config but the options a resume may change; fields only one side has (written by another
+    version of the code) are skipped. A folder without ``config.json`` is not checked.
+
+    Raises:
+        ConfigError: ``config.json`` is unreadable or describes another run (one line naming both files).
+    """
+    record_path = source.parent / "config.json"
+    if not record_path.is_file():
+        return
+    try:
+        record = json.loads(record_path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"it holds a {type(record).__name__}, not an object")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--resume: cannot read {record_path} to check that {source} is this run's "
+                          f"checkpoint ({error}); restore it, or delete it to resume from {source} alone") from None
+    # Through JSON, as config.json was written (tuples become lists).
+    saved = json.loads(json.dumps({key: checkpoint.get(key) for key in
+                                   ("model_name", "model_config", "data_config", "train_config")}, default=str))
+    ignored = {"data_config": RESUMABLE, "train_config": RESUMABLE | {"experiment_name"}}
+    differences = []
+    for key, value in saved.items():
+        recorded = record.get(key)
+        if isinstance(value, dict) and isinstance(recorded, dict):
+            differences += [f"{key}.{name} {value.get(name)!r} vs {recorded.get(name)!r}"
+                            for name in sorted((set(value) & set(recorded)) - ignored.get(key, set()))
+                            if value.get(name) != recorded.get(name)]
+        elif value != recorded:
+            differences.append(f"{key} {value!r} vs {recorded!r}")
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; ... ({len(differences) - 3} more)" if len(differences) > 3 else "")
+        raise ConfigError(
+            f"--resume: {source} is not the checkpoint of the run that {record_path} describes ({shown}); "
+            "put that run's last.pt back, or start over with --overwrite"
+        )
+
+
+def _newer_best(checkpoint: dict[str, Any], run_dir: Path, notes: list[str]) -> float:
+    """The best_metric of a ``best_model.pt`` written after ``last.pt`` (a run stopped between the two
+    writes of an epoch), else infinity: the resumed run must not replace it with a worse model."""
+    best_path = run_dir / BEST
+    if not best_path.is_file():
+        return math.inf
+    try:
+        best = load_checkpoint(best_path, map_location="cpu")
+    except (CheckpointError, FileNotFoundError):
+        return math.inf  # a damaged best_model.pt: the next best epoch replaces it
+    same_run = all(best.get(key) == checkpoint.get(key) for key in ("model_name", "model_config"))
+    if not same_run or int(best.get("step", -1)) <= int(checkpoint.get("step", 0)):
+        return math.inf
+    notes.append(f"{best_path} (epoch {best.get('epoch')}) is newer than {LAST} (epoch {checkpoint.get('epoch')}): "
+                 "the run stopped between the two writes; that epoch is trained again, and best_model.pt is "
+                 "only replaced by a lower validation loss")
+    return float(best.get("best_metric", math.inf))
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def prepare_run_dir(plan: RunPlan, lock: RunLock) -> None:
+    """Create the run folder, lock it, check it is still as planned, and clear an old run's outputs for a
+    fresh start.
+
+    Raises:
+        ConfigError: the folder cannot be created or written, or changed since it was planned.
+        RunFolderBusy: another process holds the folder's lock.
     """
     run_dir = plan.run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test.", delete=True):
             pass
+        lock.acquire()
     except OSError as error:
         raise ConfigError(f"cannot write to the run folder {run_dir}: {error.strerror or error}") from None
+    # Under torchrun, or for a folder created meanwhile, the plan read the folder before the lock was
+    # taken: a run that ended in between may have written it.
+    if plan.resume:
+        if not (run_dir / LAST).is_file() or _file_identity(run_dir / LAST) != plan.checkpoint_identity:
+            raise ConfigError(f"--resume: {run_dir / LAST} changed while this run was starting (another "
+                              "process wrote it); run the command again")
+    elif not plan.overwrite:
+        refuse_existing_run(run_dir)
     for stale in run_dir.glob(".*.tmp"):  # left by a save that was killed (atomic saves never leave more)
         stale.unlink(missing_ok=True)
     if not plan.resume:
@@ -344,6 +481,14 @@ class RunLogger:
         self.writer.close()
 
 
+class _LogFile(logging.FileHandler):
+    """``train.log``: a record it cannot write (a full disk) is dropped, not a traceback on stderr; the
+    console shows every record anyway."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def _setup_logging(context: distributed.DistributedContext, run_dir: Path | None) -> list[logging.Handler]:
     handlers: list[logging.Handler] = []
     if context.is_main:
@@ -355,7 +500,7 @@ def _setup_logging(context: distributed.DistributedContext, run_dir: Path | None
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
             handlers.append(handler)
         if run_dir is not None:
-            file_handler = logging.FileHandler(run_dir / "train.log")
+            file_handler = _LogFile(run_dir / "train.log")
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             handlers.append(file_handler)
     else:
@@ -408,23 +553,40 @@ def create_model(model_name: str, model_config: Any, seed: int) -> torch.nn.Modu
     return build_model(model_name, model_config)
 
 
-def run(plan: RunPlan, context: distributed.DistributedContext) -> int:
-    """Train as planned; returns the exit code."""
+def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
+    """Train as planned, holding the run folder's lock on rank 0 (``lock`` if already taken); returns the
+    exit code."""
+    lock = lock or RunLock(plan.run_dir)
+    try:
+        return _run_locked(plan, context, lock)
+    finally:
+        lock.release()
+
+
+def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None) -> str:
+    """The one line for an output that could not be written: the file, the system's reason, what is kept."""
+    what = error.filename or f"the outputs in {run_dir}"
+    kept = trainer.kept() if trainer is not None else "the checkpoints were not touched"
+    return (f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and continue "
+            "with --resume")
+
+
+def _run_locked(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock) -> int:
     train_config, data_config = plan.train_config, plan.data_config
     device = distributed.process_device(context, resolve_device(train_config.device))
     distributed.initialize(context, device)
     error = None
-    if context.is_main:
+    if context.is_main:  # only rank 0 writes, so only rank 0 locks
         try:
-            prepare_run_dir(plan)
-        except ConfigError as failure:
+            prepare_run_dir(plan, lock)
+        except (ConfigError, RunFolderBusy) as failure:
             error = failure
     if not _collective_ok(context, error is None, device):
         if error is not None:
             print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     handlers = _setup_logging(context, plan.run_dir if context.is_main else None)
-    run_logger = None
+    run_logger, trainer = None, None
     previous_handlers: dict[int, Any] = {}
     try:
         for note in plan.notes:
@@ -463,6 +625,7 @@ def run(plan: RunPlan, context: distributed.DistributedContext) -> int:
                 trainer.load_state_dict(plan.checkpoint, source=str(plan.run_dir / LAST))
             except (CheckpointError, ValueError, KeyError) as failure:
                 raise ConfigError(f"--resume: cannot restore {plan.run_dir / LAST}: {failure}") from None
+            trainer.best_metric = min(trainer.best_metric, plan.best_on_disk)
             logger.info("resuming %s at epoch %d, step %d (batch %d of the epoch)", plan.run_dir / LAST,
                         trainer.epoch, trainer.step, trainer.progress.batches)
             saved_world = int(plan.checkpoint.get("world_size", 1))
@@ -508,6 +671,9 @@ def run(plan: RunPlan, context: distributed.DistributedContext) -> int:
     except ConfigError as failure:
         print(f"{PROG}: error: {failure}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here
+        logger.error("%s", _write_failure(failure, plan.run_dir, trainer))
+        return EXIT_WRITE
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
@@ -538,23 +704,29 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     explicit = explicit_options(argv)
+    lock = None
     try:
-        context = distributed.from_environment()
-        plan = plan_run(args, explicit)
-    except ConfigError as error:
-        if error.usage:
-            parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return run(plan, context)
+        try:
+            context = distributed.from_environment()
+            if not context.enabled:  # under torchrun rank 0 locks in run(), where every rank learns of it
+                lock = lock_existing_run_folder(run_folder(args))
+            plan = plan_run(args, explicit)
+        except ConfigError as error:
+            if error.usage:
+                parser.print_usage(sys.stderr)
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ValueError, RunFolderBusy) as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return run(plan, context, lock)
     except KeyboardInterrupt as interrupt:
         print(f"{PROG}: {interrupt or 'interrupted'}: stopped at once; the last checkpoint written is intact",
               file=sys.stderr)
         return 130
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":

@@ -7,14 +7,22 @@ What it guarantees:
   checkpointed). KL warm-up: the KL weight ``kl_scale`` grows linearly, per optimizer step, from 0 to 1
   over ``kl_warmup_epochs`` epochs.
 * **Never loses work.** ``last.pt`` is written (atomically) after every epoch and whenever training
-  stops early; ``best_model.pt`` when the validation loss is finite and lower than every earlier one. A
+  stops early; ``best_model.pt`` when the validation loss is finite and lower than every earlier one. At
+  the end of an epoch the callbacks (``metrics.csv``'s row) run first, then ``best_model.pt`` is written,
+  then ``last.pt``: a process killed between two of these writes resumes from the previous ``last.pt``,
+  which drops the newer row and trains that epoch again, and a ``best_model.pt`` newer than ``last.pt``
+  is never replaced by a worse model (``python -m training.train --resume`` lowers :attr:`best_metric`
+  to the newer file's). A
   stop request (SIGINT/SIGTERM via :meth:`Trainer.request_stop`, or the wall-clock budget) ends training
   *after the current optimizer step*, possibly mid-epoch: the checkpoint then records how many batches of
   the epoch are done, and resuming skips exactly those batches, so a stopped-and-resumed run gives the
   same weights as an uninterrupted one. A stop request during validation takes effect once the epoch's
   checkpoint is written.
-* **Non-finite values stop training before the optimizer step** (:class:`NonFiniteLossError`), leaving
-  the last good checkpoints untouched; a non-finite validation loss never becomes the best.
+* **Non-finite values are never saved.** A NaN or infinite loss or gradient stops training before the
+  optimizer step, a non-finite validation loss before the epoch is saved, and non-finite weights before
+  any checkpoint is written (:class:`NonFiniteLossError`, whose message says what the checkpoints
+  keep): ``last.pt`` and ``best_model.pt`` only ever hold finite weights of an epoch (or a stop) whose
+  values were all finite.
 * **Reproducible noise.** The posterior noise of training step ``s`` on rank ``r`` comes from a generator
   seeded with ``(seed, s, r)``, and validation batch ``i`` from one seeded with ``(seed, i)`` and
   ``kl_scale=1``: validation losses are deterministic, comparable across epochs and independent of the
@@ -48,6 +56,7 @@ from training.checkpoint import (
     atomic_torch_save,
     library_versions,
     load_weights,
+    non_finite_weights,
     rng_state,
     set_rng_state,
 )
@@ -61,7 +70,8 @@ _TRAIN_NOISE, _VALIDATION_NOISE = 0, 1
 
 
 class NonFiniteLossError(RuntimeError):
-    """A NaN or infinite loss or gradient; raised before the optimizer step that would have used it."""
+    """A NaN or infinite loss, gradient, validation loss or weight; raised before anything non-finite is
+    used by the optimizer or written to a checkpoint."""
 
 
 class Callback(Protocol):
@@ -163,6 +173,7 @@ class Trainer:
         self.progress = EpochProgress()
         self.last_kl_scale = self.kl_scale(0)
         self.stop_reason: str | None = None
+        self.saved: tuple[int, int, int] | None = None  # (epoch, step, batches) that last.pt holds
         self._generator = torch.Generator(device=device)
         self._deadline: float | None = None
         self._sum_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
@@ -204,7 +215,8 @@ class Trainer:
             ``"completed"``, ``"budget"``, or the reason given to :meth:`request_stop`.
 
         Raises:
-            NonFiniteLossError: a non-finite loss or gradient (nothing is written).
+            NonFiniteLossError: a non-finite loss, gradient, validation loss or weight (nothing non-finite
+                is written; the checkpoints keep what :meth:`kept` says).
         """
         if self.config.max_minutes is not None:
             self._deadline = time.monotonic() + 60.0 * self.config.max_minutes
@@ -275,13 +287,14 @@ class Trainer:
         numbers = torch.cat([flags, values]).tolist()
         metrics = dict(zip(names, numbers[2:], strict=True))
         if numbers[0] > 0:
-            self._non_finite("training loss", metrics)
+            self._non_finite("training loss", metrics, "stopped before the optimizer step")
         self.optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
         if not math.isfinite(grad_norm.item()):  # identical on every rank after DDP's all-reduce
-            self._non_finite("gradient norm", {**metrics, "grad_norm": grad_norm.item()})
+            self._non_finite("gradient norm", {**metrics, "grad_norm": grad_norm.item()},
+                             "stopped before the optimizer step")
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -290,17 +303,39 @@ class Trainer:
             self.request_stop("stop requested by another process")
         return metrics, len(video), numbers[1] > 0
 
-    def _non_finite(self, what: str, metrics: dict[str, float]) -> None:
+    def _non_finite(self, what: str, metrics: dict[str, float], action: str) -> None:
+        """Raise :class:`NonFiniteLossError` for a non-finite training loss or gradient of this step."""
         if all(map(math.isfinite, metrics.values())):
             where = " (on another process)"
         else:
             where = ": " + ", ".join(f"{key}={value:.4g}" for key, value in metrics.items())
         raise NonFiniteLossError(
             f"non-finite {what} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
-            f"{self.progress.batches + 1}){where}; stopped before the optimizer step, so last.pt and "
-            f"best_model.pt keep the last good epoch. Hints: lower --lr (now {self.config.lr:g}), "
-            "check the data (videos must be finite, in [0, 1]), try --recon-loss bce or --grad-clip 1.0"
+            f"{self.progress.batches + 1}){where}; {action}, so {self.kept()}. Hints: {self._hints(metrics)}"
         )
+
+    def _hints(self, metrics: dict[str, float]) -> str:
+        """What to change, from what overflowed: the loss alone (a loss weight) or its terms (divergence)."""
+        terms = {key: value for key, value in metrics.items() if key not in ("loss", "grad_norm")}
+        # Finite terms whose weighted sum is infinite: the sum overflowed (finite terms never sum to NaN).
+        if math.isinf(metrics.get("loss", 0.0)) and terms and all(map(math.isfinite, terms.values())):
+            beta = getattr(getattr(self.module, "config", None), "beta", None)
+            weight = f"--beta {beta:g}" if isinstance(beta, float | int) else "a loss weight"
+            return (f"the loss overflowed although its terms ({', '.join(terms)}) are finite: the KL weight "
+                    f"({weight}) times the KL exceeds the float range; lower --beta")
+        return (f"lower --lr (now {self.config.lr:g}), check the data (videos must be finite, in [0, 1]), "
+                "try --recon-loss bce or --grad-clip 1.0")
+
+    def kept(self) -> str:
+        """What the checkpoints hold after a failure (nothing non-finite is ever written)."""
+        if self.run_dir is None:
+            return "nothing was written (this trainer writes no checkpoints)"
+        if self.saved is None:
+            return "nothing was saved (the run has no checkpoint yet)"
+        epoch, step, batches = self.saved
+        at = f"epoch {epoch}{f' + {batches} batches' if batches else ''}, step {step}"
+        best = f" and {BEST} the best epoch up to it" if (self.run_dir / BEST).exists() else ""
+        return f"{LAST} keeps the last good state ({at}){best}"
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -330,10 +365,13 @@ class Trainer:
         return {f"val_{name}": total / count for name, total in zip(names, totals[:-1], strict=True)}
 
     def end_epoch(self, val_metrics: dict[str, float], validation_seconds: float = 0.0) -> dict[str, float]:
-        """Close the epoch: reduce the training metrics, checkpoint, log and call the callbacks.
+        """Close the epoch: reduce the training metrics, log, call the callbacks, then checkpoint.
 
         Returns:
             The epoch's row (what ``metrics.csv`` gets).
+
+        Raises:
+            NonFiniteLossError: the validation loss or the weights are not finite (nothing is written).
         """
         progress = self.progress
         names = list(progress.sums)
@@ -342,9 +380,17 @@ class Trainer:
         totals = all_reduce_sum(local, self.context).tolist()
         videos = max(totals[-1], 1.0)
         train_metrics = {f"train_{name}": total / videos for name, total in zip(names, totals[:-1], strict=True)}
-        self.epoch += 1
         val_loss = val_metrics.get("val_loss", math.nan)
-        is_best = math.isfinite(val_loss) and val_loss < self.best_metric
+        if not math.isfinite(val_loss):  # identical on every rank (all-reduced)
+            details = ", ".join(f"{key}={value:.4g}" for key, value in val_metrics.items())
+            raise NonFiniteLossError(
+                f"non-finite validation loss after epoch {self.epoch + 1} (step {self.step}): {details}; the "
+                f"epoch was not saved, so {self.kept()}. Hints: "
+                f"{self._hints({key.removeprefix('val_'): value for key, value in val_metrics.items()})}"
+            )
+        self._check_weights()
+        self.epoch += 1
+        is_best = val_loss < self.best_metric
         if is_best:
             self.best_metric = val_loss
         row = {
@@ -358,14 +404,13 @@ class Trainer:
             "seconds": progress.seconds + validation_seconds,
         }
         self.progress = EpochProgress()
-        self.save_checkpoint(best=is_best)
         if self.context.is_main:
-            if not math.isfinite(val_loss):
-                logger.warning("epoch %d: validation loss is %s; it is not a candidate for best_model.pt",
-                               self.epoch, val_loss)
             logger.info(format_row(row, self.config.epochs, is_best))
+            # Before the checkpoints: a kill in between resumes from the previous last.pt, which drops this
+            # row (RunLogger keeps rows up to the checkpoint's epoch), so every epoch keeps exactly one row.
             for callback in self.callbacks:
                 callback.on_epoch_end(self, row, is_best)
+        self.save_checkpoint(best=is_best)
         return row
 
     # -- checkpoints ------------------------------------------------------------------------------------
@@ -416,15 +461,35 @@ class Trainer:
                 f"{self.steps_per_epoch} batches (did --batch-size or --train-size change?)"
             )
         self.last_kl_scale = self.kl_scale(max(self.step - 1, 0))
+        self.saved = (self.epoch, self.step, self.progress.batches)
+
+    def _check_weights(self) -> None:
+        """Raise :class:`NonFiniteLossError` if a weight or buffer is NaN or infinite.
+
+        The weights are the same on every rank, so under DDP every rank raises here or none does.
+        """
+        problem = non_finite_weights(self.module.state_dict())
+        if problem is not None:
+            raise NonFiniteLossError(
+                f"non-finite weights after step {self.step}: {problem}; they were not saved, so "
+                f"{self.kept()}. Hints: lower --lr (now {self.config.lr:g}) or try --grad-clip 1.0"
+            )
 
     def save_checkpoint(self, best: bool) -> None:
-        """Write ``last.pt`` (and ``best_model.pt`` when ``best``) on rank 0, atomically."""
+        """Write ``best_model.pt`` when ``best``, then ``last.pt``, on rank 0, atomically.
+
+        Raises:
+            NonFiniteLossError: the weights (or buffers) are not all finite; nothing is written.
+            OSError: a file cannot be written (e.g. a full disk); the previous file stays intact.
+        """
+        self._check_weights()
         state = self.state_dict()  # collective: every rank takes part
         if self.run_dir is None or not self.context.is_main:
             return
-        atomic_torch_save(state, self.run_dir / LAST)
-        if best:
+        if best:  # first: a kill before last.pt then leaves a newer best, never a lost one
             atomic_torch_save(state, self.run_dir / BEST)
+        atomic_torch_save(state, self.run_dir / LAST)
+        self.saved = (self.epoch, self.step, self.progress.batches)
 
 
 def _output_values(output: Any) -> tuple[list[str], torch.Tensor]:
