@@ -20,6 +20,7 @@ device"; the checkpoints keep the last state written), 130 SIGINT and 143 SIGTER
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -677,11 +678,13 @@ def _run_locked(plan: RunPlan, context: distributed.DistributedContext, lock: Ru
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
-        if run_logger is not None:
-            run_logger.close()
+        with contextlib.suppress(OSError):  # flushing onto a full disk: the error is already reported
+            if run_logger is not None:
+                run_logger.close()
         for handler in handlers:
             logger.removeHandler(handler)
-            handler.close()
+            with contextlib.suppress(OSError):
+                handler.close()
         distributed.shutdown(context)
 
 
