@@ -32,6 +32,9 @@ TINY = {
     "benchmarks.bench_eval": ["--videos", "8", "--batch-size", "8", "--no-judges", "--models", "baseline"],
     "benchmarks.run_all": ["--only", "data"],
 }  # fmt: skip
+# The ablation script runs training.train and evaluate.py: the same tiny options, passed through.
+TINY["ablation.py"] = ["--train-args", shlex.join(TINY["training.train"]), "--test-size", "8",
+                       "--eval-args", shlex.join(TINY["evaluate.py"])]
 NOT_RUN = {  # set-up and interactive commands: checked, not run
     "make demo": "demo.py runs end to end in tests/test_report.py",
     "make test": "it is this test suite",
@@ -82,7 +85,7 @@ def test_every_readme_command_is_run_or_explained():
     for command in found:
         runnable(command)  # raises for a command that is neither
     makefile = (REPO / "Makefile").read_text()
-    for target in ("demo", "test"):
+    for target in ("demo", "test", "ablation"):
         assert re.search(rf"^{target}:", makefile, flags=re.MULTILINE), target
 
 
@@ -100,6 +103,8 @@ def test_readme_commands_and_snippets_run(tmp_path, monkeypatch):
         assert (tmp_path / "checkpoints" / run / "best_model.pt").is_file()
     assert (tmp_path / "eval_results" / "disentangled_vae_metrics.json").is_file()
     assert (tmp_path / "eval_results" / "table_reconstruction.tex").is_file()
+    assert (tmp_path / "ablation_results" / "table_reconstruction.tex").is_file()
+    assert len(list((tmp_path / "ablation_results").glob("dis_*_metrics.json"))) == 6
 
     # The python snippets, in the same folder (judges stubbed: their own tests train them).
     import evaluation.judges
