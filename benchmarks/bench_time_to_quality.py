@@ -10,6 +10,7 @@ motion code. Prints one table of every checkpoint and one of the steps (and trai
 level is first reached, and writes ``time_to_quality.csv`` and ``time_to_quality.png`` into ``--out``.
 
     python -m benchmarks.bench_time_to_quality [--models ...] [--steps 2560] [--every 256] [--videos 300]
+        [--demo-args "--lr 2e-3"]
 
 A run folder that already holds checkpoints is continued (``--resume``), so an interrupted benchmark picks
 up where it stopped; afterwards ``demo.py --steps-per-model STEPS --checkpoint-dir DIR`` reuses the runs
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 from pathlib import Path
 
 import matplotlib
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default="checkpoints/long", help="parent of the run folders")
     parser.add_argument("--out", default="results/time_to_quality", help="where the CSV and the figure go")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    parser.add_argument("--demo-args", default="", metavar="'ARGS'",
+                        help="further demo.py options that set the runs' recipe, e.g. \"--lr 2e-3 --train-args "
+                        "'--scheduler cosine'\" (default: the demo's own settings)")
     return parser
 
 
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = checked_device(parser, args.device)
     demo_args = demo.build_parser().parse_args(["--steps-per-model", str(args.steps), "--checkpoint-dir",
-                                                args.checkpoint_dir, "--device", args.device])
+                                                args.checkpoint_dir, "--device", args.device,
+                                                *shlex.split(args.demo_args)])
     per_epoch = demo.steps_per_epoch(demo_args)
     if args.every % per_epoch or args.steps % args.every:
         parser.error(f"--every must be a multiple of the {per_epoch} steps of an epoch and divide --steps")

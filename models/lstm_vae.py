@@ -1,7 +1,8 @@
 """Model 2, the LSTM-VAE: one unified latent z_t per frame, an LSTM posterior and a learned recurrent prior.
 
 Per-frame conv features pass through a bidirectional LSTM (one fused call over the whole sequence), so
-``q(z_t | x_{0:T-1})`` sees the whole video. The prior ``p(z_t | z_<t)`` is an LSTM over the previous codes
+``q(z_t | x_{0:T-1})`` sees the whole video; by default the posterior head also sees frame t's own features
+(``posterior_skip``). The prior ``p(z_t | z_<t)`` is an LSTM over the previous codes
 (the dynamic prior of DSVAE, Li & Mandt 2018; the learned prior of SVG-LP, Denton & Fergus 2018): in
 training it is teacher-forced on posterior samples, and sampling from it gives coherent motion. The
 decoder is the per-frame conv decoder of z_t alone, so everything about a frame, what and where, lives
@@ -27,16 +28,23 @@ class LSTMVAEConfig(VideoVAEConfig):
         latent_dim: Size of each frame's code z_t.
         lstm_hidden: Hidden size of each direction of the posterior LSTM.
         prior_hidden: Hidden size of the prior LSTM.
+        posterior_skip: Whether the posterior head also sees frame t's own conv features beside the LSTM's
+            output (True, the default) or the LSTM's output alone (False, the earlier design). With the skip,
+            a frame's code is at least as easy to learn as the Baseline's; without it every frame's
+            information has to pass through the LSTM first, which slows learning (benchmarks/NOTES.md).
     """
 
     latent_dim: int = 256
     lstm_hidden: int = 256
     prior_hidden: int = 256
+    posterior_skip: bool = True
 
     def validate(self) -> None:
         super().validate()
         for name in ("latent_dim", "lstm_hidden", "prior_hidden"):
             check_positive_int(name, getattr(self, name))
+        if not isinstance(self.posterior_skip, bool):
+            raise ValueError(f"posterior_skip must be true or false, got {self.posterior_skip!r}")
 
 
 class LSTMVAE(FrameLatentVAE):
@@ -57,11 +65,15 @@ class LSTMVAE(FrameLatentVAE):
         super().__init__(**config_fields)
         cfg = self.config
         self.posterior_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
-        self.posterior_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.latent_dim)
+        head_inputs = 2 * cfg.lstm_hidden + (cfg.feature_dim if cfg.posterior_skip else 0)
+        self.posterior_head = nn.Linear(head_inputs, 2 * cfg.latent_dim)
         self.prior = RecurrentGaussianPrior(cfg.latent_dim, cfg.prior_hidden)
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
-        hidden, _ = self.posterior_lstm(self._frame_features(video))  # (B, T, 2H)
+        features = self._frame_features(video)  # (B, T, F)
+        hidden, _ = self.posterior_lstm(features)  # (B, T, 2H)
+        if self.config.posterior_skip:
+            hidden = torch.cat([hidden, features], dim=-1)  # (B, T, 2H + F)
         return {"z": DiagonalGaussian.from_parameters(self.posterior_head(hidden))}  # (B, T, D)
 
     def _priors(self, latents: dict[str, Tensor]) -> dict[str, DiagonalGaussian | None]:

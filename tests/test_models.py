@@ -340,3 +340,21 @@ def test_diagonal_gaussian():
         torch.distributions.Normal(mean, gaussian.std), torch.distributions.Normal(other.mean, other.std)
     )
     torch.testing.assert_close(gaussian.kl(other), reference)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_lstm_posterior_skip_gives_each_frame_its_own_features(skip, video):
+    """With ``posterior_skip`` the posterior head reads frame t's features directly, so a frame's code still
+    depends on the frame when the LSTM's output is silenced; without it everything passes through the LSTM."""
+    model = tiny_model("lstm", posterior_skip=skip).eval()
+    with torch.no_grad():
+        for parameter in model.posterior_lstm.parameters():
+            parameter.zero_()  # the LSTM's output is now 0 whatever it reads
+        mean = model.encode(video)["z"].mean  # (B, T, D)
+    varies = not torch.allclose(mean, mean[:1, :1].expand_as(mean))
+    assert varies == skip
+
+
+def test_lstm_posterior_skip_takes_a_boolean():
+    with pytest.raises(ValueError, match="posterior_skip"):
+        tiny_model("lstm", posterior_skip="yes")
