@@ -21,11 +21,15 @@ class FrameDecoder(nn.Module):
         out_channels: Channels of the output frames.
         width: Base channel count (the encoder's first stage; the decoder's last hidden stage).
         norm: ``"group"`` (GroupNorm after each hidden transposed convolution) or ``"none"``.
+        output_bias: Initial bias of the output logits (0: every pixel starts at sigmoid 0.5).
 
     Weights are channels-last, as in :class:`~models.encoders.FrameEncoder`.
     """
 
-    def __init__(self, code_dim: int, image_size: int, out_channels: int, width: int, norm: str = "group") -> None:
+    def __init__(
+        self, code_dim: int, image_size: int, out_channels: int, width: int, norm: str = "group",
+        output_bias: float = 0.0,
+    ) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
@@ -44,6 +48,9 @@ class FrameDecoder(nn.Module):
             if not last:
                 layers += [conv_norm(out, norm), nn.LeakyReLU(0.2, inplace=True)]
         self.deconvs = nn.Sequential(*layers)
+        if output_bias:
+            with torch.no_grad():  # set after construction: the seeded initialisation of the weights is unchanged
+                layers[-1].bias.fill_(output_bias)
         self.deconvs.to(memory_format=torch.channels_last)
 
     def forward(self, codes: Tensor) -> Tensor:

@@ -161,13 +161,15 @@ class DisentangledVAE(VideoVAE):
                 self.motion_skip.weight.copy_(torch.eye(cfg.motion_dim, track_dim))
                 self.pose_readout.weight.copy_(torch.eye(track_dim, cfg.motion_dim))
                 self.pose_readout.bias.zero_()
-            self.decoder = FrameDecoder(slot_content, cfg.glimpse_size, cfg.channels, cfg.width, norm=cfg.norm)
+            self.decoder = FrameDecoder(slot_content, cfg.glimpse_size, cfg.channels, cfg.width, norm=cfg.norm,
+                                        output_bias=cfg.output_bias)
         else:
             self.motion_encoder = FrameEncoder(
                 cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm
             )
             self.decoder = FrameDecoder(
-                cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm
+                cfg.content_dim + cfg.motion_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm,
+                output_bias=cfg.output_bias,
             )
         self.motion_lstm = nn.LSTM(cfg.feature_dim, cfg.lstm_hidden, batch_first=True, bidirectional=True)
         self.motion_head = nn.Linear(2 * cfg.lstm_hidden, 2 * cfg.motion_dim)

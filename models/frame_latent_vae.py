@@ -27,7 +27,8 @@ class FrameLatentVAE(VideoVAE):
         super().__init__(**config_fields)
         cfg = self.config
         self.encoder = FrameEncoder(cfg.image_size, cfg.channels, cfg.width, cfg.feature_dim, norm=cfg.norm)
-        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm)
+        self.decoder = FrameDecoder(cfg.latent_dim, cfg.image_size, cfg.channels, cfg.width, norm=cfg.norm,
+                                    output_bias=cfg.output_bias)
 
     @property
     def latent_layout(self) -> dict[str, tuple]:

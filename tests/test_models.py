@@ -358,3 +358,20 @@ def test_lstm_posterior_skip_gives_each_frame_its_own_features(skip, video):
 def test_lstm_posterior_skip_takes_a_boolean():
     with pytest.raises(ValueError, match="posterior_skip"):
         tiny_model("lstm", posterior_skip="yes")
+
+
+def test_output_bias_shifts_a_fresh_decoders_logits_and_nothing_else(name):
+    """``output_bias`` only sets the conv decoder's last bias: the same seed gives the same weights, and every
+    logit the decoder draws (frames, or the slot model's sprites) moves by exactly the change of that bias."""
+    plain, dark = tiny_model(name), tiny_model(name, output_bias=-3.0)
+    changed = [(key, before, after) for (key, before), (_, after)
+               in zip(plain.state_dict().items(), dark.state_dict().items(), strict=True) if not torch.equal(before, after)]
+    assert [key for key, _, _ in changed] == [key for key in plain.state_dict() if key.startswith("decoder.")][-1:]
+    (_, before, after), = changed
+    assert torch.all(after == -3.0)
+    codes = torch.randn(4, plain.decoder.project[0].in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        shift = dark.eval().decoder(codes) - plain.eval().decoder(codes)
+    torch.testing.assert_close(shift, torch.full_like(shift, float(after - before)))
+    with pytest.raises(ValueError, match="output_bias"):
+        tiny_model(name, output_bias=float("nan"))
