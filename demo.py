@@ -93,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--beta", type=number(0.0, inclusive=True), default=1.0, metavar="FLOAT",
                        help="KL weight (default: %(default)s, the plain ELBO: with the design document's 4.0 "
                        "the models are still drawing blobs, not digits, at the end of a CPU-sized budget)")
+    shape.add_argument("--kl-warmup-epochs", type=number(0.0, inclusive=True), default=4.0, metavar="N",
+                       help="epochs over which the KL weight grows linearly from 0 to --beta (default: %(default)s, "
+                       "half of the default budget: the reconstructions learn faster, benchmarks/NOTES.md)")
     shape.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                        help="bf16 autocast: auto uses it where the device computes bf16 natively "
                        "(default: %(default)s)")
     shape.add_argument("--train-args", default="", metavar="'ARGS'",
-                       help="further options for python -m training.train, e.g. \"--kl-warmup-epochs 2\"")
+                       help="further options for python -m training.train, e.g. \"--grad-clip 1\"")
     where = parser.add_argument_group("where")
     where.add_argument("--device", type=device_name, default="auto",
                        help="auto picks CUDA, then MPS, then the CPU (default: auto)")
@@ -137,7 +140,8 @@ def train_argv(args: argparse.Namespace, model: str, seed: int, name: str, amp: 
     argv = [
         "--model", model, "--name", name, "--checkpoint-dir", args.checkpoint_dir, "--device", args.device,
         "--epochs", str(epochs_per_model(args)), "--seed", str(seed), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--beta", str(args.beta), "--width", str(args.width),
+        "--lr", str(args.lr), "--beta", str(args.beta), "--kl-warmup-epochs", str(args.kl_warmup_epochs),
+        "--width", str(args.width),
         "--frames", str(args.frames), "--image-size", str(args.image_size),
         "--train-size", str(args.train_size), "--val-size", str(args.val_size), "--test-size", str(args.test_size),
     ]

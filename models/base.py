@@ -114,9 +114,9 @@ class VideoVAEConfig:
         recon_loss: ``"bce"`` or ``"mse"``.
         norm: ``"group"`` (GroupNorm after every hidden convolution) or ``"none"`` (cheaper under bf16).
         output_bias: Initial bias of the conv decoder's output logits: the frame a freshly built model
-            draws before it has learned anything. 0 starts every pixel at grey (sigmoid 0.5); a negative
-            value starts at a dark background, as Moving MNIST is (about 5% ink, logit -3), so the first
-            steps are not spent learning that the background is black.
+            draws before it has learned anything. The default -3 starts at a dark background, as Moving MNIST
+            is (about 5% ink: sigmoid(-3) = 0.047), so the first steps are not spent learning that the
+            background is black; 0 (the earlier default) starts every pixel at grey (sigmoid 0.5).
     """
 
     image_size: int = 64
@@ -126,7 +126,7 @@ class VideoVAEConfig:
     beta: float = 4.0
     recon_loss: str = "bce"
     norm: str = "group"
-    output_bias: float = 0.0
+    output_bias: float = -3.0
 
     def __post_init__(self) -> None:
         self.validate()

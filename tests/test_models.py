@@ -363,7 +363,7 @@ def test_lstm_posterior_skip_takes_a_boolean():
 def test_output_bias_shifts_a_fresh_decoders_logits_and_nothing_else(name):
     """``output_bias`` only sets the conv decoder's last bias: the same seed gives the same weights, and every
     logit the decoder draws (frames, or the slot model's sprites) moves by exactly the change of that bias."""
-    plain, dark = tiny_model(name), tiny_model(name, output_bias=-3.0)
+    plain, dark = tiny_model(name, output_bias=0.0), tiny_model(name, output_bias=-3.0)
     changed = [(key, before, after) for (key, before), (_, after)
                in zip(plain.state_dict().items(), dark.state_dict().items(), strict=True) if not torch.equal(before, after)]
     assert [key for key, _, _ in changed] == [key for key in plain.state_dict() if key.startswith("decoder.")][-1:]
