@@ -284,3 +284,23 @@ def test_demo_rejects_bad_training_options_before_any_work(tmp_path, capsys, opt
     assert error.strip().splitlines()[-1].startswith("demo.py: error: ") and message in error
     assert "Traceback" not in error
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("options", "warmup"), [([], 4.0), (["--kl-warmup-epochs", "0"], 0.0)])
+def test_demo_kl_warmup_reaches_every_models_training_config(options, warmup):
+    from training import train
+    from training.config import fresh_configs
+
+    args = demo.build_parser().parse_args(TINY_DEMO + options)
+    for model in ("baseline", "lstm", "disentangled"):
+        _, _, train_config, _, _ = fresh_configs(
+            train.build_parser().parse_args(demo.train_argv(args, model, 42, "run", amp=False)))
+        assert train_config.kl_warmup_epochs == warmup
+
+
+def test_demo_rejects_a_negative_kl_warmup_in_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        demo.main(TINY_DEMO + ["--kl-warmup-epochs", "-1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "demo.py: error: argument --kl-warmup-epochs: must be a finite number >= 0, got '-1'")
