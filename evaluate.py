@@ -34,7 +34,7 @@ from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.judges import get_judges
 from evaluation.metrics import METRIC_KEYS, compare_models, reconstruction_metrics
 from evaluation.runs import checkpoint_data_config, test_loader, unknown_data_config_keys
-from training.checkpoint import CheckpointError, library_versions, load_model, non_finite_weights
+from training.checkpoint import CheckpointError, library_versions, load_model
 from training.config import DataConfig
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, positive_int
@@ -281,10 +281,6 @@ def prepare(args: argparse.Namespace) -> Setup:
         if isinstance(error, FileNotFoundError):
             raise
         raise CheckpointError(f"cannot load {args.checkpoint}: {_one_line(error)}") from error
-    problem = non_finite_weights(model.state_dict())
-    if problem is not None:  # the loss would fail deep inside (e.g. BCE on NaN outputs)
-        raise CheckpointError(f"{args.checkpoint} holds non-finite weights ({problem}): its run diverged; "
-                              "evaluate a checkpoint written before that")
     name = _safe_name(
         args.name or checkpoint.get("experiment_name") or Path(args.checkpoint).resolve().parent.name
     )

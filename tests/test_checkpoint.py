@@ -160,6 +160,19 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
         load_model(tmp_path / "model.pt", expected_model="lstm")
 
 
+def test_a_checkpoint_with_non_finite_weights_is_refused_by_every_loader(tmp_path):
+    """The demo, the notebooks and the benchmarks load through load_model: a diverged run is one clear error
+    there too, not a crash inside a loss on NaN outputs."""
+    path = tmp_path / "diverged.pt"
+    save_tiny_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    key = next(key for key, tensor in checkpoint["model_state_dict"].items() if tensor.is_floating_point())
+    checkpoint["model_state_dict"][key].view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    atomic_torch_save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=rf"diverged\.pt holds non-finite weights \(3 of .*{re.escape(key)}"):
+        load_model(path)
+
+
 def test_mismatched_shapes_and_keys_are_listed(tmp_path):
     path = tmp_path / "model.pt"
     save_tiny_checkpoint(path, "baseline")

@@ -153,7 +153,8 @@ def load_model(
 
     Raises:
         FileNotFoundError / CheckpointError: as :func:`load_checkpoint`, and for a checkpoint of another
-            model or whose weights do not fit the model its config describes.
+            model, whose weights do not fit the model its config describes, or whose weights are not all
+            finite (its run diverged: every use would fail deep inside, e.g. a loss on NaN outputs).
     """
     checkpoint = load_checkpoint(path, map_location=device)
     name = checkpoint["model_name"]
@@ -164,6 +165,10 @@ def load_model(
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its model config does not build a {name!r} model: {error}") from error
     load_weights(model, checkpoint["model_state_dict"], source=str(path))
+    problem = non_finite_weights(checkpoint["model_state_dict"])
+    if problem is not None:
+        raise CheckpointError(f"{path} holds non-finite weights ({problem}): its run diverged; use a checkpoint "
+                              "written before that")
     return model.to(device).eval(), checkpoint
 
 
