@@ -167,6 +167,12 @@ def epochs_per_model(args: argparse.Namespace) -> int:
     return args.steps_per_model // steps_per_epoch(args) if args.steps_per_model else args.epochs
 
 
+def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str, amp: bool) -> tuple:
+    """``training.config.fresh_configs`` of the run this demo would train: ``(model name, model config, train
+    config, data config, notes)``; raises as ``fresh_configs`` (or SystemExit for an unparsable option)."""
+    return fresh_configs(train.build_parser().parse_args(train_argv(args, model, seed, name, amp)))
+
+
 def check_training_options(args: argparse.Namespace) -> str | None:
     """The first problem with the training options of any model (``None`` if there is none), found before
     the judges or any model are trained, so a bad value costs seconds, not a training run."""
@@ -175,10 +181,9 @@ def check_training_options(args: argparse.Namespace) -> str | None:
         return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an epoch "
                 f"(--train-size {args.train_size} / --batch-size {args.batch_size}); try "
                 f"{max(1, round(args.steps_per_model / per_epoch)) * per_epoch}")
-    parser = train.build_parser()
     for model in MODELS:
         try:
-            fresh_configs(parser.parse_args(train_argv(args, model, 42, RUN_NAMES[model], amp=False)))
+            requested_configs(args, model, 42, RUN_NAMES[model], amp=False)
         except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
             return "the options above are not valid training options"
         except (ConfigError, ValueError) as error:
@@ -192,7 +197,6 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
     its training finished (``last.pt`` reached its epochs, unless a wall-clock budget stopped it)."""
     if args.retrain:
         return None
-    parser = train.build_parser()
     stale = []
     for model, seed, name in runs:
         run_dir = Path(args.checkpoint_dir) / name
@@ -202,8 +206,7 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
             checkpoint = load_checkpoint(run_dir / BEST)
         except (CheckpointError, FileNotFoundError) as error:
             return f"cannot reuse {run_dir / BEST}: {error}; pass --retrain to train it again"
-        _, model_config, train_config, data_config, _ = fresh_configs(
-            parser.parse_args(train_argv(args, model, seed, name, amp)))
+        _, model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
         differences = config_differences(checkpoint, model, model_config, train_config, data_config)
         if not differences and (run_dir / LAST).exists():
             last = load_checkpoint(run_dir / LAST)

@@ -288,13 +288,9 @@ def test_demo_rejects_bad_training_options_before_any_work(tmp_path, capsys, opt
 
 @pytest.mark.parametrize(("options", "warmup"), [([], 4.0), (["--kl-warmup-epochs", "0"], 0.0)])
 def test_demo_kl_warmup_reaches_every_models_training_config(options, warmup):
-    from training import train
-    from training.config import fresh_configs
-
     args = demo.build_parser().parse_args(TINY_DEMO + options)
     for model in ("baseline", "lstm", "disentangled"):
-        _, _, train_config, _, _ = fresh_configs(
-            train.build_parser().parse_args(demo.train_argv(args, model, 42, "run", amp=False)))
+        _, _, train_config, _, _ = demo.requested_configs(args, model, 42, "run", amp=False)
         assert train_config.kl_warmup_epochs == warmup
 
 
