@@ -44,6 +44,14 @@ def check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_finite_number(name: str, value: Any, minimum: float | None = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number (and at least ``minimum``, if given)."""
+    valid = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not valid or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -138,14 +146,10 @@ class VideoVAEConfig:
             raise ValueError(f"image_size must be a multiple of 16 and >= 16, got {self.image_size!r}")
         for name in ("channels", "width", "feature_dim"):
             check_positive_int(name, getattr(self, name))
-        beta = self.beta
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta < math.inf:
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        check_finite_number("beta", self.beta, minimum=0)
         check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
         check_choice("norm", self.norm, NORMS)
-        bias = self.output_bias
-        if isinstance(bias, bool) or not isinstance(bias, numbers.Real) or not math.isfinite(bias):
-            raise ValueError(f"output_bias must be a finite number, got {bias!r}")
+        check_finite_number("output_bias", self.output_bias)
 
 
 # ----------------------------------------------------------------------------- distributions, output
