@@ -41,11 +41,13 @@ from models import MODELS
 from training import train
 from training.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training.config import ConfigError, DataConfig, fresh_configs
+from utils.animation import save_video_gif
 from utils.cli import device_name, non_negative_int, number, positive_int
+from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
 from utils.provenance import collect as provenance
 from utils.provenance import cpu_description, summary_lines
-from utils.visualization import plot_training_curves, save_frame_grid, save_video_gif
+from utils.visualization import save_frame_grid
 
 PROG = "demo.py"
 RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's checkpoints/NAME folders

@@ -29,8 +29,9 @@ import numpy as np
 import PIL
 import torch
 
-from data import get_standard_test_loader, video_of
+from data import get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
+from evaluation.figures import MAX_SWAP_VIDEOS, make_figures
 from evaluation.judges import get_judges
 from evaluation.metrics import METRIC_KEYS, compare_models, reconstruction_metrics
 from evaluation.runs import checkpoint_data_config, test_loader, unknown_data_config_keys
@@ -40,18 +41,8 @@ from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, positive_int
 from utils.devices import resolve_device
 from utils.provenance import collect as provenance
-from utils.visualization import (
-    mp4_twin,
-    pdf_twin,
-    save_frame_grid,
-    save_interpolation_grid,
-    save_swap_matrix,
-    save_video_gif,
-)
 
 PROG = "evaluate.py"
-MAX_SWAP_VIDEOS = 8  # the swap matrix grows as the square of its videos
-MAX_SWAP_PAIRS = 3
 STANDARD_IMAGE_SIZE = 64  # mnist_test_seq.npy has 64x64 frames
 RECONSTRUCTION_KEYS = (*METRIC_KEYS, "num_videos")
 
@@ -434,144 +425,6 @@ def metadata(setup: Setup, argv: list[str]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Figures
-
-
-def first_videos(loader: Any, count: int) -> torch.Tensor:
-    """The first ``count`` videos of a loader (fewer if it has fewer), ``(N, T, 1, H, W)`` on the CPU."""
-    videos, found = [], 0
-    for batch in loader:
-        videos.append(video_of(batch))
-        found += videos[-1].shape[0]
-        if found >= count:
-            break
-    return torch.cat(videos)[:count]
-
-
-@torch.no_grad()
-def _in_batches(
-    function: Callable[..., torch.Tensor], batch_size: int, device: torch.device, *videos
-) -> torch.Tensor:
-    """``function(*chunks)`` over chunks of ``batch_size`` videos, concatenated on the CPU."""
-    parts = []
-    for start in range(0, videos[0].shape[0], batch_size):
-        chunk = [video[start : start + batch_size].to(device) for video in videos]
-        parts.append(function(*chunk).float().cpu())
-    return torch.cat(parts)
-
-
-def make_figures(setup: Setup) -> list[Path]:
-    """Every figure and GIF; returns the paths written."""
-    args, device, model, name = setup.args, setup.device, setup.model, setup.name
-    out = setup.save_dir
-    videos = first_videos(setup.test_loader, max(args.num_samples, 2))
-    count = min(args.num_samples, videos.shape[0])
-    if count < args.num_samples:
-        log(f"note: the test set has only {count} videos; showing {count}")
-    shown = videos[:count]
-    num_frames = videos.shape[1]
-    written: list[Path] = []
-
-    log(f"figures: reconstructions of {count} test videos")
-    recon = _in_batches(model.reconstruct, args.batch_size, device, shown)
-    rows = {}
-    for index in range(count):
-        rows[f"test {index}: truth"] = shown[index]
-        rows[f"test {index}: reconstruction"] = recon[index]
-    written.append(
-        save_frame_grid(
-            rows,
-            out / f"{name}_reconstructions.png",
-            title=f"{name}: test videos and their reconstructions",
-            group_size=2,
-        )
-    )
-    written.append(
-        save_video_gif(
-            [*shown, *recon],
-            out / f"{name}_reconstructions.gif",
-            fps=args.fps,
-            labels=[f"truth {i}" for i in range(count)] + [f"recon {i}" for i in range(count)],
-            columns=count,
-        )
-    )
-
-    log(f"figures: {args.num_samples} samples from the prior")
-    seed = setup.data_config.seed
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        samples = model.sample(args.num_samples, num_frames, generator=generator).float().cpu()
-    sample_rows = {f"sample {index}": video for index, video in enumerate(samples)}
-    written.append(
-        save_frame_grid(
-            sample_rows, out / f"{name}_samples.png", title=f"{name}: samples from the prior (seed {seed})"
-        )
-    )
-    written.append(save_video_gif(sample_rows, out / f"{name}_samples.gif", fps=args.fps))
-
-    log("figures: content and motion interpolation between test videos 0 and 1")
-    video_b = videos[1] if videos.shape[0] > 1 else videos[0]
-    written.append(
-        save_interpolation_grid(
-            model,
-            videos[0],
-            video_b,
-            out / f"{name}_interpolation.png",
-            steps=args.interpolation_steps,
-            factor="both",
-            title=f"{name}: latent interpolation from test video 0 (A) to test video 1 (B)",
-            gif_path=out / f"{name}_interpolation.gif",
-            fps=args.fps,
-        )
-    )
-    written.append(out / f"{name}_interpolation.gif")
-
-    swap_videos = videos[: max(min(args.num_samples, MAX_SWAP_VIDEOS), min(2, videos.shape[0]))]
-    log(f"figures: {len(swap_videos)}x{len(swap_videos)} swap matrix")
-    written.append(
-        save_swap_matrix(
-            model,
-            swap_videos,
-            swap_videos,
-            out / f"{name}_content_swap.png",
-            title=f"{name}: content from row, motion from column (the diagonal is the reconstruction)",
-            gif_path=out / f"{name}_swaps.gif",
-            fps=args.fps,
-        )
-    )
-    swaps_gif = out / f"{name}_swaps.gif"
-
-    log("figures: swaps frame by frame")
-    # Consecutive test videos in pairs (a video with itself when the test set has only one).
-    last = len(swap_videos) - 1
-    pairs = [(2 * k, min(2 * k + 1, last)) for k in range(min(MAX_SWAP_PAIRS, max(1, len(swap_videos) // 2)))]
-    rows = []
-    for a, b in pairs:
-        video_a, video_b = swap_videos[a : a + 1], swap_videos[b : b + 1]
-        with torch.no_grad():
-            a_moving_like_b = model.swap(video_a.to(device), video_b.to(device)).float().cpu()[0]
-            b_moving_like_a = model.swap(video_b.to(device), video_a.to(device)).float().cpu()[0]
-        rows += [
-            (f"test {a}", video_a[0]),
-            (f"test {b}", video_b[0]),
-            (f"content {a} + motion {b}", a_moving_like_b),
-            (f"content {b} + motion {a}", b_moving_like_a),
-        ]
-    written.append(
-        save_frame_grid(
-            rows,
-            out / f"{name}_motion_swap.png",
-            title=f"{name}: swaps frame by frame ('content X + motion Y': X's digits along Y's paths)",
-            group_size=4,
-        )
-    )
-    written.append(swaps_gif)
-    # Each PNG has a PDF beside it, and each GIF an MP4 where imageio-ffmpeg is installed.
-    twins = [twin for path in written for twin in (pdf_twin(path), mp4_twin(path)) if twin is not None]
-    return written + twins
-
-
-# ----------------------------------------------------------------------------------------------------
 # Entry point
 
 
@@ -606,7 +459,13 @@ def main(argv: list[str] | None = None) -> int:
             "metadata": metadata(setup, argv),
         }
         atomic_write_json(metrics_path, to_jsonable(document))  # never a half-written JSON
-        written = [metrics_path, *make_figures(setup)]
+        args = setup.args
+        figures = make_figures(
+            setup.model, setup.test_loader, setup.save_dir, setup.name, device=setup.device,
+            num_samples=args.num_samples, batch_size=args.batch_size,
+            interpolation_steps=args.interpolation_steps, fps=args.fps, seed=config.seed, log=log,
+        )
+        written = [metrics_path, *figures]
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

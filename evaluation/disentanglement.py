@@ -135,8 +135,8 @@ from torch import Tensor, nn
 
 from data import render_digits
 from evaluation import judges as judges_module
-from evaluation.judges import align_trajectories, digit_accuracy, trajectory_error
 from evaluation.metrics import eval_mode, frame_psnr, frame_ssim
+from evaluation.order_free import align_trajectories, digit_accuracy, trajectory_error
 from evaluation.scores import (
     best_dimension_scores,
     classification_probe,
@@ -370,7 +370,7 @@ def _numpy(values: Any) -> np.ndarray:
 
 def trajectory_correlation(pred: np.ndarray, true: np.ndarray) -> float:
     """Pearson r of predicted and true coordinates, pooled over videos, frames, digits and both axes,
-    after each video's best digit assignment (:func:`evaluation.judges.align_trajectories`).
+    after each video's best digit assignment (:func:`evaluation.order_free.align_trajectories`).
 
     1 when the prediction follows the truth exactly (up to an affine map); about 0 for unrelated paths;
     NaN when either side is constant or not finite.

@@ -20,28 +20,26 @@ Why a detector and a tracker rather than a network that regresses ``D`` ordered 
 loss minimised over the ``D!`` assignments: a heatmap gets dense supervision from every pixel, so it
 localises to about a pixel after a minute of CPU training, while a slot regressor must also learn a
 consistent digit order, which it does slowly. The ``D!`` assignment is still how a reading is scored
-(:func:`trajectory_error`).
+(:func:`evaluation.order_free.trajectory_error`).
 
 Both train on fresh videos of the TRAIN digit pool, with mild blur, noise and contrast augmentation so
 that they also read blurry, dim generated videos, and their accuracy is measured on real videos of the
-TEST digit pool (digit images they never saw). The accuracy travels with the judges
-(``Judges.accuracy``) so that every judged number can be reported beside the judge's own error.
+TEST digit pool (digit images they never saw): :mod:`evaluation.judge_training`. The accuracy travels
+with the judges (``Judges.accuracy``) so that every judged number can be reported beside the judge's own
+error.
 
-Scores are order-free: :func:`digit_accuracy` matches digits as multisets and :func:`trajectory_error`
-takes the best assignment of whole trajectories (minimum over the ``D!`` permutations).
+This file holds the reader: the hyper-parameters, the two networks, :class:`Judges` and the cached
+access (:func:`get_judges`, :func:`judges_key`). Scores are order-free (:mod:`evaluation.order_free`):
+digits match as multisets and trajectories by the best assignment of whole trajectories (minimum over
+the ``D!`` permutations).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import itertools
 import json
-import math
 import os
 import pickle
-import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -49,107 +47,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from data import MovingMNIST, MovingMNISTConfig, mnist
+from data import MovingMNISTConfig, mnist
 from data.mnist import DigitSet, load_digits
-from evaluation.tracking import (
-    cells_to_pixels,
-    centre_heatmap,
-    centre_offset,
-    extract_crops,
-    find_peaks,
-    track_digits,
-)
+from evaluation.judge_training import train_judges
+from evaluation.order_free import NUM_CLASSES, digit_accuracy, label_counts, trajectory_error
+from evaluation.tracking import cells_to_pixels, centre_offset, extract_crops, find_peaks, track_digits
 from utils.atomic import atomic_torch_save
 from utils.devices import resolve_device
 
-NUM_CLASSES = 10
 _FORMAT_VERSION = 1  # bump when the networks, the checkpoint or the reading (the stored accuracy) change
-
-
-# ----------------------------------------------------------------------------------------------------
-# Order-free scores (pure functions)
-
-
-def label_counts(labels: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
-    """Per-class counts ``(B, num_classes)`` of a ``(B, D)`` label tensor (the multiset of each row)."""
-    if labels.ndim != 2:
-        raise ValueError(f"expected labels of shape (B, D), got {tuple(labels.shape)}")
-    return F.one_hot(labels.long(), num_classes).sum(dim=1)
-
-
-def digit_accuracy(pred_labels: Tensor, true_labels: Tensor) -> Tensor:
-    """Fraction of each video's digits read right, matched as multisets (order-free).
-
-    ``acc_b = |pred_b ∩ true_b| / D`` where ``∩`` is the multiset intersection (per class, the smaller of
-    the two counts): ``[3, 7]`` against ``[7, 3]`` scores 1, ``[3, 3]`` against ``[3, 7]`` scores 0.5.
-
-    Args:
-        pred_labels: ``(B, D)`` predicted classes 0-9, any order.
-        true_labels: ``(B, D)`` true classes.
-
-    Returns:
-        ``(B,)`` float in [0, 1].
-    """
-    if pred_labels.shape != true_labels.shape or pred_labels.ndim != 2:
-        raise ValueError(
-            f"expected pred_labels and true_labels of the same shape (B, D), "
-            f"got {tuple(pred_labels.shape)} and {tuple(true_labels.shape)}"
-        )
-    true_labels = true_labels.to(pred_labels.device)
-    matched = torch.minimum(label_counts(pred_labels), label_counts(true_labels)).sum(dim=1)
-    return matched.float() / pred_labels.shape[1]
-
-
-def _check_trajectories(pred: Tensor, true: Tensor) -> None:
-    if pred.shape != true.shape or pred.ndim != 4 or pred.shape[-1] != 2:
-        raise ValueError(
-            f"expected pred and true trajectories of the same shape (B, T, D, 2), "
-            f"got {tuple(pred.shape)} and {tuple(true.shape)}"
-        )
-
-
-def trajectory_errors_per_assignment(pred: Tensor, true: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean Euclidean error of every assignment of predicted to true trajectories.
-
-    Returns:
-        ``(errors, permutations)``: ``errors[b, k]`` is ``mean_{t, d} ||pred[b, t, perm_k[d]] -
-        true[b, t, d]||`` for the ``k``-th of the ``D!`` permutations ``permutations`` ``(D!, D)``.
-    """
-    _check_trajectories(pred, true)
-    num_digits = pred.shape[2]
-    permutations = torch.tensor(list(itertools.permutations(range(num_digits))), device=pred.device)
-    true = true.to(device=pred.device, dtype=pred.dtype)
-    reordered = pred[:, :, permutations]  # (B, T, D!, D, 2)
-    distances = (reordered - true[:, :, None]).norm(dim=-1)  # (B, T, D!, D)
-    return distances.mean(dim=(1, 3)), permutations
-
-
-def trajectory_error(pred: Tensor, true: Tensor) -> Tensor:
-    """Mean Euclidean distance in pixels under the best whole-trajectory assignment (order-free).
-
-    ``err_b = min_{pi in S_D} (1 / (T D)) sum_{t, d} ||pred_{b, t, pi(d)} - true_{b, t, d}||_2``: each
-    predicted trajectory is matched to one true trajectory for all frames at once (a tracker that swaps
-    two digits half-way is penalised).
-
-    Args:
-        pred: ``(B, T, D, 2)`` predicted positions, any digit order.
-        true: ``(B, T, D, 2)`` true positions.
-
-    Returns:
-        ``(B,)`` in pixels.
-    """
-    errors, _ = trajectory_errors_per_assignment(pred, true)
-    return errors.min(dim=1).values
-
-
-def align_trajectories(pred: Tensor, true: Tensor) -> Tensor:
-    """``pred`` with its digits reordered by their best assignment to ``true`` (:func:`trajectory_error`)."""
-    errors, permutations = trajectory_errors_per_assignment(pred, true)
-    best = permutations[errors.argmin(dim=1)]  # (B, D)
-    index = best[:, None, :, None].expand(-1, pred.shape[1], -1, 2)
-    return pred.gather(2, index)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -285,6 +192,16 @@ class Judges(nn.Module):
         self.classifier = DigitClassifier(self.config.classifier_width)
         self.accuracy: dict[str, Any] = dict(accuracy or {})
 
+    @classmethod
+    def initialised(
+        cls, video_config: MovingMNISTConfig, config: JudgeConfig, seed: int, device: torch.device
+    ) -> Judges:
+        """Untrained judges on ``device`` with initial weights drawn from ``seed`` (the caller's global
+        random state untouched), ready for :func:`evaluation.judge_training.train_judges`."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(video_config, config).to(device)
+
     # -- input checks ---------------------------------------------------------------------------------
     def _prepare(self, video: Tensor, min_frames: int) -> Tensor:
         size = self.video_config.image_size
@@ -388,232 +305,6 @@ class Judges(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training
-
-
-def _separable_blur(frames: Tensor, taps: Tensor) -> Tensor:
-    """Blur ``(N, 1, H, W)`` frames with per-frame 1-D kernels ``(N, k)`` along both axes (zero padding).
-
-    Written as a sum of shifted copies: for one-channel maps this is far faster on CPUs than ``conv2d``.
-    """
-    radius = taps.shape[1] // 2
-    height, width = frames.shape[-2:]
-    weights = taps.t().reshape(taps.shape[1], -1, 1, 1, 1)  # (k, N, 1, 1, 1)
-    padded = F.pad(frames, (radius, radius, 0, 0))
-    rows = sum(weights[k] * padded[..., k : k + width] for k in range(taps.shape[1]))
-    padded = F.pad(rows, (0, 0, radius, radius))
-    return sum(weights[k] * padded[..., k : k + height, :] for k in range(taps.shape[1]))
-
-
-def _augment(frames: Tensor, generator: torch.Generator) -> Tensor:
-    """Mild degradations like those of generated videos: Gaussian blur, dimming, noise.
-
-    Half the frames are left clean; each other frame gets a Gaussian blur of sigma ~ U(0.3, 1.5) px
-    (7 taps), a brightness scale ~ U(0.6, 1) and additive Gaussian noise of std ~ U(0, 0.08), and is
-    clamped to [0, 1].
-
-    Args:
-        frames: ``(N, 1, H, W)``.
-        generator: source of every random choice.
-    """
-    count = frames.shape[0]
-    device, dtype = frames.device, frames.dtype
-
-    def uniform(low: float, high: float) -> Tensor:
-        return low + (high - low) * torch.rand(count, generator=generator, device=device, dtype=dtype)
-
-    offsets = torch.arange(-3, 4, device=device, dtype=dtype)
-    taps = torch.exp(-0.5 * (offsets[None] / uniform(0.3, 1.5)[:, None]) ** 2)
-    blurred = _separable_blur(frames, taps / taps.sum(dim=1, keepdim=True))
-    noise = torch.randn(frames.shape, generator=generator, device=device, dtype=dtype)
-    degraded = blurred * uniform(0.6, 1.0).view(-1, 1, 1, 1) + noise * uniform(0.0, 0.08).view(-1, 1, 1, 1)
-    degrade = torch.rand(count, generator=generator, device=device) < 0.5
-    return torch.where(degrade.view(-1, 1, 1, 1), degraded.clamp(0.0, 1.0), frames)
-
-
-def _schedule(step: int, total: int, peak: float) -> float:
-    warmup = max(1, total // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _training_frames(
-    dataset: MovingMNIST, step: int, config: JudgeConfig, device: torch.device, generator: torch.Generator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch of fresh training frames ``(N, 1, H, W)`` with corners ``(N, D, 2)`` and labels ``(N, D)``."""
-    start = step * config.batch_videos
-    batch = dataset.generate(range(start, start + config.batch_videos), device=device)
-    frames = batch["video"].flatten(0, 1)  # (B*T, 1, H, W)
-    corners = batch["trajectory"].to(device).flatten(0, 1)  # (B*T, D, 2)
-    labels = batch["labels"].to(device).repeat_interleave(batch["video"].shape[1], dim=0)  # (B*T, D)
-    if config.augment:
-        frames = _augment(frames, generator)
-    return frames, corners, labels
-
-
-def _train(
-    network: nn.Module,
-    loss_of_batch,
-    steps: int,
-    config: JudgeConfig,
-    seconds: float | None,
-    progress: bool,
-    desc: str,
-) -> tuple[int, float]:
-    """A plain AdamW loop; returns ``(steps done, seconds)``."""
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    network.train()
-    began = time.perf_counter()
-    done = 0
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        if seconds is not None and time.perf_counter() - began > seconds:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = _schedule(step, steps, config.learning_rate)
-        loss = loss_of_batch(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        done = step + 1
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    network.eval()
-    return done, time.perf_counter() - began
-
-
-def train_judges(
-    video_config: MovingMNISTConfig,
-    device: str | torch.device = "cpu",
-    digits: DigitSet | None = None,
-    config: JudgeConfig | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    num_threads: int | None = 1,
-) -> Judges:
-    """Train both judges on fresh TRAIN-pool videos and measure them on TEST-pool videos (no caching).
-
-    Args:
-        video_config: the videos to read (image size, digit size, number of digits, speeds).
-        device: where to train.
-        digits: the digit source (the embedded digits when None).
-        config: hyper-parameters and budget.
-        seed: seed of the training videos, the initial weights, the augmentation and the test videos.
-        progress: show tqdm bars.
-        num_threads: torch CPU threads while training and measuring (restored after); None leaves them
-            alone. One by default: on 2 cores, 2 threads train 1.6x faster on an idle machine but 3-10x
-            slower when another process keeps the cores busy.
-
-    Returns:
-        The trained :class:`Judges` (eval mode) with ``accuracy`` filled in.
-    """
-    with _torch_threads(num_threads):
-        return _train_judges(video_config, resolve_device(device), digits, config, seed, progress)
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run a block with ``num_threads`` torch CPU threads (small convolutions on a busy machine run far
-    faster on one thread than on several), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _train_judges(
-    video_config: MovingMNISTConfig,
-    device: torch.device,
-    digits: DigitSet | None,
-    config: JudgeConfig | None,
-    seed: int,
-    progress: bool,
-) -> Judges:
-    config = config if config is not None else JudgeConfig()
-    digits = digits if digits is not None else load_digits()
-    clip_config = replace(video_config, num_frames=config.clip_frames)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's global RNG untouched
-        torch.manual_seed(seed)
-        judges = Judges(video_config, config).to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    total_steps = max(1, config.detector_steps + config.classifier_steps)
-    share = None if config.max_seconds is None else config.max_seconds / total_steps
-    size, sigma = video_config.image_size, config.heatmap_sigma
-
-    detector_data = MovingMNIST("train", 1, clip_config, seed=seed, digits=digits)
-
-    def detector_loss(step: int) -> Tensor:
-        frames, corners, _ = _training_frames(detector_data, step, config, device, generator)
-        target = centre_heatmap(corners, video_config.digit_size, size, sigma)
-        logits = judges.detector(frames)
-        # Cells near a centre weigh more: otherwise the empty background dominates the mean.
-        weights = 1.0 + 20.0 * target
-        return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weights).mean()
-
-    classifier_data = MovingMNIST("train", 1, clip_config, seed=seed + 1, digits=digits)
-    jitter = config.crop_jitter
-
-    def classifier_loss(step: int) -> Tensor:
-        frames, corners, labels = _training_frames(classifier_data, step, config, device, generator)
-        shift = torch.randint(-jitter, jitter + 1, corners.shape, generator=generator, device=device)
-        crops = extract_crops(frames, corners + shift, video_config.digit_size)  # (N, D, s, s)
-        logits = judges.classifier(crops.flatten(0, 1)[:, None])
-        return F.cross_entropy(logits, labels.flatten(), label_smoothing=0.05)
-
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # dropout masks
-        detector_steps, detector_seconds = _train(
-            judges.detector, detector_loss, config.detector_steps, config,
-            None if share is None else share * config.detector_steps, progress, "motion judge",
-        )
-        classifier_steps, classifier_seconds = _train(
-            judges.classifier, classifier_loss, config.classifier_steps, config,
-            None if share is None else share * config.classifier_steps, progress, "content judge",
-        )
-    judges.eval()
-    judges.accuracy = {
-        **measure_judges(judges, digits, seed=seed),
-        "detector_steps": detector_steps,
-        "classifier_steps": classifier_steps,
-        "train_seconds": detector_seconds + classifier_seconds,
-    }
-    return judges
-
-
-@torch.no_grad()
-def measure_judges(judges: Judges, digits: DigitSet, seed: int = 0, num_videos: int | None = None) -> dict:
-    """The judges' accuracy on real TEST-pool videos of their configuration (digit images never trained on).
-
-    Returns:
-        ``content_digit_accuracy`` (mean :func:`digit_accuracy`), ``content_video_accuracy`` (share of
-        videos with every digit right), ``motion_trajectory_error_px`` (mean :func:`trajectory_error`),
-        ``motion_trajectory_error_px_median`` and ``num_test_videos``.
-    """
-    num_videos = num_videos if num_videos is not None else judges.config.test_videos
-    dataset = MovingMNIST("test", num_videos, judges.video_config, seed=seed, digits=digits)
-    device = next(judges.parameters()).device
-    accuracies, errors = [], []
-    for start in range(0, num_videos, 64):
-        batch = dataset.generate(range(start, min(num_videos, start + 64)), device=device)
-        scores = judges.evaluate(batch["video"], batch["labels"], batch["trajectory"])
-        accuracies.append(scores["digit_accuracy"].cpu())
-        errors.append(scores["trajectory_error"].cpu())
-    accuracy, error = torch.cat(accuracies), torch.cat(errors)
-    return {
-        "content_digit_accuracy": accuracy.mean().item(),
-        "content_video_accuracy": (accuracy == 1).float().mean().item(),
-        "motion_trajectory_error_px": error.mean().item(),
-        "motion_trajectory_error_px_median": error.median().item(),
-        "num_test_videos": num_videos,
-    }
-
-
-# ----------------------------------------------------------------------------------------------------
 # Cached access
 
 
@@ -660,8 +351,9 @@ def get_judges(
         config: hyper-parameters and training budget (:class:`JudgeConfig`).
         digits: the digit set itself (e.g. ``loader.dataset.digits``); replaces ``mnist_root``.
         retrain: train even when a cached file exists (and overwrite it).
-        num_threads: torch CPU threads while training (see :func:`train_judges`; restored after); None
-            leaves them alone. Not part of the key: it changes the speed, not (beyond rounding) the result.
+        num_threads: torch CPU threads while training (see :func:`evaluation.judge_training.train_judges`;
+            restored after); None leaves them alone. Not part of the key: it changes the speed, not
+            (beyond rounding) the result.
         **overrides: fields of :class:`JudgeConfig` (e.g. ``detector_steps=300``, ``max_seconds=180``).
 
     Returns:
@@ -690,7 +382,8 @@ def get_judges(
             return judges
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError):
             pass  # unreadable or stale cache: train again and overwrite it
-    judges = train_judges(video_config, device, digits, config, seed, progress, num_threads)
+    untrained = Judges.initialised(video_config, config, seed, device)
+    judges = train_judges(untrained, digits, seed, progress, num_threads)
     payload = {
         "detector": {name: tensor.cpu() for name, tensor in judges.detector.state_dict().items()},
         "classifier": {name: tensor.cpu() for name, tensor in judges.classifier.state_dict().items()},

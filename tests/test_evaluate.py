@@ -25,7 +25,7 @@ from evaluation.metrics import METRIC_KEYS as RECONSTRUCTION_KEYS
 from models import build_model
 from training.checkpoint import atomic_torch_save, library_versions
 from training.config import DataConfig
-from utils.visualization import mp4_twin
+from utils.animation import mp4_twin
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 6

@@ -63,6 +63,7 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.distributed import SINGLE_PROCESS, DistributedContext, all_reduce_max, all_reduce_sum
 from utils.devices import bf16_supported
+from utils.schedules import cosine_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def make_scheduler(
         return None
     total = max(1, config.epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        optimizer, lambda step: cosine_schedule(step, total)
     )
 
 
