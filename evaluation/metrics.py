@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from data import video_of
+from evaluation.metric_names import RECONSTRUCTION_KEYS
 from utils.devices import resolve_device, synchronize
 
 # SSIM constants of Wang et al. (2004), as scikit-image uses them with ``gaussian_weights=True``.
@@ -45,16 +46,6 @@ SSIM_TRUNCATE = 3.5  # window radius int(3.5 * 1.5 + 0.5) = 5: an 11-tap window
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-METRIC_KEYS = (
-    "mse",
-    "mse_per_frame",
-    "mae_per_frame",
-    "bce_per_frame",
-    "psnr",
-    "ssim",
-    "ssim_uniform",
-    "temporal_consistency",
-)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -318,7 +309,7 @@ PER_VIDEO_METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 def video_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
-    """Every metric of :data:`METRIC_KEYS` for each video.
+    """Every metric of :data:`~evaluation.metric_names.RECONSTRUCTION_KEYS` for each video.
 
     Args:
         pred: ``(B, T, C, H, W)`` reconstruction in [0, 1], ``T >= 2``, ``H, W >= 11``.
@@ -388,7 +379,7 @@ def reconstruction_metrics(
         progress: show a tqdm bar over batches.
 
     Returns:
-        The floats of :data:`METRIC_KEYS` (``mse``, ``mse_per_frame``, ``mae_per_frame``,
+        The floats of :data:`~evaluation.metric_names.RECONSTRUCTION_KEYS` (``mse``, ``mse_per_frame``, ``mae_per_frame``,
         ``bce_per_frame``, ``psnr``, ``ssim``, ``ssim_uniform``, ``temporal_consistency``) and
         ``num_videos`` (int).
 
@@ -398,7 +389,7 @@ def reconstruction_metrics(
     device = resolve_device(device)
     if isinstance(model, nn.Module):
         model.to(device)
-    totals = dict.fromkeys(METRIC_KEYS, 0.0)
+    totals = dict.fromkeys(RECONSTRUCTION_KEYS, 0.0)
     num_videos = 0
     with eval_mode(model), torch.no_grad():
         for batch in _batches(loader, max_batches, progress, "reconstruction metrics"):

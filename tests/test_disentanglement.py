@@ -19,15 +19,13 @@ from data import MovingMNIST, get_moving_mnist_dataloaders, render_digits
 from evaluation import judges as judges_module
 from evaluation import scores
 from evaluation.disentanglement import (
-    JUDGED_KEYS,
-    METRIC_KEYS,
     code_metrics,
     compute_all_disentanglement_metrics,
     content_factors,
     motion_factors,
-    swap_fidelity,
-    trajectory_correlation,
 )
+from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, JUDGED_KEYS
+from evaluation.swap_protocol import swap_fidelity, trajectory_correlation
 from models import MODELS, build_model
 
 IMAGE_SIZE, DIGIT_SIZE, FRAMES = 32, 14, 6
@@ -369,7 +367,7 @@ class RandomJudges:
 
 
 def assert_every_key(results: dict) -> None:
-    assert list(results) == list(METRIC_KEYS)
+    assert list(results) == list(DISENTANGLEMENT_OUTPUT_KEYS)
     for key, value in results.items():
         if key == "notes":
             assert isinstance(value, list) and all(isinstance(note, str) for note in value)
@@ -381,7 +379,7 @@ def assert_every_key(results: dict) -> None:
 
 def test_the_table_documents_every_key():
     doc = disentanglement.__doc__
-    for key in METRIC_KEYS:
+    for key in DISENTANGLEMENT_OUTPUT_KEYS:
         assert f"``{key}``" in doc, key
 
 
