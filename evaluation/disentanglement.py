@@ -2,7 +2,9 @@
 
 Every number comes from the common model API (``split``, ``combine``, ``sample``, ``sample_factors``), so
 the Baseline VAE, the LSTM-VAE (implicit protocol: content = time-average of the per-frame means, motion =
-deviation) and the Disentangled VAE sit side by side. The maths lives in :mod:`evaluation.scores`.
+deviation) and the Disentangled VAE sit side by side. The maths lives in
+:mod:`evaluation.sap`, :mod:`evaluation.information` (MIG), :mod:`evaluation.correlation` and
+:mod:`evaluation.probes`; the swaps in :mod:`evaluation.swap_protocol`.
 
 **Factors.** Moving MNIST's digit slots come in random order, so every factor scored is symmetric in them:
 
@@ -117,7 +119,7 @@ key                                      definition                             
 ======================================== ====================================================== ========== ======
 
 Digit accuracy is order-free (multiset overlap / D) and trajectory error is the mean Euclidean distance
-in pixels under the best digit permutation (:mod:`evaluation.scores`; the same definitions as
+in pixels under the best digit permutation (the definitions of
 :mod:`evaluation.judges`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
 resampling keys need ``model.sample_factors``. The Inception Score uses
 ``judges.content_probabilities(video) -> (B, 10)`` when the judges have it, else the per-digit class
@@ -139,18 +141,12 @@ import torch
 from torch import Tensor, nn
 
 from evaluation import judges as judges_module
+from evaluation.correlation import correlation_scores
+from evaluation.information import mig_score, top_two_gap
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
 from evaluation.metrics import eval_mode
-from evaluation.scores import (
-    best_dimension_scores,
-    classification_probe,
-    correlation_scores,
-    mig_score,
-    regression_probe,
-    sap_score_matrix,
-    split_mask,
-    top_two_gap,
-)
+from evaluation.probes import classification_probe, regression_probe, split_mask
+from evaluation.sap import best_dimension_scores, sap_score_matrix
 from evaluation.swap_protocol import JudgedTally, chance_rescaled, motion_partners, swap_fidelity
 from utils.devices import resolve_device
 

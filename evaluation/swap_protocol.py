@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 
 from data import render_digits
+from evaluation.information import inception_score
 from evaluation.judges import align_trajectories, digit_accuracy, trajectory_error
 from evaluation.metric_names import JUDGED_KEYS
 from evaluation.metrics import frame_psnr, frame_ssim
-from evaluation.scores import inception_score
 
 # Each chance-rescaled swap score and the (measured, chance) keys it is computed from.
 SWAP_SCORE_SOURCES = {
