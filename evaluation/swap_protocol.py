@@ -28,7 +28,8 @@ from data import render_digits
 from evaluation.information import inception_score
 from evaluation.judges import align_trajectories, digit_accuracy, trajectory_error
 from evaluation.metric_names import JUDGED_KEYS
-from evaluation.metrics import frame_psnr, frame_ssim
+from evaluation.metrics import frame_psnr
+from evaluation.ssim import frame_ssim
 
 # Each chance-rescaled swap score and the (measured, chance) keys it is computed from.
 SWAP_SCORE_SOURCES = {

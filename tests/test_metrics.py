@@ -15,7 +15,6 @@ from evaluation.metrics import (
     bce_per_frame,
     compare_models,
     frame_psnr,
-    frame_ssim,
     mae_per_frame,
     mse,
     mse_per_frame,
@@ -26,6 +25,7 @@ from evaluation.metrics import (
     temporal_consistency,
     video_metrics,
 )
+from evaluation.ssim import frame_ssim
 from models import build_model
 
 TINY_VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_frames=4)
