@@ -9,7 +9,10 @@ the numbers are in those modules' docstrings.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,14 @@ TRAINING = _section(
     ("minutes", "Training time (min)", ".1f", ""),
 )
 METRICS: dict[str, Metric] = {metric.key: metric for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + COST + TRAINING}
+
+
+def metric_value(values: Mapping[str, Any], key: str) -> float:
+    """The number stored under ``key`` in a metrics section (NaN when missing or not a number)."""
+    value = values.get(key, math.nan)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
 
 
 def keys(metrics: tuple[Metric, ...]) -> tuple[str, ...]:

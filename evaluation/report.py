@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluation.metric_names import TABLES, Metric
+from evaluation.metric_names import TABLES, Metric, metric_value
 from evaluation.report_writer import markdown_table
 from evaluation.swap_protocol import swap_score
 from models import MODELS
@@ -197,10 +197,7 @@ def display_name(model_name: str) -> str:
 
 def value_of(document: Mapping[str, Any], section: str, key: str) -> float:
     """A number from a document (NaN when missing or not a number)."""
-    value = document.get(section, {}).get(key, math.nan)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
+    return metric_value(document.get(section, {}), key)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from torch import Tensor
 from data import render_digits
 from evaluation.information import inception_score
 from evaluation.judges import align_trajectories, digit_accuracy, trajectory_error
-from evaluation.metric_names import JUDGED_KEYS
+from evaluation.metric_names import JUDGED_KEYS, metric_value
 from evaluation.metrics import frame_psnr
 from evaluation.ssim import frame_ssim
 
@@ -102,15 +102,10 @@ def swap_scores(metrics: Mapping[str, float]) -> dict[str, float]:
 def swap_score(metrics: Mapping[str, Any], key: str) -> float:
     """One chance-rescaled swap score of a metrics document's ``disentanglement`` section: the stored value,
     or, in a document written before it was stored, the same rule applied to its sources (NaN if missing)."""
-
-    def number(name: str) -> float:
-        value = metrics.get(name, math.nan)
-        return math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
-
     if key in metrics:
-        return number(key)
+        return metric_value(metrics, key)
     value, chance = SWAP_SCORE_SOURCES[key]
-    return chance_rescaled(number(value), number(chance))
+    return chance_rescaled(metric_value(metrics, value), metric_value(metrics, chance))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,7 +129,7 @@ def swap_fidelity(
 
     Returns:
         ``(psnr, ssim)``, each ``(B,)``: means over frames of the per-frame PSNR of
-        :mod:`evaluation.metrics` (``+inf`` for an exact match) and of its SSIM.
+        :mod:`evaluation.metrics` (``+inf`` for an exact match) and of the SSIM of :mod:`evaluation.ssim`.
     """
     digit_images = digit_images.to(swapped.device)
     trajectory = torch.as_tensor(trajectory).to(swapped.device)
