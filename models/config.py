@@ -1,7 +1,8 @@
-"""Model configs and their checks: the fields every video VAE shares and the validators each config uses.
+"""Model configs and their checks: the fields every video VAE shares, the validators each config uses, and
+the shape check of named tensors (latents, factors) at the models' public edges.
 
-Every check raises ``ValueError`` naming the field and what it allows, so a bad CLI option or checkpoint
-fails with one clear line.
+Every check raises ``ValueError`` naming the field (or tensor) and what it allows, so a bad CLI option,
+checkpoint or input fails with one clear line.
 """
 
 from __future__ import annotations
