@@ -36,6 +36,8 @@ import evaluate
 from data import render_digits
 from evaluation import report as reports
 from evaluation.judges import get_judges
+from evaluation.metric_names import TABLES
+from evaluation.report_writer import Report, markdown_table
 from evaluation.runs import checkpoint_data_config, config_differences, load_runs, test_loader
 from models import MODELS
 from training import train
@@ -277,7 +279,7 @@ def write_report(args: argparse.Namespace, documents: list[dict], out: Path, tim
                  device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
     grouped = reports.group_by_model(documents)
     records = [(name, *reports.training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
-    report = reports.Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
+    report = Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
     total_minutes = sum(timings.values()) / 60
     report.paragraph(
         f"Written by `python demo.py` on {datetime.date.today().isoformat()} on {machine_description(device)} "
@@ -310,7 +312,7 @@ def write_report(args: argparse.Namespace, documents: list[dict], out: Path, tim
         "swaps": "Swaps, resampling and samples, read by the judges",
         "cost": "Cost",
     }
-    for name, rows in reports.TABLES.items():
+    for name, rows in TABLES.items():
         report.heading(titles[name])
         report.table(reports.table(grouped, rows))
         if name == "swaps" and judge_accuracy:
@@ -449,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     comparison_figures(first_seed, args.checkpoint_dir, out, device)
     written = write_report(args, documents, out, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints))
-    for frame_name, rows in reports.TABLES.items():
-        print(f"\n{frame_name}:\n{reports.markdown_table(reports.table(reports.group_by_model(documents), rows))}")
+    for frame_name, rows in TABLES.items():
+        print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")
     return 0
 

@@ -33,7 +33,8 @@ from data import get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.figures import MAX_SWAP_VIDEOS, make_figures
 from evaluation.judges import get_judges
-from evaluation.metrics import METRIC_KEYS, compare_models, reconstruction_metrics
+from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
+from evaluation.metrics import compare_models, reconstruction_metrics
 from evaluation.runs import checkpoint_data_config, test_loader, unknown_data_config_keys
 from training.checkpoint import CheckpointError, library_versions, load_model
 from training.config import DataConfig
@@ -44,7 +45,6 @@ from utils.provenance import collect as provenance
 
 PROG = "evaluate.py"
 STANDARD_IMAGE_SIZE = 64  # mnist_test_seq.npy has 64x64 frames
-RECONSTRUCTION_KEYS = (*METRIC_KEYS, "num_videos")
 
 OUTPUTS = (
     ("metrics.json", "reconstruction metrics, cost, disentanglement metrics and metadata"),
@@ -337,7 +337,7 @@ def compute_metrics(setup: Setup) -> dict[str, Any]:
             {setup.name: model}, setup.test_loader, device, max_batches=args.max_batches, progress=progress
         )[setup.name],
     )
-    reconstruction = {key: compared[key] for key in RECONSTRUCTION_KEYS if key in compared}
+    reconstruction = {key: compared[key] for key in RECONSTRUCTION_OUTPUT_KEYS if key in compared}
     cost = {key: value for key, value in compared.items() if key not in reconstruction}
     log(
         "  mse {mse:.6f}  psnr {psnr:.2f} dB  ssim {ssim:.4f}  temporal consistency "

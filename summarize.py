@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 from evaluation import report as reports
+from evaluation.metric_names import TABLES
+from evaluation.report_writer import markdown_table
 
 PROG = "summarize.py"
 
@@ -46,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     grouped = reports.group_by_model(documents)
-    for name, rows in reports.TABLES.items():
-        print(f"{name.upper()}\n{reports.markdown_table(reports.table(grouped, rows))}\n")
+    for name, rows in TABLES.items():
+        print(f"{name.upper()}\n{markdown_table(reports.table(grouped, rows))}\n")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
-        print(f"EXPECTED (design document) VS MEASURED\n{reports.markdown_table(expected)}\n")
+        print(f"EXPECTED (design document) VS MEASURED\n{markdown_table(expected)}\n")
     try:
         written = reports.write_summary(documents, out)
     except OSError as error:  # a parent that is a file, no permission, a full disk

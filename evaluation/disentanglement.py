@@ -2,7 +2,9 @@
 
 Every number comes from the common model API (``split``, ``combine``, ``sample``, ``sample_factors``), so
 the Baseline VAE, the LSTM-VAE (implicit protocol: content = time-average of the per-frame means, motion =
-deviation) and the Disentangled VAE sit side by side. The maths lives in :mod:`evaluation.scores`.
+deviation) and the Disentangled VAE sit side by side. The maths lives in
+:mod:`evaluation.sap`, :mod:`evaluation.information` (MIG), :mod:`evaluation.correlation` and
+:mod:`evaluation.probes`; the swaps in :mod:`evaluation.swap_protocol`.
 
 **Factors.** Moving MNIST's digit slots come in random order, so every factor scored is symmetric in them:
 
@@ -16,9 +18,10 @@ deviation) and the Disentangled VAE sit side by side. The maths lives in :mod:`e
 
 **Unit.** Motion codes are per frame, so SAP and MIG score (video, frame) rows: the code ``[c, m_t]``
 against ``[n, y_t]`` (content code and factors repeated over frames; repetition leaves R^2, MI and the
-classifiers' targets unchanged). Held-out splits are by video. Swaps pair video ``A = i`` with
-``B = i - 1`` in loader order (the first video takes the first batch's last) and decode
-``combine(c_A, m_B)``: "A's digits moving like B".
+classifiers' targets unchanged). Held-out splits are by video. Swaps follow
+:mod:`evaluation.swap_protocol`: video ``A = i`` takes the motion of ``B = i - 1`` in loader order (the
+first video takes the first batch's last) and the swap decodes ``combine(c_A, m_B)``: "A's digits moving
+like B".
 
 **SAP blocks.** ``sap_X_Y`` is the best single-dimension score (not a gap) of code X for factors of kind
 Y: a leak spread over several dimensions would shrink a gap and look clean, but cannot hide from the
@@ -93,6 +96,10 @@ key                                      definition                             
                                          (1 - cc)``, ``M = (motion_correlation - mc) / (1 -
                                          mc)`` with cc, mc the two chances, each clipped to [0,
                                          1]: both halves of the swap must work
+``content_swap_score``                   P of ``swap_quality``: the chance-rescaled content     [0, 1]     higher
+                                         preservation of the swap
+``motion_swap_score``                    M of ``swap_quality``: the chance-rescaled motion      [0, 1]     higher
+                                         correlation of the swap
 ``resample_motion_content_accuracy``     ``combine(c_A, m ~ prior)``: digit accuracy against    [0, 1]     higher
                                          A's labels (kept)
 ``resample_motion_trajectory_error_px``  the same video's trajectory error against A's          px         higher
@@ -112,7 +119,7 @@ key                                      definition                             
 ======================================== ====================================================== ========== ======
 
 Digit accuracy is order-free (multiset overlap / D) and trajectory error is the mean Euclidean distance
-in pixels under the best digit permutation (:mod:`evaluation.scores`; the same definitions as
+in pixels under the best digit permutation (the definitions of
 :mod:`evaluation.judges`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
 resampling keys need ``model.sample_factors``. The Inception Score uses
 ``judges.content_probabilities(video) -> (B, 10)`` when the judges have it, else the per-digit class
@@ -133,44 +140,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from data import render_digits
 from evaluation import judges as judges_module
-from evaluation.metrics import eval_mode, frame_psnr, frame_ssim
-from evaluation.order_free import align_trajectories, digit_accuracy, trajectory_error
-from evaluation.scores import (
-    best_dimension_scores,
-    classification_probe,
-    correlation_scores,
-    inception_score,
-    mig_score,
-    regression_probe,
-    sap_score_matrix,
-    split_mask,
-    top_two_gap,
-)
+from evaluation.correlation import correlation_scores
+from evaluation.information import mig_score, top_two_gap
+from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
+from evaluation.metrics import eval_mode
+from evaluation.probes import classification_probe, regression_probe, split_mask
+from evaluation.sap import best_dimension_scores, sap_score_matrix
+from evaluation.swap_protocol import JudgedTally, chance_rescaled, motion_partners, swap_fidelity
 from utils.devices import resolve_device
 
 NUM_CLASSES = 10
 CONTENT_FACTOR_NAMES = tuple(f"count_{k}" for k in range(NUM_CLASSES))
 MOTION_FACTOR_NAMES = ("mean_x", "mean_y", "spread_x", "spread_y")
-CODE_KEYS = (
-    "sap_content_content", "sap_content_motion", "sap_motion_motion", "sap_motion_content",
-    "sap_disentanglement", "sap_content", "sap_motion", "mig", "mig_content", "mig_motion",
-    "mean_abs_correlation", "max_abs_correlation", "correlation_chance",
-    "probe_content_from_content", "probe_content_from_motion", "probe_content_chance",
-    "probe_motion_from_motion", "probe_motion_from_content", "probe_motion_chance", "overall_disentanglement",
-)  # fmt: skip
-FIDELITY_KEYS = ("swap_fidelity_psnr", "swap_fidelity_ssim")
-JUDGED_KEYS = (
-    "judge_content_digit_accuracy", "judge_motion_trajectory_error_px", "recon_content_accuracy",
-    "recon_trajectory_error_px", "content_accuracy_chance", "trajectory_error_chance_px",
-    "content_preservation", "swap_content_leak_accuracy", "swap_trajectory_error_px", "motion_correlation",
-    "motion_correlation_chance", "swap_quality", "resample_motion_content_accuracy",
-    "resample_motion_trajectory_error_px", "resample_content_trajectory_error_px",
-    "resample_content_content_accuracy", "sample_inception_score", "sample_entropy_conditional",
-    "sample_entropy_marginal",
-)  # fmt: skip
-METRIC_KEYS = CODE_KEYS + FIDELITY_KEYS + JUDGED_KEYS + ("num_videos", "num_frames", "notes")
 _REQUIRED_BATCH_KEYS = ("video", "labels", "digit_ids", "trajectory")
 
 
@@ -206,13 +188,6 @@ def motion_factors(trajectory: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------
 # Scores of the codes (SAP, MIG, correlation, probes): pure functions of arrays
-
-
-def _rescaled(value: float, chance: float) -> float:
-    """``(value - chance) / (1 - chance)`` clipped to [0, 1] (NaN stays NaN)."""
-    if not chance < 1:
-        return math.nan
-    return float(np.clip((value - chance) / (1.0 - chance), 0.0, 1.0))
 
 
 def code_metrics(
@@ -312,163 +287,13 @@ def code_metrics(
         probe_motion_from_content=content_probe["r2"],
         probe_motion_chance=motion_probe["chance"],
     )
-    informative = _rescaled(results["probe_content_from_content"], chance) - _rescaled(
+    informative = chance_rescaled(results["probe_content_from_content"], chance) - chance_rescaled(
         results["probe_content_from_motion"], chance
     )
     motion_informative = float(np.clip(motion_probe["r2"], 0, 1) - np.clip(content_probe["r2"], 0, 1))
     results["overall_disentanglement"] = 0.5 * (informative + motion_informative)
     results["notes"] = notes
     return results
-
-
-# ----------------------------------------------------------------------------------------------------
-# Swap fidelity against the exactly rendered ideal swap
-
-
-def swap_fidelity(
-    swapped: Tensor, digit_images: Tensor, trajectory: Tensor, image_size: int
-) -> tuple[Tensor, Tensor]:
-    """PSNR and SSIM of swapped videos against the ideal swap: A's digits moving along B's paths.
-
-    For each video the ``D!`` assignments of A's digit images to B's trajectory slots are rendered
-    (``data.render_digits``) and the one giving the swapped video the highest mean per-frame PSNR is
-    the reference (the model cannot know which of A's digits should follow which of B's paths).
-
-    Args:
-        swapped: ``(B, T, 1, H, W)`` the model's ``combine(c_A, m_B)``, in [0, 1].
-        digit_images: ``(B, D, s, s)`` A's digit images (uint8 or float).
-        trajectory: ``(B, T, D, 2)`` B's digit corners.
-        image_size: side of the canvas.
-
-    Returns:
-        ``(psnr, ssim)``, each ``(B,)``: means over frames of the per-frame PSNR of
-        :mod:`evaluation.metrics` (``+inf`` for an exact match) and of its SSIM.
-    """
-    digit_images = digit_images.to(swapped.device)
-    trajectory = torch.as_tensor(trajectory).to(swapped.device)
-    swapped = swapped.float()
-    best_psnr, best_ideal = None, None
-    for permutation in itertools.permutations(range(digit_images.shape[1])):
-        ideal = render_digits(digit_images[:, list(permutation)], trajectory, image_size)
-        psnr = frame_psnr(swapped, ideal).mean(dim=1)  # (B,)
-        if best_psnr is None:
-            best_psnr, best_ideal = psnr, ideal
-        else:
-            better = psnr > best_psnr
-            best_psnr = torch.where(better, psnr, best_psnr)
-            best_ideal = torch.where(better.view(-1, 1, 1, 1, 1), ideal, best_ideal)
-    return best_psnr, frame_ssim(swapped, best_ideal).mean(dim=1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Judged swaps, resampling and samples
-
-
-def _numpy(values: Any) -> np.ndarray:
-    return torch.as_tensor(values).detach().cpu().numpy()
-
-
-def trajectory_correlation(pred: np.ndarray, true: np.ndarray) -> float:
-    """Pearson r of predicted and true coordinates, pooled over videos, frames, digits and both axes,
-    after each video's best digit assignment (:func:`evaluation.order_free.align_trajectories`).
-
-    1 when the prediction follows the truth exactly (up to an affine map); about 0 for unrelated paths;
-    NaN when either side is constant or not finite.
-
-    Args:
-        pred: ``(B, T, D, 2)`` positions, any digit order.
-        true: ``(B, T, D, 2)`` positions.
-    """
-    pred = torch.from_numpy(np.array(pred, dtype=np.float64))  # a copy: negative strides are fine
-    true = torch.from_numpy(np.array(true, dtype=np.float64))
-    aligned = align_trajectories(pred, true).reshape(-1).numpy()
-    truth = true.reshape(-1).numpy()
-    if not (np.isfinite(aligned).all() and np.isfinite(truth).all()) or aligned.std() == 0 or truth.std() == 0:
-        return math.nan
-    return float(np.corrcoef(aligned, truth)[0, 1])
-
-
-class _JudgedTally:
-    """Per-video judge readings of one model, accumulated batch by batch."""
-
-    def __init__(self, judges: Any, model: Any, generator: torch.Generator) -> None:
-        self.judges, self.model, self.generator = judges, model, generator
-        self.values: dict[str, list[np.ndarray]] = {}
-        self.can_resample = hasattr(model, "sample_factors")
-        self.can_score_samples = hasattr(judges, "content_probabilities") or hasattr(
-            judges, "read_content_log_probs"
-        )
-
-    def add(self, key: str, values: Tensor) -> None:
-        self.values.setdefault(key, []).append(_numpy(values).astype(np.float64))
-
-    def read(self, video: Tensor) -> tuple[Tensor, Tensor]:
-        """Judged ``(labels (B, D), trajectory (B, T, D, 2))``; one detector pass when the judges have ``read``."""
-        if hasattr(self.judges, "read"):
-            return self.judges.read(video)
-        return self.judges.read_content(video), self.judges.read_motion(video)
-
-    def class_probabilities(self, video: Tensor) -> np.ndarray:
-        """``(B, 10)`` from ``content_probabilities``, else ``(B * D, 10)``: one row per tracked digit."""
-        if hasattr(self.judges, "content_probabilities"):
-            return _numpy(self.judges.content_probabilities(video))
-        log_probabilities = _numpy(self.judges.read_content_log_probs(video))  # (B, D, 10)
-        return np.exp(log_probabilities.reshape(-1, log_probabilities.shape[-1]))
-
-    def update(self, video: Tensor, content: Tensor, motion: Tensor, swapped: Tensor,
-               own: Mapping[str, Tensor], partner: Mapping[str, Tensor]) -> None:
-        labels, paths = own["labels"], own["trajectory"]
-        judged_labels, judged_paths = self.read(video)
-        self.add("judge_content_digit_accuracy", digit_accuracy(judged_labels, labels))
-        self.add("judge_motion_trajectory_error_px", trajectory_error(judged_paths, paths))
-        judged_labels, judged_paths = self.read(self.model.combine(content, motion))
-        self.add("recon_content_accuracy", digit_accuracy(judged_labels, labels))
-        self.add("recon_trajectory_error_px", trajectory_error(judged_paths, paths))
-        self.add("content_accuracy_chance", digit_accuracy(partner["labels"], labels))
-        self.add("trajectory_error_chance_px", trajectory_error(partner["trajectory"], paths))
-        judged_labels, judged_paths = self.read(swapped)
-        self.add("content_preservation", digit_accuracy(judged_labels, labels))
-        self.add("swap_content_leak_accuracy", digit_accuracy(judged_labels, partner["labels"]))
-        self.add("swap_trajectory_error_px", trajectory_error(judged_paths, partner["trajectory"]))
-        self.add("swap_judged_paths", judged_paths)
-        self.add("swap_partner_paths", partner["trajectory"])
-        self.add("swap_own_paths", paths)
-        batch, frames = motion.shape[:2]
-        if self.can_resample:
-            prior_content, prior_motion = self.model.sample_factors(batch, frames, generator=self.generator)
-            judged_labels, judged_paths = self.read(self.model.combine(content, prior_motion))
-            self.add("resample_motion_content_accuracy", digit_accuracy(judged_labels, labels))
-            self.add("resample_motion_trajectory_error_px", trajectory_error(judged_paths, paths))
-            judged_labels, judged_paths = self.read(self.model.combine(prior_content, motion))
-            self.add("resample_content_trajectory_error_px", trajectory_error(judged_paths, paths))
-            self.add("resample_content_content_accuracy", digit_accuracy(judged_labels, labels))
-        if self.can_score_samples:
-            samples = self.model.sample(batch, frames, generator=self.generator)
-            self.add("sample_probabilities", self.class_probabilities(samples))
-
-    def results(self, notes: list[str]) -> dict[str, float]:
-        values = {key: np.concatenate(parts) for key, parts in self.values.items()}
-        results = {key: float(np.mean(values[key])) if key in values else math.nan for key in JUDGED_KEYS}
-        results["motion_correlation"] = trajectory_correlation(values["swap_judged_paths"],
-                                                               values["swap_partner_paths"])
-        results["motion_correlation_chance"] = trajectory_correlation(values["swap_own_paths"],
-                                                                      values["swap_partner_paths"])
-        preservation = _rescaled(results["content_preservation"], results["content_accuracy_chance"])
-        transfer = _rescaled(results["motion_correlation"], results["motion_correlation_chance"])
-        results["swap_quality"] = math.sqrt(preservation * transfer) if preservation * transfer >= 0 else math.nan
-        if self.can_score_samples:
-            scores = inception_score(values["sample_probabilities"])
-            results["sample_inception_score"] = scores["inception_score"]
-            results["sample_entropy_conditional"] = scores["entropy_conditional"]
-            results["sample_entropy_marginal"] = scores["entropy_marginal"]
-        else:
-            notes.append(
-                "the judges have neither content_probabilities(video) nor read_content_log_probs(video): "
-                "sample Inception Score is NaN"
-            )
-        if not self.can_resample:
-            notes.append("the model has no sample_factors(n, T, generator): resampling metrics are NaN")
-        return results
 
 
 def _resolve_judges(judges: Any, loader: Any, device: torch.device, notes: list[str]) -> Any:
@@ -506,13 +331,6 @@ def _factor_batches(loader: Iterable, max_samples: int) -> Iterator[dict[str, Te
         yield {key: value[:take] for key, value in batch.items() if isinstance(value, Tensor)}
 
 
-def _partners(current: dict[str, Tensor], previous: dict[str, Tensor] | None) -> dict[str, Tensor]:
-    """Each video's partner B: the previous video in loader order (the first batch rolls by one)."""
-    if previous is None:
-        return {key: torch.roll(value, 1, 0) for key, value in current.items()}
-    return {key: torch.cat([previous[key], value[:-1]]) for key, value in current.items()}
-
-
 def compute_all_disentanglement_metrics(
     model: Any,
     loader: Iterable,
@@ -546,7 +364,7 @@ def compute_all_disentanglement_metrics(
         max_probe_rows: cap on the (video, frame) rows that train a per-frame probe.
 
     Returns:
-        ``METRIC_KEYS``: floats (NaN where not computable), ``num_videos``, ``num_frames`` (int) and
+        ``DISENTANGLEMENT_OUTPUT_KEYS`` (:mod:`evaluation.metric_names`): floats (NaN where not computable), ``num_videos``, ``num_frames`` (int) and
         ``notes`` (list of str). JSON-serialisable.
     """
     if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 5:
@@ -561,7 +379,7 @@ def compute_all_disentanglement_metrics(
     if not can_render:
         notes.append("loader.dataset has no digit_images: swap fidelity is NaN")
     generator = torch.Generator(device=device).manual_seed(seed)
-    tally = _JudgedTally(judges, model, generator) if judges is not None else None
+    tally = JudgedTally(judges, model, generator) if judges is not None else None
     codes: dict[str, list[np.ndarray]] = {"content": [], "motion": [], "labels": [], "trajectory": []}
     fidelity: dict[str, list[Tensor]] = {"psnr": [], "ssim": []}
     previous = None
@@ -570,7 +388,7 @@ def compute_all_disentanglement_metrics(
             video = batch["video"].to(device=device, dtype=torch.float32)
             content, motion = model.split(video)  # (B, Dc), (B, T, Dm)
             own = {"motion": motion, "labels": batch["labels"], "trajectory": batch["trajectory"]}
-            partner = _partners(own, previous)
+            partner = motion_partners(own, previous)
             previous = {key: value[-1:] for key, value in own.items()}
             swapped = model.combine(content, partner["motion"])  # A's content, B's motion
             if can_render:
@@ -596,4 +414,4 @@ def compute_all_disentanglement_metrics(
     results.update(tally.results(notes) if tally is not None else dict.fromkeys(JUDGED_KEYS, math.nan))
     results["num_videos"], results["num_frames"] = int(arrays["motion"].shape[0]), int(arrays["motion"].shape[1])
     results["notes"] = notes
-    return {key: results[key] for key in METRIC_KEYS}
+    return {key: results[key] for key in DISENTANGLEMENT_OUTPUT_KEYS}

@@ -1,4 +1,6 @@
-"""Reconstruction metrics and computational cost, comparable with published Moving MNIST tables.
+"""Reconstruction metrics of videos, one function each, and the loops that run them over a model and a loader
+(``reconstruction_metrics``; ``compare_models`` adds the cost of :mod:`evaluation.cost`), comparable with
+published Moving MNIST tables. The frame SSIM is computed in :mod:`evaluation.ssim`.
 
 Videos are ``(B, T, C, H, W)`` floats in [0, 1]: ``pred`` is the reconstruction, ``target`` the truth.
 The maths sits in pure per-video functions that return one number per video, shape ``(B,)`` (or per
@@ -26,8 +28,6 @@ The per-frame sums are the convention of published Moving MNIST tables (OpenSTL,
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -37,56 +37,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from data import video_of
-from utils.devices import resolve_device, synchronize
-
-# SSIM constants of Wang et al. (2004), as scikit-image uses them with ``gaussian_weights=True``.
-SSIM_SIGMA = 1.5
-SSIM_TRUNCATE = 3.5  # window radius int(3.5 * 1.5 + 0.5) = 5: an 11-tap window
-SSIM_K1 = 0.01
-SSIM_K2 = 0.03
-
-METRIC_KEYS = (
-    "mse",
-    "mse_per_frame",
-    "mae_per_frame",
-    "bce_per_frame",
-    "psnr",
-    "ssim",
-    "ssim_uniform",
-    "temporal_consistency",
-)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Checks and helpers
-
-
-def _check_pair(pred: Tensor, target: Tensor, min_frames: int = 1) -> None:
-    """Raise ``ValueError`` unless both are ``(B, T, C, H, W)`` of the same shape with ``T >= min_frames``."""
-    if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(f"expected tensors, got {type(pred).__name__} and {type(target).__name__}")
-    if pred.ndim != 5 or pred.shape != target.shape:
-        raise ValueError(
-            f"expected pred and target of the same shape (B, T, C, H, W), "
-            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
-        )
-    if pred.shape[1] < min_frames:
-        raise ValueError(f"expected videos of at least {min_frames} frames, got shape {tuple(pred.shape)}")
-
-
-def _compute_dtype(tensor: Tensor) -> torch.dtype:
-    """The input's precision, at least float32: float64 inputs are computed in float64 (not on MPS, which
-    lacks it); float32 sums over a frame's pixels and SSIM's local moments then agree with float64 to about
-    1e-6, well inside the 1e-4 the tests ask of scikit-image agreement, at a third of the cost."""
-    if tensor.dtype == torch.float64 and tensor.device.type != "mps":
-        return torch.float64
-    return torch.float32
-
-
-def _pair_as(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    dtype = _compute_dtype(pred)
-    return pred.to(dtype), target.to(dtype)
-
+from evaluation.cost import count_parameters, median_time_ms
+from evaluation.metric_names import RECONSTRUCTION_KEYS
+from evaluation.ssim import frame_ssim
+from evaluation.video_pairs import check_pair, pair_as
+from utils.devices import resolve_device
 
 # ----------------------------------------------------------------------------------------------------
 # Pure per-video metrics: (B, T, C, H, W) pairs in, (B,) or (B, T) out
@@ -104,8 +59,8 @@ def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B, T)`` in the compute precision (float32, or float64 for float64 inputs).
     """
-    _check_pair(pred, target)
-    pred, target = _pair_as(pred, target)
+    check_pair(pred, target)
+    pred, target = pair_as(pred, target)
     return (pred - target).pow(2).flatten(2).mean(dim=2)
 
 
@@ -126,8 +81,8 @@ def mse_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    _check_pair(pred, target)
-    pred, target = _pair_as(pred, target)
+    check_pair(pred, target)
+    pred, target = pair_as(pred, target)
     return (pred - target).pow(2).flatten(2).sum(dim=2).mean(dim=1)
 
 
@@ -139,8 +94,8 @@ def mae_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    _check_pair(pred, target)
-    pred, target = _pair_as(pred, target)
+    check_pair(pred, target)
+    pred, target = pair_as(pred, target)
     return (pred - target).abs().flatten(2).sum(dim=2).mean(dim=1)
 
 
@@ -155,8 +110,8 @@ def bce_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    _check_pair(pred, target)
-    pred, target = _pair_as(pred, target)
+    check_pair(pred, target)
+    pred, target = pair_as(pred, target)
     bce = F.binary_cross_entropy(pred.clamp(0.0, 1.0), target, reduction="none")
     return bce.flatten(2).sum(dim=2).mean(dim=1)
 
@@ -186,84 +141,6 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
         ``(B,)``.
     """
     return frame_psnr(pred, target).mean(dim=1)
-
-
-def _gaussian_taps(sigma: float, truncate: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The normalised 1-D Gaussian of ``scipy.ndimage.gaussian_filter`` (radius int(truncate*sigma+0.5))."""
-    radius = int(truncate * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    return taps / taps.sum()
-
-
-def _band(taps: Tensor, length: int) -> Tensor:
-    """``(length, length - k + 1)`` matrix ``M``: ``signal @ M`` is the valid correlation with ``k`` taps."""
-    size = taps.numel()
-    device = taps.device
-    offsets = torch.arange(length, device=device)[:, None] - torch.arange(length - size + 1, device=device)
-    inside = (offsets >= 0) & (offsets < size)
-    return torch.where(inside, taps[offsets.clamp(0, size - 1)], taps.new_zeros(()))
-
-
-def frame_ssim(pred: Tensor, target: Tensor, window: str = "gaussian") -> Tensor:
-    """Structural similarity of every frame (Wang et al., 2004), as scikit-image computes it.
-
-    With local means, variances and covariance over a window, ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``,
-    ``K1 = 0.01``, ``K2 = 0.03`` and data range ``L = 1``::
-
-        S = (2 mu_x mu_y + C1) (2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1) (sigma_x^2 + sigma_y^2 + C2))
-
-    and the frame's SSIM is the mean of ``S`` over the *valid* positions, where the whole window lies
-    inside the frame (scikit-image averages over ``crop(S, r)`` for window radius ``r``, where its
-    reflect-padded filter equals the valid one). Two windows:
-
-    * ``"gaussian"`` (the default, Wang et al.'s): Gaussian weights, ``sigma = 1.5``, 11 taps, population
-      (co)variances; equals ``structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-      use_sample_covariance=False, data_range=1.0)``; valid region ``(H - 10) x (W - 10)``.
-    * ``"uniform"``: scikit-image's default, a 7x7 box with sample (co)variances (``49 / 48``); equals
-      ``structural_similarity(a, b, data_range=1.0)``, the call OpenSTL's Moving MNIST tables make.
-
-    Frames with several channels average the channels' SSIM (skimage's ``channel_axis``). The separable
-    filter runs as two matrix products, all frames at once.
-
-    Args:
-        pred: ``(B, T, C, H, W)`` in [0, 1], with ``H, W`` at least the window (11 or 7).
-        target: the same shape.
-        window: ``"gaussian"`` or ``"uniform"``.
-
-    Returns:
-        ``(B, T)``; 1 for identical frames.
-    """
-    _check_pair(pred, target)
-    batch, frames, channels, height, width = pred.shape
-    dtype = _compute_dtype(pred)
-    if window == "gaussian":
-        taps = _gaussian_taps(SSIM_SIGMA, SSIM_TRUNCATE, dtype, pred.device)
-        covariance_scale = 1.0
-    elif window == "uniform":
-        taps = torch.full((7,), 1.0 / 7.0, dtype=dtype, device=pred.device)
-        covariance_scale = 49.0 / 48.0  # sample covariance over the 49 pixels of the box
-    else:
-        raise ValueError(f"window must be 'gaussian' or 'uniform', got {window!r}")
-    size = taps.numel()
-    if height < size or width < size:
-        raise ValueError(f"SSIM needs frames of at least {size}x{size} pixels, got {height}x{width}")
-    pred, target = _pair_as(pred, target)
-    x = pred.reshape(-1, 1, height, width)  # (B*T*C, 1, H, W)
-    y = target.reshape(-1, 1, height, width)
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (N, 5, H, W)
-    # Valid separable filtering as two matrix products with banded matrices (much faster on CPUs than a
-    # grouped conv2d): band[i, j] = taps[i - j] for 0 <= i - j < size.
-    local = _band(taps, height).t() @ maps @ _band(taps, width)  # (N, 5, H - size + 1, W - size + 1)
-    mu_x, mu_y, mean_xx, mean_yy, mean_xy = local.unbind(dim=1)
-    var_x = covariance_scale * (mean_xx - mu_x * mu_x)
-    var_y = covariance_scale * (mean_yy - mu_y * mu_y)
-    cov_xy = covariance_scale * (mean_xy - mu_x * mu_y)
-    c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
-    numerator = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
-    denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    per_channel = (numerator / denominator).flatten(1).mean(dim=1)  # (B*T*C,)
-    return per_channel.view(batch, frames, channels).mean(dim=2)
 
 
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
@@ -299,8 +176,8 @@ def temporal_consistency(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    _check_pair(pred, target, min_frames=2)
-    pred, target = _pair_as(pred, target)
+    check_pair(pred, target, min_frames=2)
+    pred, target = pair_as(pred, target)
     change_error = (pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])  # (B, T-1, C, H, W)
     return change_error.pow(2).flatten(1).mean(dim=1)
 
@@ -318,7 +195,7 @@ PER_VIDEO_METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 def video_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
-    """Every metric of :data:`METRIC_KEYS` for each video.
+    """Every metric of :data:`~evaluation.metric_names.RECONSTRUCTION_KEYS` for each video.
 
     Args:
         pred: ``(B, T, C, H, W)`` reconstruction in [0, 1], ``T >= 2``, ``H, W >= 11``.
@@ -327,7 +204,7 @@ def video_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     Returns:
         Metric name -> ``(B,)`` tensor.
     """
-    _check_pair(pred, target, min_frames=2)
+    check_pair(pred, target, min_frames=2)
     return {name: metric(pred, target) for name, metric in PER_VIDEO_METRICS.items()}
 
 
@@ -388,7 +265,7 @@ def reconstruction_metrics(
         progress: show a tqdm bar over batches.
 
     Returns:
-        The floats of :data:`METRIC_KEYS` (``mse``, ``mse_per_frame``, ``mae_per_frame``,
+        The floats of :data:`~evaluation.metric_names.RECONSTRUCTION_KEYS` (``mse``, ``mse_per_frame``, ``mae_per_frame``,
         ``bce_per_frame``, ``psnr``, ``ssim``, ``ssim_uniform``, ``temporal_consistency``) and
         ``num_videos`` (int).
 
@@ -398,7 +275,7 @@ def reconstruction_metrics(
     device = resolve_device(device)
     if isinstance(model, nn.Module):
         model.to(device)
-    totals = dict.fromkeys(METRIC_KEYS, 0.0)
+    totals = dict.fromkeys(RECONSTRUCTION_KEYS, 0.0)
     num_videos = 0
     with eval_mode(model), torch.no_grad():
         for batch in _batches(loader, max_batches, progress, "reconstruction metrics"):
@@ -412,34 +289,6 @@ def reconstruction_metrics(
     results: dict[str, Any] = {name: total / num_videos for name, total in totals.items()}
     results["num_videos"] = num_videos
     return results
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts (0, 0 for an object without parameters)."""
-    parameters = list(model.parameters()) if isinstance(model, nn.Module) else []
-    trainable = sum(p.numel() for p in parameters if p.requires_grad)
-    return trainable, sum(p.numel() for p in parameters)
-
-
-def median_time_ms(
-    function: Callable[[], object], device: torch.device, warmup: int = 2, repeats: int = 5
-) -> float:
-    """Median wall time of ``function()`` in milliseconds, after ``warmup`` untimed calls.
-
-    Each timed call is bracketed by :func:`utils.devices.synchronize`, so queued CUDA/MPS work is counted.
-    """
-    if repeats <= 0 or warmup < 0:
-        raise ValueError(f"need repeats > 0 and warmup >= 0, got {repeats} and {warmup}")
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
 
 
 def compare_models(

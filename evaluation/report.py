@@ -4,7 +4,9 @@ Several runs of one model with the same settings (different seeds) are aggregate
 deviation (sample std, ``ddof=1``; a single run shows its value alone); runs of one model with different
 settings (an ablation) are reported side by side, never averaged (``group_by_model``). Every number comes
 from the JSON files: nothing here is expected or hard-coded, and a value that is missing or not finite is
-shown as ``n/a`` or ``nan``.
+shown as ``n/a`` or ``nan``. The tables' rows (label, format, better direction) come from the metric
+registry (:data:`evaluation.metric_names.TABLES`), the models' display names from ``models.MODELS``, and the
+Markdown/HTML writer is :class:`evaluation.report_writer.Report`.
 
 The design document's interface is kept: ``comparison_results.json`` maps a model's display name
 ("Baseline VAE", "LSTM-VAE", "Disentangled VAE") to its reconstruction metrics and cost, and
@@ -14,7 +16,6 @@ under ``by_model``.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -26,90 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evaluation.metric_names import TABLES, Metric, metric_value
+from evaluation.report_writer import markdown_table
+from evaluation.swap_protocol import swap_score
+from models import MODELS
 from utils.atomic import atomic_write_json, atomic_write_text
 
-DISPLAY_NAMES = {"baseline": "Baseline VAE", "lstm": "LSTM-VAE", "disentangled": "Disentangled VAE"}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One table row: where the value lives in a metrics document, its label, format and direction."""
-
-    section: str
-    key: str
-    label: str
-    fmt: str = ".4f"
-    better: str = ""  # "higher", "lower" or "" (a reference value)
-
-
-RECONSTRUCTION_ROWS = (
-    Row("reconstruction", "mse", "MSE per pixel", ".6f", "lower"),
-    Row("reconstruction", "mse_per_frame", "MSE per frame (sum over pixels)", ".2f", "lower"),
-    Row("reconstruction", "mae_per_frame", "MAE per frame (sum over pixels)", ".2f", "lower"),
-    Row("reconstruction", "psnr", "PSNR (dB)", ".2f", "higher"),
-    Row("reconstruction", "ssim", "SSIM (Gaussian 11x11)", ".4f", "higher"),
-    Row("reconstruction", "ssim_uniform", "SSIM (7x7 box, as OpenSTL)", ".4f", "higher"),
-    Row("reconstruction", "temporal_consistency", "Temporal consistency", ".6f", "lower"),
-)
-DISENTANGLEMENT_ROWS = (
-    Row("disentanglement", "sap_content_content", "SAP: content code -> content", ".3f", "higher"),
-    Row("disentanglement", "sap_content_motion", "SAP: content code -> motion", ".3f", "lower"),
-    Row("disentanglement", "sap_motion_motion", "SAP: motion code -> motion", ".3f", "higher"),
-    Row("disentanglement", "sap_motion_content", "SAP: motion code -> content", ".3f", "lower"),
-    Row("disentanglement", "sap_disentanglement", "SAP (top-two gap, all factors)", ".3f", "higher"),
-    Row("disentanglement", "mig", "MIG (all factors)", ".3f", "higher"),
-    Row("disentanglement", "mig_content", "MIG (content factors)", ".3f", "higher"),
-    Row("disentanglement", "mig_motion", "MIG (motion factors)", ".3f", "higher"),
-    Row("disentanglement", "mean_abs_correlation", "Mean |corr(content, motion)|", ".3f", "lower"),
-    Row("disentanglement", "max_abs_correlation", "Max |corr(content, motion)|", ".3f", "lower"),
-    Row("disentanglement", "correlation_chance", "  chance level of |corr|", ".3f"),
-    Row("disentanglement", "probe_content_from_content", "Probe: digits from content code", ".3f", "higher"),
-    Row("disentanglement", "probe_content_from_motion", "Probe: digits from motion code", ".3f", "lower"),
-    Row("disentanglement", "probe_content_chance", "  chance level of the digit probes", ".3f"),
-    Row("disentanglement", "probe_motion_from_motion", "Probe: positions from motion code (R^2)", ".3f", "higher"),
-    Row("disentanglement", "probe_motion_from_content", "Probe: positions from content code (R^2)", ".3f", "lower"),
-    Row("disentanglement", "overall_disentanglement", "Overall (prediction) disentanglement", ".3f", "higher"),
-)
-SWAP_ROWS = (
-    Row("disentanglement", "content_preservation", "Swap: A's digits kept (judged accuracy)", ".3f", "higher"),
-    Row("disentanglement", "swap_content_leak_accuracy", "Swap: B's digits leaked (judged accuracy)", ".3f", "lower"),
-    Row("disentanglement", "content_accuracy_chance", "  chance level of digit accuracy", ".3f"),
-    Row("disentanglement", "motion_correlation", "Swap: follows B's paths (judged r)", ".3f", "higher"),
-    Row("disentanglement", "motion_correlation_chance", "  chance level of r", ".3f"),
-    Row("disentanglement", "swap_trajectory_error_px", "Swap: error to B's paths (px)", ".2f", "lower"),
-    Row("disentanglement", "trajectory_error_chance_px", "  chance level of path error (px)", ".2f"),
-    Row("disentanglement", "swap_quality", "Swap quality (both halves, chance-rescaled)", ".3f", "higher"),
-    Row("disentanglement", "swap_fidelity_psnr", "Swap fidelity vs ideal render: PSNR (dB)", ".2f", "higher"),
-    Row("disentanglement", "swap_fidelity_ssim", "Swap fidelity vs ideal render: SSIM", ".4f", "higher"),
-    Row("disentanglement", "resample_motion_content_accuracy", "New motion from prior: digits kept", ".3f", "higher"),
-    Row("disentanglement", "resample_motion_trajectory_error_px", "New motion from prior: path change (px)", ".2f",
-        "higher"),
-    Row("disentanglement", "resample_content_trajectory_error_px", "New content from prior: path error (px)",
-        ".2f", "lower"),
-    Row("disentanglement", "resample_content_content_accuracy", "New content from prior: digits kept", ".3f",
-        "lower"),
-    Row("disentanglement", "recon_content_accuracy", "Reconstruction: digits read (judged)", ".3f", "higher"),
-    Row("disentanglement", "recon_trajectory_error_px", "Reconstruction: path error (px)", ".2f", "lower"),
-    Row("disentanglement", "sample_inception_score", "Samples: Inception Score (judge)", ".2f", "higher"),
-    Row("disentanglement", "sample_entropy_conditional", "Samples: H(y|x) (nats)", ".3f", "lower"),
-    Row("disentanglement", "sample_entropy_marginal", "Samples: H(y) (nats)", ".3f", "higher"),
-    Row("disentanglement", "judge_content_digit_accuracy", "Judge on real test videos: digit accuracy", ".3f"),
-    Row("disentanglement", "judge_motion_trajectory_error_px", "Judge on real test videos: path error (px)", ".2f"),
-)
-COST_ROWS = (
-    Row("cost", "trainable_parameters", "Trainable parameters", ",.0f"),
-    Row("cost", "forward_time_ms", "Forward (reconstruct) time per batch (ms)", ".1f", "lower"),
-    Row("cost", "generation_time_ms", "Generation (sample) time per batch (ms)", ".1f", "lower"),
-    Row("training", "epochs", "Training epochs", ".0f"),
-    Row("training", "steps", "Training steps", ",.0f"),
-    Row("training", "minutes", "Training time (min)", ".1f"),
-)
-TABLES = {
-    "reconstruction": RECONSTRUCTION_ROWS,
-    "disentanglement": DISENTANGLEMENT_ROWS,
-    "swaps": SWAP_ROWS,
-    "cost": COST_ROWS,
-}
+# The registry's display names, in its order (baseline, lstm, disentangled).
+DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -170,11 +95,6 @@ def training_record(run_dir: str | Path) -> tuple[float, float]:
         return float(history["step"].iloc[-1]), float(history["seconds"].sum())
     except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return math.nan, math.nan
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A DataFrame of formatted strings as a Markdown table (the strings are kept as they are)."""
-    return frame.to_markdown(disable_numparse=True)
 
 
 # What makes two runs the same experiment (their seeds aside): the model's configuration, and these
@@ -277,10 +197,7 @@ def display_name(model_name: str) -> str:
 
 def value_of(document: Mapping[str, Any], section: str, key: str) -> float:
     """A number from a document (NaN when missing or not a number)."""
-    value = document.get(section, {}).get(key, math.nan)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
+    return metric_value(document.get(section, {}), key)
 
 
 @dataclass(frozen=True)
@@ -320,7 +237,7 @@ def _format_number(value: float, fmt: str) -> str:
     return format(value, fmt)
 
 
-def summarize(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Row]) -> dict[str, dict[str, Summary]]:
+def summarize(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Metric]) -> dict[str, dict[str, Summary]]:
     """``{display name: {metric key: Summary}}`` over each model's runs."""
     return {
         name: {row.key: Summary.of([value_of(document, row.section, row.key) for document in documents])
@@ -329,7 +246,7 @@ def summarize(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence
     }
 
 
-def table(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Row]) -> pd.DataFrame:
+def table(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Metric]) -> pd.DataFrame:
     """A DataFrame of formatted values: one row per metric (arrow: which way is better), one column per model."""
     summaries = summarize(grouped, rows)
     arrows = {"higher": " ↑", "lower": " ↓", "": ""}
@@ -346,7 +263,7 @@ def table(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Row
 
 def comparison_results(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """``{display name: {metric: mean, metric_std: std, ..., num_runs}}`` of reconstruction and cost."""
-    rows = [row for row in RECONSTRUCTION_ROWS + COST_ROWS if row.section != "training"]
+    rows = [row for row in TABLES["reconstruction"] + TABLES["cost"] if row.section != "training"]
     summaries = summarize(grouped, rows)
     results = {}
     for name, documents in grouped.items():
@@ -417,23 +334,19 @@ def swap_level(value: float) -> str:
     return next(label for threshold, label in SWAP_LEVELS if value >= threshold)
 
 
-def _rescaled(value: float, chance: float) -> float:
-    if not (math.isfinite(value) and math.isfinite(chance)) or chance >= 1:
-        return math.nan
-    return float(np.clip((value - chance) / (1 - chance), 0, 1))
-
-
 def expected_vs_measured(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
     """The design document's "Expected Results" table beside what was measured, with a verdict per row.
 
     Rules (written in the report): MSE and SSIM: expected "LSTM-VAE best, Disentangled ≈ Baseline"
-    (≈: within 10% for MSE, 0.01 for SSIM). Content swap: chance-rescaled judged digit accuracy of the
-    swap (``(content_preservation - chance) / (1 - chance)``); motion swap: chance-rescaled judged
-    trajectory correlation; each labelled Clean (>= 0.8), Partial (>= 0.3) or Fails, and compared with
+    (≈: within 10% for MSE, 0.01 for SSIM). Content swap: ``content_swap_score``, the chance-rescaled judged
+    digit accuracy of the swap (``(content_preservation - chance) / (1 - chance)``); motion swap:
+    ``motion_swap_score``, the chance-rescaled judged trajectory correlation (both as stored with each run's
+    metrics, or derived by :func:`evaluation.swap_protocol.swap_score` for older files; means over runs);
+    each labelled Clean (>= 0.8), Partial (>= 0.3) or Fails, and compared with
     Fails / Partial / Clean for Baseline / LSTM-VAE / Disentangled. Disentanglement: the ordering of
     ``overall_disentanglement`` against Low < Medium < High.
     """
-    names = [DISPLAY_NAMES[key] for key in ("baseline", "lstm", "disentangled")]
+    names = list(DISPLAY_NAMES.values())
     if not all(name in grouped for name in names):
         return pd.DataFrame()
 
@@ -448,11 +361,9 @@ def expected_vs_measured(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
     ssim = {name: mean("reconstruction", "ssim", name) for name in names}
     holds = ssim[lstm] > max(ssim[base], ssim[dis]) and abs(ssim[dis] - ssim[base]) <= 0.01
     rows.append(("SSIM", "Lower / Higher / Similar", " / ".join(f"{ssim[n]:.4f}" for n in names), holds))
-    for label, key, chance_key in (
-        ("Content Swap", "content_preservation", "content_accuracy_chance"),
-        ("Motion Swap", "motion_correlation", "motion_correlation_chance"),
-    ):
-        scores = {n: _rescaled(mean("disentanglement", key, n), mean("disentanglement", chance_key, n)) for n in names}
+    for label, key in (("Content Swap", "content_swap_score"), ("Motion Swap", "motion_swap_score")):
+        scores = {n: Summary.of([swap_score(document.get("disentanglement", {}), key)
+                                 for document in grouped[n]]).mean for n in names}
         levels = [swap_level(scores[n]) for n in names]
         measured = " / ".join(f"{level} ({scores[n]:.2f})" for level, n in zip(levels, names, strict=True))
         rows.append((label, "Fails / Partial / Clean", measured, levels == ["Fails", "Partial", "Clean"]
@@ -467,95 +378,3 @@ def expected_vs_measured(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
         columns=["metric", f"expected ({' / '.join(names)})", "measured", "hypothesis"],
     )
     return frame.set_index("metric")
-
-
-# ----------------------------------------------------------------------------------------------------
-# A report written both as Markdown and as HTML from the same blocks
-
-
-class Report:
-    """Headings, paragraphs, lists, tables and images, rendered to Markdown and to a standalone HTML page.
-
-    Image paths are stored relative to the report's folder so both files can move together.
-    """
-
-    def __init__(self, title: str, folder: str | os.PathLike) -> None:
-        self.title, self.folder, self.blocks = title, Path(folder), []
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", level, text))
-
-    def paragraph(self, text: str) -> None:
-        self.blocks.append(("paragraph", text))
-
-    def bullets(self, items: Sequence[str]) -> None:
-        self.blocks.append(("bullets", list(items)))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame))
-
-    def image(self, path: str | os.PathLike, caption: str) -> None:
-        self.blocks.append(("image", os.path.relpath(Path(path), self.folder), caption))
-
-    def links(self, items: Sequence[tuple[str, str | os.PathLike]]) -> None:
-        self.blocks.append(("links", [(text, os.path.relpath(Path(path), self.folder)) for text, path in items]))
-
-    def markdown(self) -> str:
-        lines = [f"# {self.title}", ""]
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "heading":
-                lines += ["#" * block[1] + " " + block[2], ""]
-            elif kind == "paragraph":
-                lines += [block[1], ""]
-            elif kind == "bullets":
-                lines += [f"- {item}" for item in block[1]] + [""]
-            elif kind == "table":
-                lines += [markdown_table(block[1]), ""]
-            elif kind == "image":
-                lines += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
-            elif kind == "links":
-                lines += [" · ".join(f"[{text}]({path})" for text, path in block[1]), ""]
-        return "\n".join(lines)
-
-    def html(self) -> str:
-        body = []
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "heading":
-                body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
-            elif kind == "paragraph":
-                body.append(f"<p>{_inline_html(block[1])}</p>")
-            elif kind == "bullets":
-                body.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
-            elif kind == "table":
-                body.append(block[1].to_html(border=0, classes="metrics"))
-            elif kind == "image":
-                body.append(f'<figure><img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">'
-                            f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
-            elif kind == "links":
-                body.append("<p>" + " · ".join(f'<a href="{html.escape(path)}">{html.escape(text)}</a>'
-                                               for text, path in block[1]) + "</p>")
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-                 "table.metrics{border-collapse:collapse;margin:1em 0}"
-                 "table.metrics td,table.metrics th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}"
-                 "table.metrics th:first-child,table.metrics td:first-child{text-align:left}"
-                 "img{max-width:100%;image-rendering:pixelated}figcaption{color:#555;font-size:90%}"
-                 "code{background:#f3f3f3;padding:0 3px}")
-        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>"
-                + "\n".join(body) + "</body></html>\n")
-
-    def write(self, stem: str = "report") -> list[Path]:
-        """Write ``<folder>/<stem>.md`` and ``<folder>/<stem>.html``; returns both paths."""
-        return [atomic_write_text(self.folder / f"{stem}.md", self.markdown()),
-                atomic_write_text(self.folder / f"{stem}.html", self.html())]
-
-
-def _inline_html(text: str) -> str:
-    """Escape, then turn Markdown's `code` and **bold** into HTML."""
-    escaped = html.escape(text)
-    parts = escaped.split("`")
-    escaped = "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
-    parts = escaped.split("**")
-    return "".join(f"<b>{part}</b>" if index % 2 else part for index, part in enumerate(parts))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.base import DiagonalGaussian, VAEOutput, VideoVAE, VideoVAEConfig, config_fields
+from models.base import VideoVAE
 from models.baseline_vae import BaselineVAE, BaselineVAEConfig
+from models.config import VideoVAEConfig, config_fields
 from models.disentangled_vae import DisentangledVAE, DisentangledVAEConfig
+from models.distributions import DiagonalGaussian, VAEOutput
 from models.lstm_vae import LSTMVAE, LSTMVAEConfig
 
 MODELS: dict[str, type[VideoVAE]] = {

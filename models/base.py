@@ -1,4 +1,4 @@
-"""Shared machinery of the video VAEs: the Gaussian, the output, the base class and the recurrent prior.
+"""The base class of the video VAEs: the public verbs, the loss and the hooks each model implements.
 
 Videos are float tensors ``(B, T, C, H, W)`` in [0, 1] (``C = 1``, 64x64 for Moving MNIST).
 
@@ -19,266 +19,23 @@ explicit separation beats implicit.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-RECON_LOSSES = ("bce", "mse")
-NORMS = ("group", "none")
+from models.config import (
+    VideoVAEConfig,
+    check_choice,
+    check_positive_int,
+    check_shapes,
+    config_fields,
+    make_config,
+)
+from models.distributions import DiagonalGaussian, VAEOutput
+
 FACTORS = ("content", "motion")
-
-
-# ----------------------------------------------------------------------------- validation helpers
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_finite_number(name: str, value: Any, minimum: float | None = None) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite real number (and at least ``minimum``, if given)."""
-    valid = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not valid or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum:g}"
-        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def check_shapes(tensors: Mapping[str, Tensor], layout: Mapping[str, tuple], what: str) -> None:
-    """Check named tensors against a layout such as ``{"z": ("B", "T", 256)}``.
-
-    Letters are sizes that must agree across tensors (and be >= 1); integers are exact sizes.
-
-    Args:
-        tensors: The tensors by name.
-        layout: The expected shape of each name.
-        what: How the error message names the mapping (e.g. ``"latents"``).
-
-    Raises:
-        ValueError: On missing or extra names, or on a shape that does not match.
-    """
-    if not isinstance(tensors, Mapping) or set(tensors) != set(layout):
-        got = sorted(tensors) if isinstance(tensors, Mapping) else type(tensors).__name__
-        raise ValueError(f"expected {what} with keys {sorted(layout)}, got {got}")
-    sizes: dict[str, int] = {}
-    for key, pattern in layout.items():
-        shape = tuple(tensors[key].shape)
-        matches = len(shape) == len(pattern)
-        for size, want in zip(shape, pattern, strict=False):
-            if isinstance(want, str):
-                matches = matches and size >= 1 and sizes.setdefault(want, size) == size
-            else:
-                matches = matches and size == want
-        if not matches:
-            pattern_text = ", ".join(str(want) for want in pattern)
-            known = "".join(f", {name} = {size}" for name, size in sizes.items() if name in pattern)
-            raise ValueError(f"expected {what}[{key!r}] of shape ({pattern_text}){known}, got {shape}")
-
-
-def config_fields(config: Any) -> dict[str, Any]:
-    """Turn a config (dataclass instance, mapping or ``None``) into a plain dict of fields."""
-    if config is None:
-        return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
-    if isinstance(config, Mapping):
-        return dict(config)
-    raise TypeError(f"config must be a dataclass instance, a dict or None, got {type(config).__name__}")
-
-
-def make_config(config_class: type, fields: Mapping[str, Any]) -> Any:
-    """Build ``config_class(**fields)``, naming the valid keys when some are unknown."""
-    valid = [field.name for field in dataclasses.fields(config_class)]
-    unknown = sorted(set(fields) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} keys {unknown}; valid keys: {valid}")
-    return config_class(**fields)
-
-
-@dataclass(frozen=True)
-class VideoVAEConfig:
-    """Fields every video VAE has; each model's config adds its own and may change the defaults.
-
-    Attributes:
-        image_size: Side of the square frames; a multiple of 16, at least 16.
-        channels: Channels per frame (1 for Moving MNIST).
-        width: Base channel count of the conv encoder/decoder.
-        feature_dim: Size of the encoder's per-frame feature vector.
-        beta: Weight of the KL term (beta-VAE).
-        recon_loss: ``"bce"`` or ``"mse"``.
-        norm: ``"group"`` (GroupNorm after every hidden convolution) or ``"none"`` (cheaper under bf16).
-        output_bias: Initial bias of the conv decoder's output logits: the frame a freshly built model
-            draws before it has learned anything. The default -3 starts at a dark background, as Moving MNIST
-            is (about 5% ink: sigmoid(-3) = 0.047), so the first steps are not spent learning that the
-            background is black; 0 (the earlier default) starts every pixel at grey (sigmoid 0.5).
-    """
-
-    image_size: int = 64
-    channels: int = 1
-    width: int = 32
-    feature_dim: int = 256
-    beta: float = 4.0
-    recon_loss: str = "bce"
-    norm: str = "group"
-    output_bias: float = -3.0
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field and its allowed values."""
-        check_positive_int("image_size", self.image_size)
-        if self.image_size < 16 or self.image_size % 16:
-            raise ValueError(f"image_size must be a multiple of 16 and >= 16, got {self.image_size!r}")
-        for name in ("channels", "width", "feature_dim"):
-            check_positive_int(name, getattr(self, name))
-        check_finite_number("beta", self.beta, minimum=0)
-        check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
-        check_choice("norm", self.norm, NORMS)
-        check_finite_number("output_bias", self.output_bias)
-
-
-# ----------------------------------------------------------------------------- distributions, output
-
-
-class DiagonalGaussian:
-    """A Gaussian with diagonal covariance, batched over any leading shape.
-
-    Args:
-        mean: Means, any shape.
-        logvar: Log-variances, the same shape; clamped to [-30, 20] so ``exp`` stays finite.
-    """
-
-    def __init__(self, mean: Tensor, logvar: Tensor) -> None:
-        if mean.shape != logvar.shape:
-            raise ValueError(
-                f"mean and logvar must have the same shape, got {tuple(mean.shape)} and {tuple(logvar.shape)}"
-            )
-        self.mean = mean
-        self.logvar = logvar.clamp(-30.0, 20.0)
-
-    @classmethod
-    def from_parameters(cls, parameters: Tensor) -> DiagonalGaussian:
-        """Split ``(..., 2 * D)`` head outputs into mean and log-variance ``(..., D)``."""
-        mean, logvar = parameters.chunk(2, dim=-1)
-        return cls(mean, logvar)
-
-    @property
-    def shape(self) -> torch.Size:
-        return self.mean.shape
-
-    @property
-    def std(self) -> Tensor:
-        return torch.exp(0.5 * self.logvar)
-
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        """Reparameterised sample ``mean + std * eps``, noise from ``generator`` on the mean's device."""
-        mean = self.mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return self.mean + self.std * noise
-
-    def mode(self) -> Tensor:
-        """The most likely value: the mean."""
-        return self.mean
-
-    def kl(self, other: DiagonalGaussian | None = None) -> Tensor:
-        """Elementwise ``KL(self || other)``, or ``KL(self || N(0, I))`` when ``other`` is ``None``.
-
-        Returns:
-            A tensor of the distribution's shape (not reduced).
-        """
-        if other is None:
-            return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
-        log_ratio = self.logvar - other.logvar
-        squared_distance = (self.mean - other.mean).pow(2) * torch.exp(-other.logvar)
-        return 0.5 * (squared_distance + log_ratio.exp() - 1.0 - log_ratio)
-
-
-@dataclass
-class VAEOutput:
-    """What ``forward`` returns (reductions: see the module docstring).
-
-    Attributes:
-        loss: ``recon_loss + beta * kl_scale * kl``, a scalar.
-        recon_loss: Reconstruction loss, summed over pixels and frames, averaged over the batch.
-        kl: Sum of the KL terms.
-        kl_terms: Each KL term by name (``"kl_z"``, or ``"kl_content"`` and ``"kl_motion"``).
-        recon: ``(B, T, C, H, W)`` reconstruction probabilities (sigmoid of the logits).
-        latents: The sampled codes the decoder used, by name.
-        posteriors: The posteriors those codes were drawn from, by name.
-    """
-
-    loss: Tensor
-    recon_loss: Tensor
-    kl: Tensor
-    kl_terms: dict[str, Tensor]
-    recon: Tensor
-    latents: dict[str, Tensor]
-    posteriors: dict[str, DiagonalGaussian]
-
-
-class RecurrentGaussianPrior(nn.Module):
-    """Learned prior ``p(z_t | z_<t)``: an LSTM over the previous codes and a Gaussian head.
-
-    In training the previous codes are posterior samples (teacher forcing), so the whole sequence
-    takes one LSTM call over ``[0, z_0, ..., z_{T-2}]``; sampling feeds each draw back, one step at a time.
-
-    Args:
-        latent_dim: Size D of each code.
-        hidden_size: LSTM hidden size.
-    """
-
-    def __init__(self, latent_dim: int, hidden_size: int) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.lstm = nn.LSTM(latent_dim, hidden_size, batch_first=True)
-        self.head = nn.Linear(hidden_size, 2 * latent_dim)
-
-    def forward(self, codes: Tensor) -> DiagonalGaussian:
-        """Teacher-forced prior of every frame.
-
-        Args:
-            codes: ``(B, T, D)`` codes (posterior samples).
-
-        Returns:
-            ``p(z_t | z_<t)`` for every t, of shape ``(B, T, D)``.
-        """
-        batch, _, dim = codes.shape
-        previous = torch.cat([codes.new_zeros(batch, 1, dim), codes[:, :-1]], dim=1)  # (B, T, D)
-        hidden, _ = self.lstm(previous)  # (B, T, H)
-        return DiagonalGaussian.from_parameters(self.head(hidden))
-
-    def sample(self, num_samples: int, num_frames: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw code sequences autoregressively.
-
-        Returns:
-            ``(num_samples, num_frames, D)`` codes.
-        """
-        previous = self.head.weight.new_zeros(num_samples, 1, self.latent_dim)  # (N, 1, D)
-        state = None
-        codes = []
-        for _ in range(num_frames):
-            hidden, state = self.lstm(previous, state)  # (N, 1, H)
-            previous = DiagonalGaussian.from_parameters(self.head(hidden)).sample(generator)  # (N, 1, D)
-            codes.append(previous)
-        return torch.cat(codes, dim=1)  # (N, T, D)
-
-
-# ----------------------------------------------------------------------------- base model
 
 
 class VideoVAE(nn.Module):
@@ -296,6 +53,7 @@ class VideoVAE(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # how reports and tables name the model, e.g. "Baseline VAE"
     config_class: ClassVar[type] = VideoVAEConfig
 
     def __init__(self, **config_fields: Any) -> None:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import DiagonalGaussian, VideoVAEConfig, check_positive_int
+from models.config import VideoVAEConfig, check_positive_int
+from models.distributions import DiagonalGaussian
 from models.frame_latent_vae import FrameLatentVAE
 
 
 @dataclass(frozen=True)
 class BaselineVAEConfig(VideoVAEConfig):
-    """Config of :class:`BaselineVAE` (fields of :class:`~models.base.VideoVAEConfig` plus these).
+    """Config of :class:`BaselineVAE` (fields of :class:`~models.config.VideoVAEConfig` plus these).
 
     ``feature_dim`` defaults to 512 (not 256) so the three models have comparable parameter counts.
 
@@ -41,6 +42,7 @@ class BaselineVAE(FrameLatentVAE):
     """
 
     name = "baseline"
+    display_name = "Baseline VAE"
     config_class = BaselineVAEConfig
 
     def __init__(self, **config_fields) -> None:

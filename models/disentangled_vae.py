@@ -39,16 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import (
-    DiagonalGaussian,
-    RecurrentGaussianPrior,
-    VideoVAE,
-    VideoVAEConfig,
-    check_choice,
-    check_positive_int,
-)
+from models.base import VideoVAE
+from models.config import VideoVAEConfig, check_choice, check_positive_int
 from models.decoders import FrameDecoder
+from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
+from models.priors import RecurrentGaussianPrior
 from models.slots import glimpses, place_sprites, track_objects
 
 ARCHITECTURES = ("slots", "pooled", "average")
@@ -56,7 +52,7 @@ ARCHITECTURES = ("slots", "pooled", "average")
 
 @dataclass(frozen=True)
 class DisentangledVAEConfig(VideoVAEConfig):
-    """Config of :class:`DisentangledVAE` (fields of :class:`~models.base.VideoVAEConfig` plus these).
+    """Config of :class:`DisentangledVAE` (fields of :class:`~models.config.VideoVAEConfig` plus these).
 
     ``feature_dim`` defaults to 128 (not 256): this model has two encoders, and the smaller features keep
     its parameter count comparable to the other two models.
@@ -132,6 +128,7 @@ class DisentangledVAE(VideoVAE):
     """
 
     name = "disentangled"
+    display_name = "Disentangled VAE"
     config_class = DisentangledVAEConfig
 
     def __init__(self, **config_fields) -> None:

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from models.base import NORMS
+from models.config import NORMS
 
 POOLINGS = ("flatten", "global")
 

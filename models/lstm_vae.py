@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import DiagonalGaussian, RecurrentGaussianPrior, VideoVAEConfig, check_positive_int
+from models.config import VideoVAEConfig, check_positive_int
+from models.distributions import DiagonalGaussian
 from models.frame_latent_vae import FrameLatentVAE
+from models.priors import RecurrentGaussianPrior
 
 
 @dataclass(frozen=True)
 class LSTMVAEConfig(VideoVAEConfig):
-    """Config of :class:`LSTMVAE` (fields of :class:`~models.base.VideoVAEConfig` plus these).
+    """Config of :class:`LSTMVAE` (fields of :class:`~models.config.VideoVAEConfig` plus these).
 
     Attributes:
         latent_dim: Size of each frame's code z_t.
@@ -59,6 +61,7 @@ class LSTMVAE(FrameLatentVAE):
     """
 
     name = "lstm"
+    display_name = "LSTM-VAE"
     config_class = LSTMVAEConfig
 
     def __init__(self, **config_fields) -> None:

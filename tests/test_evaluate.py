@@ -18,10 +18,9 @@ import torch
 from PIL import Image
 
 import evaluate
-from evaluation.disentanglement import JUDGED_KEYS
-from evaluation.disentanglement import METRIC_KEYS as DISENTANGLEMENT_KEYS
 from evaluation.judges import get_judges
-from evaluation.metrics import METRIC_KEYS as RECONSTRUCTION_KEYS
+from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
+from evaluation.metric_names import JUDGED_KEYS, RECONSTRUCTION_KEYS
 from models import build_model
 from training.checkpoint import atomic_torch_save, library_versions
 from training.config import DataConfig

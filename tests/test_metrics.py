@@ -10,12 +10,11 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from data import MovingMNIST, MovingMNISTConfig, get_moving_mnist_dataloaders
+from evaluation.metric_names import RECONSTRUCTION_KEYS
 from evaluation.metrics import (
-    METRIC_KEYS,
     bce_per_frame,
     compare_models,
     frame_psnr,
-    frame_ssim,
     mae_per_frame,
     mse,
     mse_per_frame,
@@ -26,6 +25,7 @@ from evaluation.metrics import (
     temporal_consistency,
     video_metrics,
 )
+from evaluation.ssim import frame_ssim
 from models import build_model
 
 TINY_VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_frames=4)
@@ -196,7 +196,7 @@ def test_temporal_consistency_needs_two_frames():
 def test_video_metrics_returns_every_key_per_video():
     pred, target = image_pairs()["digits_blurred"]
     values = video_metrics(pred, target)
-    assert set(values) == set(METRIC_KEYS)
+    assert set(values) == set(RECONSTRUCTION_KEYS)
     assert all(value.shape == (2,) for value in values.values())
 
 
@@ -243,7 +243,7 @@ def test_reconstruction_metrics_weight_videos_not_batches():
     results = reconstruction_metrics(Halves(), loader, "cpu", progress=False)
     assert results["mse"] == pytest.approx(expected, rel=1e-6)
     one_batch = reconstruction_metrics(Halves(), loader_of(5, 5), "cpu", progress=False)
-    for key in METRIC_KEYS:
+    for key in RECONSTRUCTION_KEYS:
         assert results[key] == pytest.approx(one_batch[key], rel=1e-6)
     first = reconstruction_metrics(Halves(), loader, "cpu", max_batches=1, progress=False)
     assert first["num_videos"] == 2
@@ -266,7 +266,7 @@ def test_compare_models_returns_every_key_for_two_tiny_models():
     }
     results = compare_models(models, loader_of(3, 2), "cpu", progress=False, warmup=1, repeats=2)
     assert set(results) == set(models)
-    keys = set(METRIC_KEYS) | {
+    keys = set(RECONSTRUCTION_KEYS) | {
         "num_videos", "trainable_parameters", "total_parameters", "forward_time_ms", "generation_time_ms",
         "timed_batch_size", "timed_num_frames",
     }

@@ -11,6 +11,8 @@ import torch
 import demo
 import summarize
 from evaluation import report as reports
+from evaluation.metric_names import TABLES
+from evaluation.report_writer import Report
 from training.checkpoint import atomic_torch_save, load_checkpoint
 from utils import provenance
 
@@ -58,7 +60,7 @@ def test_tables_put_models_side_by_side_and_aggregate_seeds():
     documents = three_models() + [document("lstm", "lstm_vae_seed43", mse=0.012, ssim=0.72, overall=0.35)]
     grouped = reports.group_by_model(documents)
     assert list(grouped) == ["Baseline VAE", "LSTM-VAE", "Disentangled VAE"]
-    frame = reports.table(grouped, reports.RECONSTRUCTION_ROWS)
+    frame = reports.table(grouped, TABLES["reconstruction"])
     assert frame.loc["MSE per pixel ↓", "LSTM-VAE"] == "0.011000 ± 0.001414"
     assert frame.loc["MSE per pixel ↓", "Baseline VAE"] == "0.020000"
     assert frame.loc["MSE per frame (sum over pixels) ↓", "Baseline VAE"] == "nan"  # missing in the document
@@ -94,7 +96,7 @@ def test_variants_of_a_model_are_separate_columns_and_seeds_are_averaged(tmp_pat
     )
     assert list(grouped) == ["Baseline VAE", "LSTM-VAE", blurred, pooled, plain]  # by run name
     assert [item["experiment_name"] for item in grouped[pooled]] == ["dis_pool", "dis_pool_seed43"]
-    frame = reports.table(grouped, reports.RECONSTRUCTION_ROWS)
+    frame = reports.table(grouped, TABLES["reconstruction"])
     assert frame.loc["MSE per pixel ↓", pooled] == "0.040000 ± 0.014142"  # two seeds of one variant
     assert frame.loc["MSE per pixel ↓", plain] == "0.021000"  # never averaged with the variants
 
@@ -159,10 +161,10 @@ def test_swap_levels():
 
 
 def test_report_renders_markdown_and_html(tmp_path):
-    report = reports.Report("Title", tmp_path)
+    report = Report("Title", tmp_path)
     report.heading("Section")
     report.paragraph("Text with `code` and **bold** <and a tag>.")
-    report.table(reports.table(reports.group_by_model(three_models()), reports.COST_ROWS))
+    report.table(reports.table(reports.group_by_model(three_models()), TABLES["cost"]))
     report.image(tmp_path / "figures" / "a.png", "A figure")
     markdown, page = (path.read_text() for path in report.write())
     assert "## Section" in markdown and "![A figure](figures/a.png)" in markdown

@@ -38,7 +38,7 @@ import torch
 
 from data import get_moving_mnist_dataloaders, load_digits, video_of
 from models import MODELS, build_model
-from models.base import RECON_LOSSES
+from models.config import RECON_LOSSES
 from training import distributed
 from training.checkpoint import CheckpointError, library_versions, load_checkpoint, non_finite_weights
 from training.config import (

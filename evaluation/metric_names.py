@@ -1,0 +1,167 @@
+"""The metric registry: per metric its JSON key, section, label, number format and better direction.
+
+One :class:`Metric` per number that ``evaluate.py`` writes (``NAME_metrics.json``) or the report adds
+(training time). Everything that names metrics reads it: the JSON key tuples of
+:mod:`evaluation.metrics` and :mod:`evaluation.disentanglement` (whose order is the order of their
+outputs), the tables of :mod:`evaluation.report` and ``summarize.py`` (``TABLES``). The definitions of
+the numbers are in those modules' docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: where its value lives in a metrics document, its label, format and direction.
+
+    Attributes:
+        section: The document's section (``"reconstruction"``, ``"disentanglement"``, ``"cost"`` or
+            ``"training"``).
+        key: Its JSON key within the section.
+        label: How tables name it.
+        fmt: Python format spec of its values in tables.
+        better: ``"higher"``, ``"lower"`` or ``""`` (a reference value: a chance level, a judge's ceiling).
+    """
+
+    section: str
+    key: str
+    label: str
+    fmt: str = ".4f"
+    better: str = ""
+
+
+def _section(section: str, *rows: tuple[str, str, str, str]) -> tuple[Metric, ...]:
+    """``(key, label, fmt, better)`` rows of one section as metrics."""
+    return tuple(Metric(section, key, label, fmt, better) for key, label, fmt, better in rows)
+
+
+RECONSTRUCTION = _section(
+    "reconstruction",
+    ("mse", "MSE per pixel", ".6f", "lower"),
+    ("mse_per_frame", "MSE per frame (sum over pixels)", ".2f", "lower"),
+    ("mae_per_frame", "MAE per frame (sum over pixels)", ".2f", "lower"),
+    ("bce_per_frame", "BCE per frame (sum over pixels, nats)", ".2f", "lower"),
+    ("psnr", "PSNR (dB)", ".2f", "higher"),
+    ("ssim", "SSIM (Gaussian 11x11)", ".4f", "higher"),
+    ("ssim_uniform", "SSIM (7x7 box, as OpenSTL)", ".4f", "higher"),
+    ("temporal_consistency", "Temporal consistency", ".6f", "lower"),
+)
+CODE = _section(
+    "disentanglement",
+    ("sap_content_content", "SAP: content code -> content", ".3f", "higher"),
+    ("sap_content_motion", "SAP: content code -> motion", ".3f", "lower"),
+    ("sap_motion_motion", "SAP: motion code -> motion", ".3f", "higher"),
+    ("sap_motion_content", "SAP: motion code -> content", ".3f", "lower"),
+    ("sap_disentanglement", "SAP (top-two gap, all factors)", ".3f", "higher"),
+    ("sap_content", "SAP (top-two gap, content factors)", ".3f", "higher"),
+    ("sap_motion", "SAP (top-two gap, motion factors)", ".3f", "higher"),
+    ("mig", "MIG (all factors)", ".3f", "higher"),
+    ("mig_content", "MIG (content factors)", ".3f", "higher"),
+    ("mig_motion", "MIG (motion factors)", ".3f", "higher"),
+    ("mean_abs_correlation", "Mean |corr(content, motion)|", ".3f", "lower"),
+    ("max_abs_correlation", "Max |corr(content, motion)|", ".3f", "lower"),
+    ("correlation_chance", "  chance level of |corr|", ".3f", ""),
+    ("probe_content_from_content", "Probe: digits from content code", ".3f", "higher"),
+    ("probe_content_from_motion", "Probe: digits from motion code", ".3f", "lower"),
+    ("probe_content_chance", "  chance level of the digit probes", ".3f", ""),
+    ("probe_motion_from_motion", "Probe: positions from motion code (R^2)", ".3f", "higher"),
+    ("probe_motion_from_content", "Probe: positions from content code (R^2)", ".3f", "lower"),
+    ("probe_motion_chance", "  chance level of the position probes (R^2)", ".3f", ""),
+    ("overall_disentanglement", "Overall (prediction) disentanglement", ".3f", "higher"),
+)
+FIDELITY = _section(
+    "disentanglement",
+    ("swap_fidelity_psnr", "Swap fidelity vs ideal render: PSNR (dB)", ".2f", "higher"),
+    ("swap_fidelity_ssim", "Swap fidelity vs ideal render: SSIM", ".4f", "higher"),
+)
+JUDGED = _section(
+    "disentanglement",
+    ("judge_content_digit_accuracy", "Judge on real test videos: digit accuracy", ".3f", ""),
+    ("judge_motion_trajectory_error_px", "Judge on real test videos: path error (px)", ".2f", ""),
+    ("recon_content_accuracy", "Reconstruction: digits read (judged)", ".3f", "higher"),
+    ("recon_trajectory_error_px", "Reconstruction: path error (px)", ".2f", "lower"),
+    ("content_accuracy_chance", "  chance level of digit accuracy", ".3f", ""),
+    ("trajectory_error_chance_px", "  chance level of path error (px)", ".2f", ""),
+    ("content_preservation", "Swap: A's digits kept (judged accuracy)", ".3f", "higher"),
+    ("swap_content_leak_accuracy", "Swap: B's digits leaked (judged accuracy)", ".3f", "lower"),
+    ("swap_trajectory_error_px", "Swap: error to B's paths (px)", ".2f", "lower"),
+    ("motion_correlation", "Swap: follows B's paths (judged r)", ".3f", "higher"),
+    ("motion_correlation_chance", "  chance level of r", ".3f", ""),
+    ("swap_quality", "Swap quality (both halves, chance-rescaled)", ".3f", "higher"),
+    ("resample_motion_content_accuracy", "New motion from prior: digits kept", ".3f", "higher"),
+    ("resample_motion_trajectory_error_px", "New motion from prior: path change (px)", ".2f", "higher"),
+    ("resample_content_trajectory_error_px", "New content from prior: path error (px)", ".2f", "lower"),
+    ("resample_content_content_accuracy", "New content from prior: digits kept", ".3f", "lower"),
+    ("sample_inception_score", "Samples: Inception Score (judge)", ".2f", "higher"),
+    ("sample_entropy_conditional", "Samples: H(y|x) (nats)", ".3f", "lower"),
+    ("sample_entropy_marginal", "Samples: H(y) (nats)", ".3f", "higher"),
+    ("content_swap_score", "Content swap: digits kept (chance-rescaled)", ".3f", "higher"),
+    ("motion_swap_score", "Motion swap: follows B's paths (chance-rescaled)", ".3f", "higher"),
+)
+COST = _section(
+    "cost",
+    ("trainable_parameters", "Trainable parameters", ",.0f", ""),
+    ("forward_time_ms", "Forward (reconstruct) time per batch (ms)", ".1f", "lower"),
+    ("generation_time_ms", "Generation (sample) time per batch (ms)", ".1f", "lower"),
+)
+TRAINING = _section(
+    "training",
+    ("epochs", "Training epochs", ".0f", ""),
+    ("steps", "Training steps", ",.0f", ""),
+    ("minutes", "Training time (min)", ".1f", ""),
+)
+METRICS: dict[str, Metric] = {metric.key: metric for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + COST + TRAINING}
+
+
+def metric_value(values: Mapping[str, Any], key: str) -> float:
+    """The number stored under ``key`` in a metrics section (NaN when missing or not a number)."""
+    value = values.get(key, math.nan)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def keys(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
+    """The JSON keys of some metrics, in their order."""
+    return tuple(metric.key for metric in metrics)
+
+
+def rows(*names: str) -> tuple[Metric, ...]:
+    """The registered metrics of these keys, in this order (a table's rows)."""
+    return tuple(METRICS[name] for name in names)
+
+
+# JSON keys, in the order the metric functions return them.
+RECONSTRUCTION_KEYS = keys(RECONSTRUCTION)  # the per-video means of evaluation.metrics
+RECONSTRUCTION_OUTPUT_KEYS = RECONSTRUCTION_KEYS + ("num_videos",)  # evaluate.py's "reconstruction" section
+CODE_KEYS = keys(CODE)
+FIDELITY_KEYS = keys(FIDELITY)
+JUDGED_KEYS = keys(JUDGED)
+DISENTANGLEMENT_OUTPUT_KEYS = CODE_KEYS + FIDELITY_KEYS + JUDGED_KEYS + ("num_videos", "num_frames", "notes")
+
+# The report's tables (table_NAME.md / .tex), row by row.
+TABLES: dict[str, tuple[Metric, ...]] = {
+    "reconstruction": rows("mse", "mse_per_frame", "mae_per_frame", "psnr", "ssim", "ssim_uniform",
+                           "temporal_consistency"),
+    "disentanglement": rows(
+        "sap_content_content", "sap_content_motion", "sap_motion_motion", "sap_motion_content",
+        "sap_disentanglement", "mig", "mig_content", "mig_motion", "mean_abs_correlation", "max_abs_correlation",
+        "correlation_chance", "probe_content_from_content", "probe_content_from_motion", "probe_content_chance",
+        "probe_motion_from_motion", "probe_motion_from_content", "overall_disentanglement",
+    ),
+    "swaps": rows(
+        "content_preservation", "swap_content_leak_accuracy", "content_accuracy_chance", "motion_correlation",
+        "motion_correlation_chance", "swap_trajectory_error_px", "trajectory_error_chance_px", "swap_quality",
+        "swap_fidelity_psnr", "swap_fidelity_ssim", "resample_motion_content_accuracy",
+        "resample_motion_trajectory_error_px", "resample_content_trajectory_error_px",
+        "resample_content_content_accuracy", "recon_content_accuracy", "recon_trajectory_error_px",
+        "sample_inception_score", "sample_entropy_conditional", "sample_entropy_marginal",
+        "judge_content_digit_accuracy", "judge_motion_trajectory_error_px",
+    ),
+    "cost": rows("trainable_parameters", "forward_time_ms", "generation_time_ms", "epochs", "steps", "minutes"),
+}
