@@ -16,6 +16,7 @@ import torch
 
 from data import video_of
 from evaluation.latent_figures import save_interpolation_grid, save_swap_matrix
+from evaluation.swap_protocol import example_pairs
 from utils.animation import mp4_twin, save_video_gif
 from utils.visualization import pdf_twin, save_frame_grid
 
@@ -157,11 +158,8 @@ def make_figures(
     swaps_gif = out / f"{name}_swaps.gif"
 
     log("figures: swaps frame by frame")
-    # Consecutive test videos in pairs (a video with itself when the test set has only one).
-    last = len(swap_videos) - 1
-    pairs = [(2 * k, min(2 * k + 1, last)) for k in range(min(MAX_SWAP_PAIRS, max(1, len(swap_videos) // 2)))]
     rows = []
-    for a, b in pairs:
+    for a, b in example_pairs(len(swap_videos), MAX_SWAP_PAIRS):  # A = 2k + 1 takes B = 2k's motion
         video_a, video_b = swap_videos[a : a + 1], swap_videos[b : b + 1]
         with torch.no_grad():
             a_moving_like_b = model.swap(video_a.to(device), video_b.to(device)).float().cpu()[0]

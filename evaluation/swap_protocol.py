@@ -2,8 +2,8 @@
 
 **Pairing.** Video ``A = i`` takes its motion from ``B = i - 1`` (the first from the last):
 :func:`motion_sources` for one batch of ``n`` videos, :func:`motion_partners` across a loader's batches
-(the first video of each later batch takes the previous batch's last). A swap decodes
-``combine(c_A, m_B)``: "A's digits moving like B".
+(the first video of each later batch takes the previous batch's last), :func:`example_pairs` for the
+figures' swaps. A swap decodes ``combine(c_A, m_B)``: "A's digits moving like B".
 
 **Scores.** :func:`swap_fidelity` compares a swap with the exactly rendered ideal (A's digits along B's
 paths); :class:`JudgedTally` reads swaps, reconstructions, resampled and sampled videos with the judges;
@@ -56,6 +56,25 @@ def motion_sources(num_videos: int) -> np.ndarray:
     if num_videos < 1:
         raise ValueError(f"need at least one video, got {num_videos}")
     return np.roll(np.arange(num_videos), 1)
+
+
+def example_pairs(num_videos: int, count: int) -> list[tuple[int, int]]:
+    """The first ``count`` disjoint ``(A, B)`` pairs of :func:`motion_sources` among ``num_videos`` videos, for
+    figures: video ``2k + 1`` (content A) with its motion source ``2k`` (B); ``[(0, 0)]`` for a single video.
+
+    Args:
+        num_videos: videos available (at least 1).
+        count: pairs wanted (at least 1); fewer come back when there are too few videos.
+
+    Returns:
+        ``[(a, b), ...]`` with ``b = motion_sources(num_videos)[a]``.
+    """
+    if count < 1:
+        raise ValueError(f"need at least one pair, got {count}")
+    sources = motion_sources(num_videos)
+    if num_videos == 1:
+        return [(0, 0)]
+    return [(a, int(sources[a])) for a in range(1, num_videos, 2)][:count]
 
 
 def motion_partners(current: dict[str, Tensor], previous: dict[str, Tensor] | None) -> dict[str, Tensor]:

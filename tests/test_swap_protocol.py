@@ -13,6 +13,7 @@ import torch
 from data import MovingMNIST, render_digits
 from evaluation.swap_protocol import (
     chance_rescaled,
+    example_pairs,
     motion_partners,
     motion_sources,
     swap_fidelity,
@@ -76,3 +77,15 @@ def test_swap_fidelity_takes_the_best_digit_assignment():
     assert torch.isinf(psnr).all() and torch.allclose(ssim, torch.ones(4))
     psnr_blank, _ = swap_fidelity(torch.zeros_like(ideal_swapped_slots), images, paths, 64)
     assert torch.isfinite(psnr_blank).all() and (psnr_blank < 30).all()
+
+
+def test_example_pairs_follow_the_pairing_rule():
+    for num_videos in (1, 2, 5, 8):
+        pairs = example_pairs(num_videos, 3)
+        sources = motion_sources(num_videos)
+        assert all(b == sources[a] for a, b in pairs)
+        assert len({index for pair in pairs for index in pair}) == (1 if num_videos == 1 else 2 * len(pairs))
+    assert example_pairs(8, 3) == [(1, 0), (3, 2), (5, 4)]
+    assert example_pairs(5, 5) == [(1, 0), (3, 2)]
+    with pytest.raises(ValueError, match="at least one pair"):
+        example_pairs(4, 0)
