@@ -11,7 +11,7 @@ import torch
 import demo
 import summarize
 from evaluation import report as reports
-from training.checkpoint import atomic_torch_save, load_checkpoint
+from models.checkpoint import atomic_torch_save, load_checkpoint
 from utils import provenance
 
 
