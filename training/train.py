@@ -45,7 +45,7 @@ from training.config import (
 )
 from training.run import OtherProcessFailed, RunWriteError, train
 from training.run_folder import ResumePoint, lock_existing_run_folder, refuse_existing_run, resume_point
-from training.run_lock import RunFolderBusy
+from training.run_lock import RunFolderBusy, RunLock
 from training.trainer import NonFiniteLossError
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import DEVICE_CHOICES, resolve_device
@@ -262,7 +262,7 @@ def _signal_exit_code(reason: str) -> int:
         return 128 + signal.SIGTERM.value  # stopped because another process was signalled
 
 
-def run(plan: RunPlan, context: distributed.DistributedContext, lock: Any = None) -> int:
+def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
     """Train as planned (:func:`training.run.train`); returns the exit code."""
     try:
         result = train(plan.model_name, plan.model_config, plan.train_config, plan.data_config, plan.run_dir,
