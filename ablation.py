@@ -19,8 +19,8 @@ import sys
 
 import evaluate
 import summarize
+from models.checkpoint import BEST
 from training import train
-from training.checkpoint import BEST
 
 PROG = "ablation.py"
 # The old demo's settings (2026-11-29) with the design document's architecture, shared by every run.

@@ -33,16 +33,16 @@ import torch
 from tqdm import tqdm
 
 import evaluate
-from data import render_digits
+from data import MovingMNISTConfig, render_digits
 from evaluation import report as reports
 from evaluation.judges import get_judges
 from evaluation.metric_names import TABLES
 from evaluation.report_writer import Report, markdown_table
 from evaluation.runs import checkpoint_data_config, config_differences, load_runs, test_loader
 from models import MODELS
+from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training import train
-from training.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from training.config import ConfigError, DataConfig, fresh_configs
+from training.config import ConfigError, fresh_configs
 from utils.animation import save_video_gif
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
@@ -262,7 +262,7 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str, out: Path, dev
 def video_config(args: argparse.Namespace):
     """How the demo's videos look (the judges are trained, and cached, per such config)."""
     digit_size = round(args.image_size * 28 / 64)
-    return DataConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames).video_config()
+    return MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames)
 
 
 def steps_text(records: list[tuple[str, float, float]]) -> str:

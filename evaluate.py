@@ -3,7 +3,7 @@
     python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt \\
         --device auto --num_samples 5 --save_dir ./eval_results
 
-The model is rebuilt from the checkpoint (``training.checkpoint.load_model``), the test set from the
+The model is rebuilt from the checkpoint (``models.checkpoint.load_model``), the test set from the
 checkpoint's data config (the same fixed test videos training never saw), and every output is named after
 the checkpoint's experiment: ``NAME_metrics.json``, ``NAME_reconstructions.png`` and so on (``--help``
 lists them). A missing, corrupt or mismatched checkpoint, or a bad option, prints one line on stderr and
@@ -29,15 +29,14 @@ import numpy as np
 import PIL
 import torch
 
-from data import get_standard_test_loader
+from data import DataConfig, get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.figures import MAX_SWAP_VIDEOS, make_figures
 from evaluation.judges import get_judges
 from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.metrics import compare_models, reconstruction_metrics
-from evaluation.runs import checkpoint_data_config, test_loader, unknown_data_config_keys
-from training.checkpoint import CheckpointError, library_versions, load_model
-from training.config import DataConfig
+from evaluation.runs import checkpoint_data_config, test_loader
+from models.checkpoint import CheckpointError, library_versions, load_model
 from utils.atomic import atomic_write_json
 from utils.cli import device_name, non_negative_int, positive_int
 from utils.devices import resolve_device
@@ -242,7 +241,7 @@ class Setup:
 
 def effective_data_config(checkpoint: Mapping[str, Any], model: torch.nn.Module, args: Any) -> DataConfig:
     """The checkpoint's data config with this evaluation's test size, seed and MNIST folder."""
-    ignored = unknown_data_config_keys(checkpoint)
+    ignored = DataConfig.unknown_keys(checkpoint)
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")
     return checkpoint_data_config(checkpoint, model, test_size=args.test_size, seed=args.seed,
@@ -402,7 +401,7 @@ def metadata(setup: Setup, argv: list[str]) -> dict[str, Any]:
         "model_config": checkpoint.get("model_config"),
         "train_config": checkpoint.get("train_config"),
         "data_config": checkpoint.get("data_config"),
-        "evaluation_data_config": dataclasses.asdict(setup.data_config),
+        "evaluation_data_config": setup.data_config.to_dict(),
         "evaluation": {
             "test_size": setup.data_config.test_size,
             "seed": setup.data_config.seed,
@@ -445,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     config = setup.data_config
     log(
         f"model {checkpoint['model_name']!r} of experiment {setup.name!r}, epoch {checkpoint.get('epoch', '?')}; "
-        f"test set: {config.test_size} videos of {config.num_frames} frames, {config.image_size}x"
-        f"{config.image_size}, seed {config.seed}"
+        f"test set: {config.test_size} videos of {config.video.num_frames} frames, {config.video.image_size}x"
+        f"{config.video.image_size}, seed {config.seed}"
     )
     start = time.perf_counter()
     try:

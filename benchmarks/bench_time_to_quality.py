@@ -37,8 +37,8 @@ from evaluation.judges import get_judges  # noqa: E402
 from evaluation.report import display_name, training_record  # noqa: E402
 from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
+from models.checkpoint import LAST, load_model  # noqa: E402
 from training import train  # noqa: E402
-from training.checkpoint import LAST, load_model  # noqa: E402
 from utils.cli import positive_int  # noqa: E402
 from utils.devices import bf16_supported  # noqa: E402
 

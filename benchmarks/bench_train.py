@@ -41,7 +41,7 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     """Child process: build one model at its defaults and time its training step."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from data import MovingMNIST, MovingMNISTConfig
+    from data import MovingMNIST, MovingMNISTConfig, default_digit_size
     from models import build_model
     from training.config import TrainConfig
     from training.trainer import Trainer, make_optimizer
@@ -50,8 +50,8 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    digit_size = round(args.image_size * 28 / 64)
-    video_config = MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames)
+    video_config = MovingMNISTConfig(image_size=args.image_size, digit_size=default_digit_size(args.image_size),
+                                     num_frames=args.frames)
     dataset = MovingMNIST("train", args.batch_size * 100, video_config, seed=0)
     batch = dataset.generate(range(args.batch_size))
     overrides = {"width": args.width} if args.width else {}

@@ -1,24 +1,18 @@
 """Moving MNIST with ground-truth content and motion factors.
 
 Content factors: ``labels``, ``digit_ids``. Motion factors: ``start_positions``, ``trajectory``,
-``velocity``, ``direction``, ``speed``. See :mod:`data.moving_mnist` for shapes and meaning.
+``velocity``, ``direction``, ``speed``. See :mod:`data.moving_mnist` for shapes and meaning,
+:mod:`data.config` for the configs, :mod:`data.render` for how a video is drawn and :mod:`data.loaders`
+for the loaders.
 """
 
 import torch
 
+from .config import DataConfig, MovingMNISTConfig, default_digit_size
+from .loaders import VideoBatchSampler, data_loaders, get_moving_mnist_dataloaders, get_standard_test_loader
 from .mnist import SPLITS, DigitSet, load_digits
-from .moving_mnist import (
-    CONTENT_FACTORS,
-    MOTION_FACTORS,
-    MovingMNIST,
-    MovingMNISTConfig,
-    StandardMovingMNIST,
-    VideoBatchSampler,
-    bounce_trajectories,
-    get_moving_mnist_dataloaders,
-    get_standard_test_loader,
-    render_digits,
-)
+from .moving_mnist import CONTENT_FACTORS, MOTION_FACTORS, MovingMNIST, StandardMovingMNIST
+from .render import bounce_trajectories, render_digits
 
 
 def video_of(batch: dict | torch.Tensor) -> torch.Tensor:
@@ -30,12 +24,15 @@ __all__ = [
     "CONTENT_FACTORS",
     "MOTION_FACTORS",
     "SPLITS",
+    "DataConfig",
     "DigitSet",
     "MovingMNIST",
     "MovingMNISTConfig",
     "StandardMovingMNIST",
     "VideoBatchSampler",
     "bounce_trajectories",
+    "data_loaders",
+    "default_digit_size",
     "get_moving_mnist_dataloaders",
     "get_standard_test_loader",
     "load_digits",

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from data import get_moving_mnist_dataloaders
-from training.checkpoint import BEST, CheckpointError, load_model
-from training.config import DataConfig, default_digit_size
+from data import DataConfig, data_loaders
+from models import MODELS
+from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model
 
 # Fields that size the splits but do not change which videos a split holds (video i is fixed by the seed).
 _SIZE_FIELDS = ("train_size", "val_size", "test_size", "fresh_train")
@@ -27,56 +27,29 @@ _SIZE_FIELDS = ("train_size", "val_size", "test_size", "fresh_train")
 def checkpoint_data_config(
     checkpoint: Mapping[str, Any], model: torch.nn.Module | None = None, **overrides: Any
 ) -> DataConfig:
-    """The data config a checkpoint was trained with, with ``overrides`` (e.g. ``test_size=1000``).
-
-    Fields this version does not know are ignored; a missing ``image_size`` comes from the model and a
-    missing ``digit_size`` from the standard digit-to-canvas ratio.
+    """The data config a checkpoint was trained with, with ``overrides`` (e.g. ``test_size=1000``): the
+    rule of :meth:`data.DataConfig.from_checkpoint`, checked against the model when given.
 
     Raises:
         CheckpointError: the stored config is not a dict, disagrees with the model, or is invalid.
     """
-    stored = checkpoint.get("data_config") or {}
-    if not isinstance(stored, Mapping):
-        raise CheckpointError(f"the checkpoint's data_config is a {type(stored).__name__}, not a dict")
-    known = {field.name for field in dataclasses.fields(DataConfig)}
-    fields = {key: value for key, value in stored.items() if key in known}
-    if model is not None:
-        image_size = model.config.image_size
-        if fields.setdefault("image_size", image_size) != image_size:
-            raise CheckpointError(
-                f"the checkpoint's data config has image_size {fields['image_size']} but its model was built "
-                f"for {image_size}x{image_size} frames"
-            )
-        if model.config.channels != 1:
-            raise CheckpointError(f"Moving MNIST is grayscale but the model takes {model.config.channels} channels")
-    if "image_size" in fields:
-        fields.setdefault("digit_size", default_digit_size(fields["image_size"]))
-    fields.update({key: value for key, value in overrides.items() if value is not None})
+    if model is not None and model.config.channels != 1:
+        raise CheckpointError(f"Moving MNIST is grayscale but the model takes {model.config.channels} channels")
+    image_size = model.config.image_size if model is not None else None
     try:
-        return DataConfig(**fields)
+        return DataConfig.from_checkpoint(checkpoint, image_size=image_size, **overrides)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint's data config is invalid: {error}") from error
-
-
-def unknown_data_config_keys(checkpoint: Mapping[str, Any]) -> list[str]:
-    """Keys of the stored data config that this version ignores."""
-    known = {field.name for field in dataclasses.fields(DataConfig)}
-    return sorted(set(checkpoint.get("data_config") or {}) - known)
+        raise CheckpointError(str(error)) from error
 
 
 def test_loader(data_config: DataConfig, batch_size: int = 32, num_workers: int = 0) -> DataLoader:
     """The fixed test videos of a data config (the first ``data_config.test_size`` of its test split)."""
-    _, _, loader = get_moving_mnist_dataloaders(
-        batch_size=batch_size, train_size=1, val_size=1, test_size=data_config.test_size,
-        num_workers=num_workers, seed=data_config.seed, mnist_root=data_config.mnist_root,
-        **data_config.video_options(),
-    )
-    return loader
+    return data_loaders(data_config, batch_size, num_workers=num_workers)[2]
 
 
 def test_videos_key(data_config: DataConfig) -> dict[str, Any]:
     """What fixes a run's test videos: its data config without the split sizes."""
-    return {key: value for key, value in dataclasses.asdict(data_config).items() if key not in _SIZE_FIELDS}
+    return {key: value for key, value in data_config.to_dict().items() if key not in _SIZE_FIELDS}
 
 
 # Settings that do not change what a run learns: its name, where and with how many workers it ran, and
@@ -107,14 +80,32 @@ def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_con
     for section, wanted in (("model_config", model_config), ("train_config", train_config),
                             ("data_config", data_config)):
         stored = checkpoint.get(section) or {}
-        for field in dataclasses.fields(wanted):
-            if field.name in _NOT_COMPARED.get(section, ()):
+        for name, (default, asked) in _fields_and_defaults(wanted).items():
+            if name in _NOT_COMPARED.get(section, ()):
                 continue
-            default = field.default if field.default is not dataclasses.MISSING else None
-            had, asked = stored.get(field.name, default), getattr(wanted, field.name)
+            had = stored.get(name, default)
             if had != asked:
-                differences.append(f"{field.name} {had} (asked {asked})")
+                differences.append(f"{name} {had} (asked {asked})")
     return list(dict.fromkeys(differences))  # the seed is in two configs: name it once
+
+
+def _model_name_of_missing_run(run_dir: Path) -> str:
+    """The model a run without ``best_model.pt`` trains, for the command that trains it: the name its
+    ``last.pt`` stores; without one, the folder's prefix when it names a model (the design document's runs
+    are named MODEL_vae), else ``MODEL``."""
+    try:
+        return str(load_checkpoint(run_dir / LAST)["model_name"])
+    except (FileNotFoundError, CheckpointError):
+        prefix = run_dir.name.split("_")[0]
+        return prefix if prefix in MODELS else "MODEL"
+
+
+def _fields_and_defaults(config: Any) -> dict[str, tuple[Any, Any]]:
+    """``{field: (default, value)}`` of a config as its checkpoint stores it (a data config flat)."""
+    if isinstance(config, DataConfig):
+        return {name: (DataConfig().to_dict()[name], value) for name, value in config.to_dict().items()}
+    return {field.name: (field.default if field.default is not dataclasses.MISSING else None,
+                         getattr(config, field.name)) for field in dataclasses.fields(config)}
 
 
 def load_runs(
@@ -137,7 +128,7 @@ def load_runs(
     for label, run in runs.items():
         path = checkpoint_dir / run / BEST
         if not path.is_file():
-            model_name = run.split("_")[0]  # the design document's runs are named MODEL_vae
+            model_name = _model_name_of_missing_run(checkpoint_dir / run)
             log(f"{label}: no checkpoint at {path}, skipped. Train it from the repository root with\n"
                 f"    python -m training.train --model {model_name} --name {run} --checkpoint-dir {checkpoint_dir}\n"
                 "  (or `make demo`).")

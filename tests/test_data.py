@@ -147,7 +147,7 @@ def test_render_digits_swaps_content_and_motion():
 def test_both_renderers_match_the_naive_one(num_digits, height, width, image_size):
     """The CPU renderer (strided windows) and the one used on other devices (flat indices) draw the same
     pixels as pasting one digit at a time, also where digits overlap (corners drawn from a small range)."""
-    from data.moving_mnist import _render_flat, _render_windows
+    from data.render import _render_flat, _render_windows
 
     generator = torch.Generator().manual_seed(num_digits)
     images = torch.randint(0, 256, (4, num_digits, height, width), dtype=torch.uint8, generator=generator)

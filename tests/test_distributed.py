@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from data import video_of
-from training.checkpoint import load_checkpoint
-from training.config import DataConfig, TrainConfig
+from data import DataConfig, video_of
+from models.checkpoint import LAST, load_checkpoint
+from training.config import TrainConfig
 from training.distributed import DistributedContext, from_environment, process_device
+from training.noise import train_noise_seed
+from training.run import build_loaders, create_model
 from training.run_lock import RunLock
-from training.train import build_loaders, create_model
-from training.trainer import LAST, make_optimizer, train_noise_seed
+from training.trainer import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
     assert len(list((run / "tensorboard").iterdir())) == 1
 
     train_config = TrainConfig(**checkpoint["train_config"])
-    data_config = DataConfig(**checkpoint["data_config"])
+    data_config = DataConfig.from_dict(checkpoint["data_config"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -18,12 +18,12 @@ import torch
 from PIL import Image
 
 import evaluate
+from data import DataConfig, MovingMNISTConfig
 from evaluation.judges import get_judges
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
 from evaluation.metric_names import JUDGED_KEYS, RECONSTRUCTION_KEYS
 from models import build_model
-from training.checkpoint import atomic_torch_save, library_versions
-from training.config import DataConfig
+from models.checkpoint import atomic_torch_save, library_versions
 from utils.animation import mp4_twin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,16 +74,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def write_checkpoint(
     folder: Path, image_size: int = 32, experiment_name: str | None = "tiny_run", **extra
 ) -> Path:
-    """A checkpoint in the format of ``training/checkpoint.py`` for a tiny Disentangled VAE."""
+    """A checkpoint in the format of ``models/checkpoint.py`` for a tiny Disentangled VAE."""
     torch.manual_seed(0)
     model = build_model("disentangled", image_size=image_size, **TINY_MODEL)
     data = DataConfig(
         train_size=8,
         val_size=8,
         test_size=8,
-        image_size=image_size,
-        digit_size=14 * image_size // 32,
-        num_frames=FRAMES,
+        video=MovingMNISTConfig(image_size=image_size, digit_size=14 * image_size // 32, num_frames=FRAMES),
     )
     checkpoint = {
         "model_state_dict": model.state_dict(),
@@ -94,7 +92,7 @@ def write_checkpoint(
             "model": "disentangled",
             "epochs": 1,
         },
-        "data_config": dataclasses.asdict(data),
+        "data_config": data.to_dict(),
         "epoch": 1,
         "step": 2,
         "best_metric": 123.0,

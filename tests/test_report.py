@@ -13,7 +13,7 @@ import summarize
 from evaluation import report as reports
 from evaluation.metric_names import TABLES
 from evaluation.report_writer import Report
-from training.checkpoint import atomic_torch_save, load_checkpoint
+from models.checkpoint import atomic_torch_save, load_checkpoint
 from utils import provenance
 
 

@@ -1,8 +1,8 @@
-"""The training and data configs: frozen dataclasses that travel with every checkpoint.
+"""The training config: a frozen dataclass that travels with every checkpoint.
 
-Model configs live with their models (``MODELS[name].config_class``); these two describe how a model was
-trained (:class:`TrainConfig`) and on what (:class:`DataConfig`). A checkpoint stores all three as plain
-dicts, so a run can be rebuilt, resumed or evaluated from the checkpoint alone.
+Model configs live with their models (``MODELS[name].config_class``) and the data config with the data
+(:class:`data.DataConfig`); :class:`TrainConfig` describes how a model was trained. A checkpoint stores all
+three as plain dicts, so a run can be rebuilt, resumed or evaluated from the checkpoint alone.
 
 The second half turns the command line of ``training.train`` into these configs, for a new run
 (:func:`fresh_configs`) or a resumed one (:func:`resumed_configs`: the checkpoint's configs, where an
@@ -17,11 +17,11 @@ import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
-from data import MovingMNISTConfig
+from data import DataConfig, MovingMNISTConfig, default_digit_size
+from data.config import check_int, check_known_keys
 from models import MODELS
 
 SCHEDULERS = ("none", "cosine")
-DEFAULT_DIGIT_RATIO = 28 / 64  # the standard protocol: 28-pixel digits on a 64-pixel canvas
 
 
 class ConfigError(ValueError):
@@ -30,11 +30,6 @@ class ConfigError(ValueError):
     def __init__(self, message: str, usage: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_number(name: str, value: Any, minimum: float, inclusive: bool) -> None:
@@ -87,8 +82,8 @@ class TrainConfig:
             raise ValueError(f"experiment_name must be a non-empty string, got {self.experiment_name!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
         _check_number("lr", self.lr, 0.0, inclusive=False)
         _check_number("grad_clip", self.grad_clip, 0.0, inclusive=True)
         if self.scheduler not in SCHEDULERS:
@@ -96,73 +91,13 @@ class TrainConfig:
         _check_number("kl_warmup_epochs", self.kl_warmup_epochs, 0.0, inclusive=True)
         if self.max_minutes is not None:
             _check_number("max_minutes", self.max_minutes, 0.0, inclusive=False)
-        _check_int("seed", self.seed, 0)
-        _check_int("num_workers", self.num_workers, 0)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which Moving MNIST videos a model sees (every field fixes the pixels; see :mod:`data.moving_mnist`).
-
-    Attributes:
-        train_size: training videos per epoch (fresh videos every epoch when ``fresh_train``).
-        val_size: validation videos (a fixed set).
-        test_size: test videos (a fixed set; evaluation uses it).
-        image_size: side of the square frames.
-        digit_size: side of each digit.
-        num_digits: digits per video.
-        num_frames: frames per video.
-        min_speed: smallest digit speed, pixels per frame.
-        max_speed: largest digit speed, pixels per frame.
-        seed: fixes every video of every split.
-        fresh_train: draw new training videos every epoch instead of repeating ``train_size`` of them.
-        mnist_root: folder of the official MNIST files; None uses the embedded 5,000 digits.
-    """
-
-    train_size: int = 10_000
-    val_size: int = 1_000
-    test_size: int = 1_000
-    image_size: int = 64
-    digit_size: int = 28
-    num_digits: int = 2
-    num_frames: int = 20
-    min_speed: float = 2.0
-    max_speed: float = 5.0
-    seed: int = 42
-    fresh_train: bool = True
-    mnist_root: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("train_size", "val_size", "test_size"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("seed", self.seed, 0)
-        self.video_config()  # validates the shape fields (raises ValueError naming the field)
-
-    def video_config(self) -> MovingMNISTConfig:
-        """The generator's config for these fields."""
-        return MovingMNISTConfig(**self.video_options())
-
-    def video_options(self) -> dict[str, Any]:
-        """The fields that :func:`data.get_moving_mnist_dataloaders` takes as ``**video_options``."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(MovingMNISTConfig)}
-
-
-def default_digit_size(image_size: int) -> int:
-    """Digit side that keeps the standard 28/64 digit-to-canvas ratio (28 for 64, 14 for 32)."""
-    return max(1, round(image_size * DEFAULT_DIGIT_RATIO))
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as a plain dict (JSON- and ``weights_only``-safe)."""
-    return dataclasses.asdict(config)
+        check_int("seed", self.seed, 0)
+        check_int("num_workers", self.num_workers, 0)
 
 
 def config_from_dict(config_class: type, fields: dict[str, Any]) -> Any:
     """Rebuild a config from a checkpoint's dict, naming unknown keys."""
-    valid = {field.name for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(fields) - valid)
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} keys {unknown}; valid keys: {sorted(valid)}")
+    check_known_keys(config_class.__name__, fields, [field.name for field in dataclasses.fields(config_class)])
     return config_class(**fields)
 
 
@@ -284,11 +219,11 @@ def fresh_configs(args: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[st
         raise ConfigError(f"invalid {name} model option: {error}", usage=True) from None
     digit_size = args.digit_size if args.digit_size is not None else default_digit_size(args.image_size)
     try:
+        video = MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_digits=args.digits,
+                                  num_frames=args.frames)
         data_config = DataConfig(
-            train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-            image_size=args.image_size, digit_size=digit_size, num_digits=args.digits,
-            num_frames=args.frames, seed=args.seed, fresh_train=not args.fixed_train_set,
-            mnist_root=args.mnist_root,
+            train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, video=video,
+            seed=args.seed, fresh_train=not args.fixed_train_set, mnist_root=args.mnist_root,
         )
     except ValueError as error:
         raise ConfigError(f"invalid data option: {error}", usage=True) from None
@@ -327,13 +262,13 @@ def resumed_configs(args: Any, explicit: set[str], checkpoint: dict[str, Any],
         raise ConfigError(f"--resume: {source} holds a {name!r} model, not {args.model!r}")
     try:
         model_config = MODELS[name].config_class(**checkpoint["model_config"])
-        data_config = config_from_dict(DataConfig, checkpoint["data_config"])
+        data_config = DataConfig.from_checkpoint(checkpoint, strict=True)
         saved_train = config_from_dict(TrainConfig, checkpoint["train_config"])
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"--resume: {source} holds configs this code cannot rebuild: {error}") from None
     conflicts, notes = [], []
-    saved = {"model": config_dict(model_config), "data": config_dict(data_config),
-             "train": config_dict(saved_train)}
+    saved = {"model": dataclasses.asdict(model_config), "data": data_config.to_dict(),
+             "train": dataclasses.asdict(saved_train)}
     given: list[tuple[str, str, str, Any]] = []  # (option, config, field, value)
     for dest, field_name in MODEL_OPTIONS.items():
         if dest in explicit:

@@ -39,36 +39,29 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from data import video_of
-from training.checkpoint import (
+from models.checkpoint import (
     BEST,
-    FORMAT_VERSION,
     LAST,
     atomic_torch_save,
-    library_versions,
-    load_weights,
     non_finite_weights,
-    rng_state,
-    set_rng_state,
 )
 from training.config import TrainConfig
 from training.distributed import SINGLE_PROCESS, DistributedContext, all_reduce_max, all_reduce_sum
+from training.messages import format_row, non_finite_hints, non_finite_weights_hint
+from training.noise import train_noise_seed, validation_noise_seed
+from training.trainer_state import EpochProgress, restore_trainer, trainer_checkpoint
 from utils.devices import bf16_supported
 from utils.schedules import cosine_schedule
 
 logger = logging.getLogger(__name__)
-
-_TRAIN_NOISE, _VALIDATION_NOISE = 0, 1
-
 
 class NonFiniteLossError(RuntimeError):
     """A NaN or infinite loss, gradient, validation loss or weight; raised before anything non-finite is
@@ -77,22 +70,6 @@ class NonFiniteLossError(RuntimeError):
 
 class Callback(Protocol):
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float], is_best: bool) -> None: ...
-
-
-def noise_seed(seed: int, *words: int) -> int:
-    """A 63-bit seed mixed from ``seed`` and ``words`` (``numpy.random.SeedSequence``)."""
-    state = np.random.SeedSequence([seed, *words]).generate_state(1, np.uint64)[0]
-    return int(state) >> 1
-
-
-def train_noise_seed(seed: int, step: int, rank: int) -> int:
-    """Seed of the posterior noise of optimizer step ``step`` (0-based) on process ``rank``."""
-    return noise_seed(seed, _TRAIN_NOISE, step, rank)
-
-
-def validation_noise_seed(seed: int, batch_index: int) -> int:
-    """Seed of the posterior noise of validation batch ``batch_index``."""
-    return noise_seed(seed, _VALIDATION_NOISE, batch_index)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -110,16 +87,6 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_schedule(step, total)
     )
-
-
-@dataclass
-class EpochProgress:
-    """The epoch in progress: batches done, their videos and seconds, and metric sums weighted by videos."""
-
-    batches: int = 0
-    videos: int = 0
-    seconds: float = 0.0
-    sums: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -312,20 +279,8 @@ class Trainer:
             where = ": " + ", ".join(f"{key}={value:.4g}" for key, value in metrics.items())
         raise NonFiniteLossError(
             f"non-finite {what} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
-            f"{self.progress.batches + 1}){where}; {action}, so {self.kept()}. Hints: {self._hints(metrics)}"
+            f"{self.progress.batches + 1}){where}; {action}, so {self.kept()}. Hints: {non_finite_hints(metrics, self.module, self.config.lr)}"
         )
-
-    def _hints(self, metrics: dict[str, float]) -> str:
-        """What to change, from what overflowed: the loss alone (a loss weight) or its terms (divergence)."""
-        terms = {key: value for key, value in metrics.items() if key not in ("loss", "grad_norm")}
-        # Finite terms whose weighted sum is infinite: the sum overflowed (finite terms never sum to NaN).
-        if math.isinf(metrics.get("loss", 0.0)) and terms and all(map(math.isfinite, terms.values())):
-            beta = getattr(getattr(self.module, "config", None), "beta", None)
-            weight = f"--beta {beta:g}" if isinstance(beta, float | int) else "a loss weight"
-            return (f"the loss overflowed although its terms ({', '.join(terms)}) are finite: the KL weight "
-                    f"({weight}) times the KL exceeds the float range; lower --beta")
-        return (f"lower --lr (now {self.config.lr:g}), check the data (videos must be finite, in [0, 1]), "
-                "try --recon-loss bce or --grad-clip 1.0")
 
     def kept(self) -> str:
         """What the checkpoints hold after a failure (nothing non-finite is ever written)."""
@@ -387,7 +342,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite validation loss after epoch {self.epoch + 1} (step {self.step}): {details}; the "
                 f"epoch was not saved, so {self.kept()}. Hints: "
-                f"{self._hints({key.removeprefix('val_'): value for key, value in val_metrics.items()})}"
+                f"{non_finite_hints({key.removeprefix('val_'): value for key, value in val_metrics.items()}, self.module, self.config.lr)}"
             )
         self._check_weights()
         self.epoch += 1
@@ -416,53 +371,13 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, plus :attr:`metadata` (the checkpoint format of
-        :mod:`training.checkpoint`). Collective under DDP (the epoch's partial sums are all-reduced)."""
-        progress = asdict(self.progress)
-        if self.context.enabled and progress["sums"]:
-            names = list(progress["sums"])
-            local = torch.tensor([progress["sums"][name] for name in names] + [progress["videos"]],
-                                 device=self.device, dtype=self._sum_dtype)
-            totals = all_reduce_sum(local, self.context).tolist()
-            progress["sums"] = dict(zip(names, totals[:-1], strict=True))
-            progress["videos"] = int(totals[-1])
-        return {
-            **self.metadata,
-            "model_state_dict": self.module.state_dict(),
-            "optimizer_state_dict": self.optimizer.state_dict(),
-            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler_state_dict": None,  # bf16 autocast needs no loss scaling
-            "rng_state": rng_state(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "best_metric": self.best_metric,
-            "epoch_progress": progress,
-            "versions": library_versions(),
-            "format_version": FORMAT_VERSION,
-        }
+        """Everything needed to resume, plus :attr:`metadata` (:func:`training.trainer_state.trainer_checkpoint`).
+        Collective under DDP."""
+        return trainer_checkpoint(self)
 
     def load_state_dict(self, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
-        """Restore what :meth:`state_dict` saved (weights, optimizer, scheduler, RNG, counters, progress)."""
-        load_weights(self.module, checkpoint["model_state_dict"], source)
-        self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-        if self.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
-            self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
-        if checkpoint.get("rng_state") is not None:
-            set_rng_state(checkpoint["rng_state"])
-        self.epoch = int(checkpoint["epoch"])
-        self.step = int(checkpoint["step"])
-        self.best_metric = float(checkpoint.get("best_metric", math.inf))
-        progress = dict(checkpoint.get("epoch_progress") or {})
-        if not self.context.is_main:  # rank 0 carries the (already all-reduced) partial sums
-            progress.update(sums={}, videos=0)
-        self.progress = EpochProgress(**progress)
-        if self.progress.batches >= self.steps_per_epoch > 0:
-            raise ValueError(
-                f"{source} stopped after batch {self.progress.batches} of an epoch, but an epoch now has only "
-                f"{self.steps_per_epoch} batches (did --batch-size or --train-size change?)"
-            )
-        self.last_kl_scale = self.kl_scale(max(self.step - 1, 0))
-        self.saved = (self.epoch, self.step, self.progress.batches)
+        """Restore what :meth:`state_dict` saved (:func:`training.trainer_state.restore_trainer`)."""
+        restore_trainer(self, checkpoint, source)
 
     def _check_weights(self) -> None:
         """Raise :class:`NonFiniteLossError` if a weight or buffer is NaN or infinite.
@@ -473,7 +388,7 @@ class Trainer:
         if problem is not None:
             raise NonFiniteLossError(
                 f"non-finite weights after step {self.step}: {problem}; they were not saved, so "
-                f"{self.kept()}. Hints: lower --lr (now {self.config.lr:g}) or try --grad-clip 1.0"
+                f"{self.kept()}. Hints: {non_finite_weights_hint(self.config.lr)}"
             )
 
     def save_checkpoint(self, best: bool) -> None:
@@ -499,15 +414,3 @@ def _output_values(output: Any) -> tuple[list[str], torch.Tensor]:
     names = ["loss", "recon", *terms]
     tensors = [output.loss, output.recon_loss, *terms.values()]
     return names, torch.stack([tensor.detach().float() for tensor in tensors])
-
-
-def format_row(row: dict[str, float], epochs: int, is_best: bool) -> str:
-    """The one-line summary of an epoch."""
-    def part(prefix: str) -> str:
-        extras = ", ".join(f"{key[len(prefix):]} {value:.4g}" for key, value in row.items()
-                           if key.startswith(prefix) and key not in (prefix + "loss",))
-        return f"{prefix.rstrip('_')} loss {row.get(prefix + 'loss', math.nan):.4g} ({extras})"
-
-    return (f"epoch {row['epoch']}/{epochs} | {part('train_')} | {part('val_')} | lr {row['lr']:.3g} | "
-            f"kl x{row['kl_scale']:.2f} | {row['videos_per_s']:.0f} videos/s | {row['seconds']:.1f} s"
-            + (" | best" if is_best else ""))

@@ -1,15 +1,19 @@
-"""Checkpoints that never lose work and never run code.
+"""The checkpoint format: its keys and files, building, saving and loading it; checkpoints that never lose
+work and never run code.
 
-Format (a plain dict, loadable with ``torch.load(..., weights_only=True)``):
+Format (a plain dict, loadable with ``torch.load(..., weights_only=True)``; :func:`run_metadata` and
+:func:`build_checkpoint` build it):
 
 * ``model_state_dict``: the weights (the key the design document uses);
 * ``model_name``, ``model_config``: the registry name and the config fields, enough to rebuild the model;
-* ``train_config``, ``data_config``: how it was trained, on what;
-* ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``, ``rng_state``: to resume;
+* ``train_config``, ``data_config``: how it was trained, on what (flat dicts; ``data.DataConfig`` rebuilds
+  the latter with ``from_checkpoint``);
+* ``optimizer_state_dict``, ``scheduler_state_dict``, ``rng_state``: to resume (older checkpoints also hold
+  an always-None ``scaler_state_dict``, which is ignored);
 * ``epoch`` (epochs completed), ``step``, ``best_metric``, ``experiment_name``, ``versions``,
   ``format_version``;
 * ``epoch_progress`` (batches, videos, seconds and metric sums of an epoch stopped part-way, so a resume
-  continues it exactly) and ``world_size`` (processes that trained it), written by the trainer.
+  continues it exactly) and ``world_size`` (processes that trained it).
 
 Saving writes a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``-s it over the
 final path (an atomic rename on POSIX): a crash during a save leaves the previous file intact and no partial
@@ -19,10 +23,10 @@ before any of it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import platform
-import random
 import re
 import warnings
 from collections.abc import Mapping
@@ -47,37 +51,60 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, unsafe, or for another model."""
 
 
-def rng_state() -> dict[str, Any]:
-    """The python, numpy, torch and CUDA random states, in types ``weights_only`` loading accepts."""
-    numpy_state = np.random.get_state()  # noqa: NPY002 - libraries may use the legacy global state
-    state = {
-        "python": random.getstate(),
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (CUDA only where available)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))  # noqa: NPY002
-    # .cpu(): a checkpoint loaded with map_location="cuda" puts these byte tensors on the GPU.
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        # One state per GPU of the saving machine; restore those this machine has.
-        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state.cpu(), index)
-
-
 def library_versions() -> dict[str, str]:
     """Versions of what produced a checkpoint."""
     # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
     return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__)}
+
+
+def run_metadata(model_name: str, model_config: Any, train_config: Any, data_config: Any,
+                 world_size: int) -> dict[str, Any]:
+    """What a run is: the entries every checkpoint of the run carries (and ``config.json`` records).
+
+    Args:
+        model_name: the registry name.
+        model_config: the model's config dataclass.
+        train_config: the training config (a dataclass with ``experiment_name``).
+        data_config: the data config (a ``data.DataConfig``, stored flat by its ``to_dict``).
+        world_size: processes that train the run.
+    """
+    return {
+        "model_name": model_name,
+        "model_config": dataclasses.asdict(model_config),
+        "train_config": dataclasses.asdict(train_config),
+        "data_config": data_config.to_dict(),
+        "experiment_name": train_config.experiment_name,
+        "world_size": world_size,
+    }
+
+
+def build_checkpoint(
+    metadata: Mapping[str, Any],
+    *,
+    model_state_dict: Mapping[str, torch.Tensor],
+    optimizer_state_dict: dict[str, Any],
+    scheduler_state_dict: dict[str, Any] | None,
+    rng_state: dict[str, Any],
+    epoch: int,
+    step: int,
+    best_metric: float,
+    epoch_progress: dict[str, Any],
+) -> dict[str, Any]:
+    """A checkpoint dict in the format above: ``metadata`` (:func:`run_metadata`), the training state, the
+    library versions and the format version."""
+    return {
+        **metadata,
+        "model_state_dict": model_state_dict,
+        "optimizer_state_dict": optimizer_state_dict,
+        "scheduler_state_dict": scheduler_state_dict,
+        "rng_state": rng_state,
+        "epoch": epoch,
+        "step": step,
+        "best_metric": best_metric,
+        "epoch_progress": epoch_progress,
+        "versions": library_versions(),
+        "format_version": FORMAT_VERSION,
+    }
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

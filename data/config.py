@@ -1,0 +1,191 @@
+"""The data configs: how Moving MNIST videos look, and which videos a run sees.
+
+:class:`MovingMNISTConfig` describes one video (canvas, digits, frames, speeds); :class:`DataConfig` holds
+one (its ``video`` field) plus what fixes the splits (sizes, seed, fresh training videos, the MNIST
+source). A checkpoint and ``config.json`` store a ``DataConfig`` as one flat dict (:meth:`DataConfig.to_dict`,
+:meth:`DataConfig.from_dict`); :meth:`DataConfig.from_checkpoint` is the one rule that rebuilds it from a
+checkpoint, old ones included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .mnist import DIGIT_SIZE
+
+DEFAULT_DIGIT_RATIO = 28 / 64  # the standard protocol: 28-pixel digits on a 64-pixel canvas
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_known_keys(config_name: str, fields: Mapping[str, Any], valid: list[str]) -> None:
+    """Raise ``ValueError`` naming the keys of ``fields`` not in ``valid`` (a stored config's fields)."""
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {config_name} keys {unknown}; valid keys: {sorted(valid)}")
+
+
+def default_digit_size(image_size: int) -> int:
+    """Digit side that keeps the standard 28/64 digit-to-canvas ratio (28 for 64, 14 for 32)."""
+    return max(1, round(image_size * DEFAULT_DIGIT_RATIO))
+
+
+
+@dataclass(frozen=True)
+class MovingMNISTConfig:
+    """How videos look. Defaults are the standard Moving MNIST protocol.
+
+    Attributes:
+        image_size: side of the square canvas in pixels.
+        digit_size: side of each digit in pixels (MNIST digits are resized from 28 when different).
+        num_digits: digits per video.
+        num_frames: frames per video (at least 2).
+        min_speed: smallest speed in pixels per frame.
+        max_speed: largest speed in pixels per frame.
+    """
+
+    image_size: int = 64
+    digit_size: int = DIGIT_SIZE
+    num_digits: int = 2
+    num_frames: int = 20
+    min_speed: float = 2.0
+    max_speed: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "digit_size", "num_digits", "num_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.digit_size > self.image_size:
+            raise ValueError(
+                f"digit_size {self.digit_size} is larger than the canvas (image_size {self.image_size}); "
+                "use a larger image_size or a smaller digit_size"
+            )
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames must be at least 2 for a video to have motion, got {self.num_frames}")
+        if not (0 <= self.min_speed <= self.max_speed) or not math.isfinite(self.max_speed):
+            raise ValueError(
+                f"speeds must satisfy 0 <= min_speed <= max_speed < inf, got {self.min_speed}, {self.max_speed}"
+            )
+
+    @property
+    def travel(self) -> int:
+        """How far a digit's top-left corner can move: ``image_size - digit_size``."""
+        return self.image_size - self.digit_size
+
+
+_VIDEO_FIELDS = tuple(item.name for item in dataclasses.fields(MovingMNISTConfig))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which Moving MNIST videos a model sees (every field fixes the pixels; see :mod:`data.moving_mnist`).
+
+    Attributes:
+        train_size: training videos per epoch (fresh videos every epoch when ``fresh_train``).
+        val_size: validation videos (a fixed set).
+        test_size: test videos (a fixed set; evaluation uses it).
+        video: how each video looks (canvas, digits, frames, speeds).
+        seed: fixes every video of every split.
+        fresh_train: draw new training videos every epoch instead of repeating ``train_size`` of them.
+        mnist_root: folder of the official MNIST files; None uses the embedded 5,000 digits.
+    """
+
+    train_size: int = 10_000
+    val_size: int = 1_000
+    test_size: int = 1_000
+    video: MovingMNISTConfig = field(default_factory=MovingMNISTConfig)
+    seed: int = 42
+    fresh_train: bool = True
+    mnist_root: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "val_size", "test_size"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+        if not isinstance(self.video, MovingMNISTConfig):
+            raise ValueError(f"video must be a MovingMNISTConfig, got {type(self.video).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat dict a checkpoint and ``config.json`` store (the video fields after the split sizes)."""
+        flat: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            if item.name == "video":
+                flat.update(dataclasses.asdict(self.video))
+            else:
+                flat[item.name] = getattr(self, item.name)
+        return flat
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The keys of :meth:`to_dict`, in order."""
+        return list(cls().to_dict())
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> DataConfig:
+        """Rebuild a config from its flat dict (missing keys take their defaults).
+
+        Raises:
+            ValueError: unknown keys (named, with the valid ones) or invalid values.
+        """
+        check_known_keys(cls.__name__, fields, cls.field_names())
+        video = MovingMNISTConfig(**{key: value for key, value in fields.items() if key in _VIDEO_FIELDS})
+        return cls(video=video, **{key: value for key, value in fields.items() if key not in _VIDEO_FIELDS})
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: Mapping[str, Any], *, strict: bool = False, image_size: int | None = None,
+        **overrides: Any,
+    ) -> DataConfig:
+        """The data config a checkpoint was trained with, with ``overrides`` (e.g. ``test_size=1000``).
+
+        A missing ``image_size`` is ``image_size`` (the model's, when given); a missing ``digit_size`` follows
+        the standard digit-to-canvas ratio (:func:`default_digit_size`); overrides that are None are skipped.
+
+        Args:
+            checkpoint: a loaded checkpoint (its ``data_config`` entry).
+            strict: resume a run: the checkpoint must have a ``data_config`` and every key must be known.
+                Otherwise keys this version does not know are ignored (:meth:`unknown_keys` names them).
+            image_size: the side the checkpoint's model was built for, if known.
+            **overrides: fields to replace.
+
+        Raises:
+            KeyError: ``strict`` and the checkpoint has no ``data_config``.
+            TypeError: the stored config is not a dict.
+            ValueError: ``strict`` and an unknown key, an ``image_size`` that disagrees with the model's, or
+                an invalid value (``"the checkpoint's data config is invalid: ..."`` unless ``strict``).
+        """
+        stored = checkpoint["data_config"] if strict else checkpoint.get("data_config") or {}
+        if not isinstance(stored, Mapping):
+            raise TypeError(f"the checkpoint's data_config is a {type(stored).__name__}, not a dict")
+        fields = dict(stored) if strict else {key: stored[key] for key in cls.field_names() if key in stored}
+        if image_size is not None and fields.setdefault("image_size", image_size) != image_size:
+            raise ValueError(
+                f"the checkpoint's data config has image_size {fields['image_size']} but its model was built "
+                f"for {image_size}x{image_size} frames"
+            )
+        if "image_size" in fields:
+            fields.setdefault("digit_size", default_digit_size(fields["image_size"]))
+        fields.update({key: value for key, value in overrides.items() if value is not None})
+        if strict:
+            return cls.from_dict(fields)
+        try:
+            return cls.from_dict(fields)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the checkpoint's data config is invalid: {error}") from error
+
+    @classmethod
+    def unknown_keys(cls, checkpoint: Mapping[str, Any]) -> list[str]:
+        """Keys of a checkpoint's stored data config that this version ignores."""
+        return sorted(set(checkpoint.get("data_config") or {}) - set(cls.field_names()))

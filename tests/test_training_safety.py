@@ -1,0 +1,224 @@
+"""Work is never lost: one process per run folder, nothing non-finite saved, kills between writes, full
+disks.
+
+Runs are tiny (32x32, 4 frames, width 8, 8 videos of batch 4) and on one CPU thread: torch's thread pool
+only slows such small models down.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import assert_same_training_state, read_rows, tiny_args
+
+import training.train as train_module
+import training.trainer as trainer_module
+from models.checkpoint import BEST, LAST, load_checkpoint
+from training.train import main
+from training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def start_training(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:
+    """A real training process on ``tmp_path/run``, returned once it has logged its first epoch (whose
+    checkpoints it writes just after)."""
+    command = [sys.executable, "-m", "training.train", *tiny_args(tmp_path, "baseline", "run", *extra)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "epoch 1/" in line:
+            return process, output
+    process.wait()
+    raise AssertionError("the training process ended before its first epoch:\n" + "".join(output))
+
+
+@pytest.mark.slow
+def test_a_second_process_on_a_live_run_folder_is_refused_and_a_dead_ones_lock_is_not(tmp_path, capsys):
+    process, _ = start_training(tmp_path, "--epochs", "100000")
+    try:
+        for flags in ([], ["--overwrite"], ["--resume"]):
+            assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "3", *flags)) == 2, flags
+            error = capsys.readouterr().err
+            assert error.count("\n") == 1 and "Traceback" not in error, error
+            assert f"{tmp_path / 'run'} is in use by another training process (pid {process.pid} on " in error
+        # --overwrite deleted nothing of the live run, which still trains and saves
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / LAST).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert load_checkpoint(tmp_path / "run" / LAST)["epoch"] >= 1
+        assert process.poll() is None
+    finally:
+        process.kill()  # SIGKILL: its lock dies with it, its lock file stays
+        process.wait()
+        process.stdout.close()
+    assert f"pid {process.pid} " in (tmp_path / "run" / ".lock").read_text()
+    epochs = load_checkpoint(tmp_path / "run" / LAST)["epoch"]
+    assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", str(epochs + 1))) == 0
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 2))
+
+
+@pytest.mark.slow
+def test_a_diverged_step_is_never_saved_and_the_message_is_true(tmp_path, capsys):
+    """--lr 1e30 with one step per epoch: the step's loss is finite, it blows the weights up, validation
+    is NaN; nothing of it may reach a checkpoint."""
+    assert main(tiny_args(tmp_path, "baseline", "fresh", "--epochs", "3", "--train-size", "4",
+                          "--lr", "1e30")) == 1
+    assert not (tmp_path / "fresh" / LAST).exists() and not (tmp_path / "fresh" / BEST).exists()
+    assert "non-finite validation loss after epoch 1" in capsys.readouterr().err
+    assert "the epoch was not saved, so nothing was saved (the run has no checkpoint yet)" in (
+        tmp_path / "fresh" / "train.log").read_text()
+
+    # A good epoch, then a resumed epoch whose optimizer blows the weights up: last.pt keeps epoch 1.
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 0
+    good = (tmp_path / "run" / LAST).read_bytes()
+    blow_up = Trainer.train_step
+
+    def diverging_step(self, batch):
+        result = blow_up(self, batch)
+        with torch.no_grad():
+            for parameter in self.module.parameters():
+                parameter.mul_(1e30)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_step", diverging_step)
+        assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", "3")) == 1
+    assert (tmp_path / "run" / LAST).read_bytes() == good
+    assert load_checkpoint(tmp_path / "run" / BEST)["epoch"] == 1
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "last.pt keeps the last good state (epoch 1, step 2) and best_model.pt the best epoch" in log
+    assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", "2")) == 0  # still resumable
+
+
+def test_an_overflowing_kl_weight_is_named_in_the_hint(tmp_path, capsys):
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1", "--beta", "1e300")) == 1
+    error = capsys.readouterr().err
+    assert "loss=inf, recon=" in error and "lower --lr" not in error
+    assert ("the loss overflowed although its terms (recon, kl_z) are finite: the KL weight (--beta 1e+300) "
+            "times the KL exceeds the float range; lower --beta") in error
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (no handler catches a BaseException)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed_before", [BEST, LAST])
+def test_a_kill_between_the_epoch_end_writes_resumes_to_one_row_per_epoch_and_agreeing_checkpoints(
+        tmp_path, monkeypatch, killed_before):
+    """Epoch 2 ends with its metrics.csv row, then best_model.pt, then last.pt; a kill before either
+    checkpoint must resume to the straight run's rows (each epoch once) and checkpoints."""
+    assert main(tiny_args(tmp_path, "baseline", "straight", "--epochs", "3")) == 0
+    straight_rows = read_rows(tmp_path / "straight" / "metrics.csv")
+    assert min(straight_rows, key=lambda row: float(row["val_loss"]))["epoch"] == "3"  # every epoch a best
+
+    real_save = trainer_module.atomic_torch_save
+    killed = []
+
+    def save_or_die(state, path):
+        if Path(path).name == killed_before and state["epoch"] == 2:
+            killed.append(path)
+            raise Killed
+        return real_save(state, path)
+
+    monkeypatch.setattr(trainer_module, "atomic_torch_save", save_or_die)
+    with pytest.raises(Killed):
+        main(tiny_args(tmp_path, "baseline", "run", "--epochs", "3"))
+    assert killed
+    run = tmp_path / "run"
+    assert [row["epoch"] for row in read_rows(run / "metrics.csv")] == ["1", "2"]  # the row came first
+    best = load_checkpoint(run / BEST)
+    assert load_checkpoint(run / LAST)["epoch"] == 1 and best["epoch"] == (2 if killed_before == LAST else 1)
+    monkeypatch.setattr(trainer_module, "atomic_torch_save", real_save)
+
+    assert main(tiny_args(tmp_path, None, "run", "--resume")) == 0
+    rows = read_rows(run / "metrics.csv")
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert [row["val_loss"] for row in rows] == [row["val_loss"] for row in straight_rows]
+    last, best = load_checkpoint(run / LAST), load_checkpoint(run / BEST)
+    assert_same_training_state(load_checkpoint(tmp_path / "straight" / LAST), last)
+    assert best["epoch"] == 3 and best["best_metric"] == last["best_metric"] == float(rows[-1]["val_loss"])
+
+
+def test_resume_keeps_a_best_model_newer_than_last(tmp_path):
+    """A kill after best_model.pt but before last.pt: the resumed run must not replace that best with a
+    worse epoch (its best_metric is the newer file's)."""
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 0
+    run = tmp_path / "run"
+    newer = load_checkpoint(run / BEST)
+    newer.update(epoch=2, step=newer["step"] + 2, best_metric=newer["best_metric"] / 2)  # far better
+    trainer_module.atomic_torch_save(newer, run / BEST)
+    assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", "2")) == 0
+    assert load_checkpoint(run / BEST)["best_metric"] == newer["best_metric"]
+    assert load_checkpoint(run / LAST)["best_metric"] == newer["best_metric"]
+    assert "is newer than last.pt (epoch 1)" in (run / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_checkpoint_that_is_not_the_folders_run(tmp_path, capsys):
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 0
+    assert main(tiny_args(tmp_path, "lstm", "other", "--epochs", "1")) == 0
+    assert main(tiny_args(tmp_path, "baseline", "wider", "--epochs", "1", "--width", "16")) == 0
+    run = tmp_path / "run"
+    before = {name: (run / name).read_bytes() for name in ("config.json", "metrics.csv", BEST)}
+    capsys.readouterr()
+    for other, difference in (("other", "model_name 'lstm' vs 'baseline'"), ("wider", "model_config.width 16 vs 8")):
+        shutil.copy(tmp_path / other / LAST, run / LAST)
+        assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", "2")) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and difference in error, error
+        assert f"{run / LAST} is not the checkpoint of the run that {run / 'config.json'} describes" in error
+        assert {name: (run / name).read_bytes() for name in before} == before
+
+    # What a resume may change (--epochs, --mnist-root, ...) is no disagreement: a kill after config.json
+    # was rewritten by a resume, before its first checkpoint, leaves exactly that.
+    shutil.copy(run / BEST, run / LAST)
+    record = json.loads((run / "config.json").read_text())
+    record["train_config"]["epochs"] = 7
+    record["data_config"]["mnist_root"] = "/elsewhere"
+    (run / "config.json").write_text(json.dumps(record))
+    assert main(tiny_args(tmp_path, None, "run", "--resume", "--epochs", "2")) == 0
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_with_its_own_exit_code_and_the_checkpoints_survive(tmp_path, capsys, monkeypatch):
+    real_save = torch.save
+
+    def full_disk(state, handle, *args, **kwargs):
+        if isinstance(state, dict) and state.get("epoch") == 2:
+            handle.write(b"the first bytes fit")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(state, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "3")) == train_module.EXIT_WRITE == 3
+    error = capsys.readouterr().err
+    run = tmp_path / "run"
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    line = error.strip().split(" ", 1)[1]  # after the time stamp
+    assert line.startswith(f"cannot write {run / BEST}: No space left on device; last.pt keeps the last good "
+                           "state (epoch 1, step 2) and best_model.pt the best epoch up to it; free space")
+    assert line in (run / "train.log").read_text()
+    assert sorted(path.name for path in run.glob(".*.tmp")) == []
+    assert load_checkpoint(run / LAST)["epoch"] == load_checkpoint(run / BEST)["epoch"] == 1
+
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    assert main(tiny_args(tmp_path, None, "run", "--resume")) == 0
+    assert [row["epoch"] for row in read_rows(run / "metrics.csv")] == ["1", "2", "3"]

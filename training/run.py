@@ -1,0 +1,271 @@
+"""Train one run as a library function: :func:`train` takes the configs (dataclasses), writes the run
+folder and returns a :class:`TrainResult`; problems are exceptions (``python -m training.train`` maps them
+to its exit codes).
+
+One process at a time per run folder: rank 0 holds the folder's advisory lock (:mod:`training.run_lock`)
+while it trains (only it writes); under torchrun every rank learns when rank 0 cannot go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data import DataConfig, data_loaders, video_of
+from models import build_model
+from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
+from training import distributed
+from training.config import ConfigError, TrainConfig
+from training.run_folder import ResumePoint, prepare_run_dir
+from training.run_lock import RunFolderBusy, RunLock
+from training.run_logger import RunLogger, logger, setup_logging
+from training.trainer import NonFiniteLossError, Trainer, make_optimizer, make_scheduler
+from utils.atomic import atomic_write_json
+from utils.devices import bf16_supported, resolve_device
+
+IMAGE_VIDEOS, IMAGE_FRAMES = 4, 10  # reconstructions shown in TensorBoard each epoch
+
+
+class OtherProcessFailed(ConfigError):
+    """Under torchrun, rank 0 could not prepare the run folder (it reports why; the other ranks stop)."""
+
+
+class RunWriteError(OSError):
+    """An output could not be written (e.g. a full disk); the message says what the checkpoints keep."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a call of :func:`train` ended.
+
+    Attributes:
+        run_dir: the run folder.
+        stop_reason: ``"completed"``, ``"budget"`` (``max_minutes`` reached), or the signal's name
+            (``"SIGINT"``, ``"SIGTERM"``) or another reason a stop was requested for.
+        epochs: epochs completed (``last.pt`` holds them, plus ``batches`` of the next when stopped).
+        batches: batches of the unfinished epoch done when training stopped mid-epoch.
+        step: optimizer steps taken.
+        best_metric: the best validation loss so far.
+    """
+
+    run_dir: Path
+    stop_reason: str
+    epochs: int
+    batches: int
+    step: int
+    best_metric: float
+
+
+def build_loaders(train_config: TrainConfig, data_config: DataConfig, context: distributed.DistributedContext,
+                  device: torch.device) -> tuple[Any, Any]:
+    """This process's training loader (its share of every epoch) and the full validation loader."""
+    try:
+        train_loader, val_loader, _ = data_loaders(
+            data_config, train_config.batch_size, num_workers=train_config.num_workers, rank=context.rank,
+            world_size=context.world_size, pin_memory=device.type == "cuda",
+        )
+    except (FileNotFoundError, ValueError) as error:  # e.g. a --mnist-root without the MNIST files
+        raise ConfigError(f"cannot build the data loaders: {error}") from None
+    return train_loader, val_loader
+
+
+def create_model(model_name: str, model_config: Any, seed: int) -> torch.nn.Module:
+    """The model, initialised from ``seed`` (the same weights on every process and every run)."""
+    torch.manual_seed(seed)
+    return build_model(model_name, model_config)
+
+
+def train(
+    model_name: str,
+    model_config: Any,
+    train_config: TrainConfig,
+    data_config: DataConfig,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    resume: ResumePoint | None = None,
+    overwrite: bool = False,
+    quiet: bool = True,
+    notes: tuple[str, ...] | list[str] = (),
+    context: distributed.DistributedContext | None = None,
+    lock: RunLock | None = None,
+) -> TrainResult:
+    """Train a model and write its run folder (``last.pt``, ``best_model.pt``, ``config.json``,
+    ``metrics.csv``, ``train.log``, ``tensorboard/``); SIGINT and SIGTERM stop it after the current step.
+
+    Args:
+        model_name: a key of ``models.MODELS``.
+        model_config: its config.
+        train_config: how to train.
+        data_config: on which videos.
+        run_dir: the run folder; ``train_config.checkpoint_dir / train_config.experiment_name`` by default.
+        resume: the ``last.pt`` to continue (:func:`training.run_folder.resume_point`); None starts afresh.
+        overwrite: a fresh start may replace an earlier run's outputs in ``run_dir``.
+        quiet: no progress bar (it is also off when stderr is not a terminal).
+        notes: lines logged before training (e.g. options that were ignored).
+        context: the distributed context; read from the environment (torchrun) by default.
+        lock: the run folder's lock if the caller already holds it (released here either way).
+
+    Returns:
+        How training ended (a stop by signal or budget is a result, not an error).
+
+    Raises:
+        ConfigError: an unusable run folder, a resume that cannot be restored, or data that cannot be built
+            (:class:`OtherProcessFailed` on the ranks that did not see why).
+        RunFolderBusy: another process holds the run folder.
+        NonFiniteLossError: a non-finite loss, gradient, validation loss or weight (logged; never saved).
+        RunWriteError: an output could not be written (logged; the checkpoints keep the last state written).
+    """
+    run_dir = Path(run_dir) if run_dir is not None else Path(train_config.checkpoint_dir) / train_config.experiment_name
+    context = context if context is not None else distributed.from_environment()
+    lock = lock or RunLock(run_dir)
+    try:
+        return _train_locked(model_name, model_config, train_config, data_config, run_dir, resume, overwrite,
+                             quiet, list(notes), context, lock)
+    finally:
+        lock.release()
+
+
+def _collective_ok(context: distributed.DistributedContext, ok: bool, device: torch.device) -> bool:
+    """Whether every process is ok (so all ranks exit together when one cannot go on)."""
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
+    return distributed.all_reduce_max(flag, context).item() == 0
+
+
+def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None) -> str:
+    """The one line for an output that could not be written: the file, the system's reason, what is kept."""
+    what = error.filename or f"the outputs in {run_dir}"
+    kept = trainer.kept() if trainer is not None else "the checkpoints were not touched"
+    return (f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and continue "
+            "with --resume")
+
+
+def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig,
+                  run_dir: Path, resume: ResumePoint | None, overwrite: bool, quiet: bool, notes: list[str],
+                  context: distributed.DistributedContext, lock: RunLock) -> TrainResult:
+    device = distributed.process_device(context, resolve_device(train_config.device))
+    distributed.initialize(context, device)
+    error = None
+    if context.is_main:  # only rank 0 writes, so only rank 0 locks
+        try:
+            prepare_run_dir(run_dir, lock, resume, overwrite)
+        except (ConfigError, RunFolderBusy) as failure:
+            error = failure
+    if not _collective_ok(context, error is None, device):
+        raise error if error is not None else OtherProcessFailed("rank 0 could not prepare the run folder")
+    handlers = setup_logging(context, run_dir if context.is_main else None)
+    run_logger, trainer = None, None
+    previous_handlers: dict[int, Any] = {}
+    try:
+        for note in notes:
+            logger.info("note: %s", note)
+        if train_config.amp and not bf16_supported(device):
+            logger.warning("--amp is ignored: %s has no native bf16 (bf16 autocast needs a CUDA GPU with bf16 "
+                           "or a CPU with AVX-512 BF16 / AMX)", device)
+            train_config = replace(train_config, amp=False)
+        if train_config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        if data_config.train_size < context.world_size:
+            raise ConfigError(f"--train-size {data_config.train_size} gives some of the {context.world_size} "
+                              "processes no training video")
+
+        train_loader, val_loader = build_loaders(train_config, data_config, context, device)
+        model = create_model(model_name, model_config, train_config.seed).to(device)
+        optimizer = make_optimizer(model, train_config)
+        scheduler = make_scheduler(optimizer, train_config, len(train_loader))
+        metadata = run_metadata(model_name, model_config, train_config, data_config, context.world_size)
+        trainer = Trainer(
+            distributed.wrap_model(model, context, device), optimizer, train_loader, val_loader, train_config,
+            device, scheduler=scheduler, context=context, run_dir=run_dir, metadata=metadata,
+            progress_bar=not quiet and sys.stderr.isatty(),
+        )
+        if resume is not None:
+            _restore(trainer, resume, run_dir, context)
+        if context.is_main:
+            atomic_write_json(run_dir / "config.json", {**metadata, "versions": library_versions()})
+            preview = video_of(next(iter(val_loader)))[:IMAGE_VIDEOS, :IMAGE_FRAMES]
+            run_logger = RunLogger(run_dir, trainer.epoch, preview)
+            trainer.callbacks.append(run_logger)
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        logger.info(
+            "training %s (%s parameters) as %s on %s%s: %d epochs of %d steps, batch %d%s, Adam lr %g",
+            model_name, f"{parameters:,}", train_config.experiment_name, device,
+            f" x {context.world_size} processes" if context.enabled else "", train_config.epochs,
+            len(train_loader), train_config.batch_size,
+            f" per process ({train_config.batch_size * context.world_size} global)" if context.enabled else "",
+            train_config.lr,
+        )
+        if trainer.epoch >= train_config.epochs:
+            logger.info("the run already has %d of %d epochs; pass a larger --epochs to train further",
+                        trainer.epoch, train_config.epochs)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, _stop_handler(trainer))
+        try:
+            reason = trainer.fit()
+        except NonFiniteLossError as failure:
+            logger.error("%s", failure)
+            raise
+        _log_end(reason, trainer, train_config, run_dir)
+        return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
+                           trainer.best_metric)
+    except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here
+        message = _write_failure(failure, run_dir, trainer)
+        logger.error("%s", message)
+        raise RunWriteError(message) from failure
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        with contextlib.suppress(OSError):  # flushing onto a full disk: the error is already reported
+            if run_logger is not None:
+                run_logger.close()
+        for handler in handlers:
+            logger.removeHandler(handler)
+            with contextlib.suppress(OSError):
+                handler.close()
+        distributed.shutdown(context)
+
+
+def _restore(trainer: Trainer, resume: ResumePoint, run_dir: Path, context: distributed.DistributedContext) -> None:
+    """Continue ``last.pt`` (a newer ``best_model.pt`` keeps its best_metric)."""
+    try:
+        trainer.load_state_dict(resume.checkpoint, source=str(run_dir / LAST))
+    except (CheckpointError, ValueError, KeyError) as failure:
+        raise ConfigError(f"--resume: cannot restore {run_dir / LAST}: {failure}") from None
+    trainer.best_metric = min(trainer.best_metric, resume.best_on_disk)
+    logger.info("resuming %s at epoch %d, step %d (batch %d of the epoch)", run_dir / LAST,
+                trainer.epoch, trainer.step, trainer.progress.batches)
+    saved_world = int(resume.checkpoint.get("world_size", 1))
+    if saved_world != context.world_size:
+        logger.warning("last.pt was written by %d processes, this run has %d: the data shares and the "
+                       "noise differ, so the resumed run is not an exact continuation",
+                       saved_world, context.world_size)
+
+
+def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: Path) -> None:
+    where = f"epoch {trainer.epoch} + {trainer.progress.batches} batches, step {trainer.step}"
+    if reason == "completed":
+        logger.info("done: %d epochs; best validation loss %.6g; outputs in %s", trainer.epoch,
+                    trainer.best_metric, run_dir)
+    elif reason == "budget":
+        logger.info("--max-minutes %g reached: saved %s at %s; continue with --resume",
+                    train_config.max_minutes, run_dir / LAST, where)
+    else:
+        logger.warning("%s: saved %s at %s; continue with --resume", reason, run_dir / LAST, where)
+
+
+def _stop_handler(trainer: Trainer):
+    def handle(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if trainer.stop_reason is not None:  # asked twice: stop now (the last checkpoint stays intact)
+            raise KeyboardInterrupt(f"{name} received twice")
+        trainer.request_stop(name)
+
+    return handle

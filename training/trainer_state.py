@@ -1,0 +1,80 @@
+"""What a :class:`training.trainer.Trainer` saves and restores so that a resumed run continues exactly:
+the model, optimizer, scheduler and random states, the counters and the progress of an unfinished epoch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from models.checkpoint import build_checkpoint, load_weights
+from training.distributed import all_reduce_sum
+from training.rng_state import rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from training.trainer import Trainer
+
+
+@dataclass
+class EpochProgress:
+    """The epoch in progress: batches done, their videos and seconds, and metric sums weighted by videos."""
+
+    batches: int = 0
+    videos: int = 0
+    seconds: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
+
+
+
+def trainer_checkpoint(trainer: Trainer) -> dict[str, Any]:
+    """Everything needed to resume, plus the trainer's ``metadata``, as a checkpoint of
+    :mod:`models.checkpoint`. Collective under DDP (the epoch's partial sums are all-reduced)."""
+    progress = asdict(trainer.progress)
+    if trainer.context.enabled and progress["sums"]:
+        names = list(progress["sums"])
+        local = torch.tensor([progress["sums"][name] for name in names] + [progress["videos"]],
+                             device=trainer.device, dtype=trainer._sum_dtype)
+        totals = all_reduce_sum(local, trainer.context).tolist()
+        progress["sums"] = dict(zip(names, totals[:-1], strict=True))
+        progress["videos"] = int(totals[-1])
+    return build_checkpoint(
+        trainer.metadata,
+        model_state_dict=trainer.module.state_dict(),
+        optimizer_state_dict=trainer.optimizer.state_dict(),
+        scheduler_state_dict=trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+        rng_state=rng_state(),
+        epoch=trainer.epoch,
+        step=trainer.step,
+        best_metric=trainer.best_metric,
+        epoch_progress=progress,
+    )
+
+def restore_trainer(trainer: Trainer, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
+    """Restore what :func:`trainer_checkpoint` saved (weights, optimizer, scheduler, RNG, counters, progress).
+
+    Raises:
+        CheckpointError: the weights do not fit the model.
+        ValueError: the checkpoint stopped mid-epoch past the end of an epoch of this run.
+    """
+    load_weights(trainer.module, checkpoint["model_state_dict"], source)
+    trainer.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    if trainer.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
+        trainer.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    if checkpoint.get("rng_state") is not None:
+        set_rng_state(checkpoint["rng_state"])
+    trainer.epoch = int(checkpoint["epoch"])
+    trainer.step = int(checkpoint["step"])
+    trainer.best_metric = float(checkpoint.get("best_metric", math.inf))
+    progress = dict(checkpoint.get("epoch_progress") or {})
+    if not trainer.context.is_main:  # rank 0 carries the (already all-reduced) partial sums
+        progress.update(sums={}, videos=0)
+    trainer.progress = EpochProgress(**progress)
+    if trainer.progress.batches >= trainer.steps_per_epoch > 0:
+        raise ValueError(
+            f"{source} stopped after batch {trainer.progress.batches} of an epoch, but an epoch now has only "
+            f"{trainer.steps_per_epoch} batches (did --batch-size or --train-size change?)"
+        )
+    trainer.last_kl_scale = trainer.kl_scale(max(trainer.step - 1, 0))
+    trainer.saved = (trainer.epoch, trainer.step, trainer.progress.batches)
