@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import io
 import json
@@ -18,24 +17,15 @@ import torch
 from PIL import Image
 
 import evaluate
-from data import DataConfig, MovingMNISTConfig
+from evaluation import pipeline
 from evaluation.judges import get_judges
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
 from evaluation.metric_names import JUDGED_KEYS, RECONSTRUCTION_KEYS
-from models import build_model
-from models.checkpoint import atomic_torch_save, library_versions
+from models.checkpoint import atomic_torch_save
+from tests.evaluation_helpers import FRAMES, write_checkpoint
 from utils.animation import mp4_twin
 
 REPO = Path(__file__).resolve().parents[1]
-FRAMES = 6
-TINY_MODEL = {
-    "width": 8,
-    "feature_dim": 32,
-    "content_dim": 8,
-    "motion_dim": 8,
-    "lstm_hidden": 16,
-    "prior_hidden": 16,
-}
 SUFFIXES = (
     "metrics.json",
     "reconstructions.png",
@@ -69,43 +59,6 @@ METADATA_KEYS = (
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def write_checkpoint(
-    folder: Path, image_size: int = 32, experiment_name: str | None = "tiny_run", **extra
-) -> Path:
-    """A checkpoint in the format of ``models/checkpoint.py`` for a tiny Disentangled VAE."""
-    torch.manual_seed(0)
-    model = build_model("disentangled", image_size=image_size, **TINY_MODEL)
-    data = DataConfig(
-        train_size=8,
-        val_size=8,
-        test_size=8,
-        video=MovingMNISTConfig(image_size=image_size, digit_size=14 * image_size // 32, num_frames=FRAMES),
-    )
-    checkpoint = {
-        "model_state_dict": model.state_dict(),
-        "model_name": "disentangled",
-        "model_config": dataclasses.asdict(model.config),
-        "train_config": {
-            "experiment_name": experiment_name or folder.name,
-            "model": "disentangled",
-            "epochs": 1,
-        },
-        "data_config": data.to_dict(),
-        "epoch": 1,
-        "step": 2,
-        "best_metric": 123.0,
-        "versions": library_versions(),
-        "format_version": 1,
-        **extra,
-    }
-    if experiment_name is not None:
-        checkpoint["experiment_name"] = experiment_name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "best_model.pt"
-    atomic_torch_save(checkpoint, path)
-    return path
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -211,12 +164,6 @@ def test_non_finite_values_are_written_not_dropped(evaluated):
     assert all(math.isnan(metrics["disentanglement"][key]) for key in JUDGED_KEYS)
 
 
-def test_to_jsonable_keeps_infinities():
-    value = {"psnr": torch.tensor(float("inf")), "curve": np.array([1.0, np.nan]), "n": np.int64(3)}
-    text = json.dumps(evaluate.to_jsonable(value))
-    assert text == '{"psnr": Infinity, "curve": [1.0, NaN], "n": 3}'
-
-
 # ----------------------------------------------------------------------------------------------------
 # Judges
 
@@ -245,7 +192,7 @@ def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatc
         asked.update(video_config=video_config, **options)
         return FakeJudges()
 
-    monkeypatch.setattr(evaluate, "get_judges", fake_get_judges)
+    monkeypatch.setattr(pipeline, "get_judges", fake_get_judges)
     checkpoint = write_checkpoint(tmp_path / "run")
     code, out, err = run(
         "--checkpoint", checkpoint, "--device", "cpu", "--num-samples", "1", "--save-dir", tmp_path / "out",
@@ -272,7 +219,7 @@ def test_real_judges_end_to_end(tmp_path, monkeypatch):
         batch_videos=4,
         test_videos=8,
     )
-    monkeypatch.setattr(evaluate, "get_judges", quick)
+    monkeypatch.setattr(pipeline, "get_judges", quick)
     checkpoint = write_checkpoint(tmp_path / "run")
     code, _, err = run(*tiny_args(checkpoint, tmp_path / "out", "--num_samples", "1", "--max-samples", "8"))
     assert code == 0, err

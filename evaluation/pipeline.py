@@ -1,0 +1,379 @@
+"""Evaluate one trained model from its checkpoint alone: :class:`EvalConfig` and :func:`evaluate`.
+
+    from evaluation.pipeline import EvalConfig, evaluate
+    result = evaluate("checkpoints/disentangled_vae/best_model.pt", EvalConfig(save_dir="eval_results"))
+    result.document["disentanglement"]["swap_quality"]
+
+The model is rebuilt from the checkpoint (:func:`models.checkpoint.load_model`), the test set from the
+checkpoint's data config (the same fixed test videos training never saw), and every output is named after
+the checkpoint's experiment: ``NAME_metrics.json`` (written atomically), ``NAME_reconstructions.png`` and the
+other figures of :mod:`evaluation.figures` (:data:`OUTPUTS` lists them). ``evaluate.py`` is the command line
+over this module: its options are the fields of :class:`EvalConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import numbers
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import PIL
+import torch
+
+from data import DataConfig, get_standard_test_loader
+from evaluation.disentanglement import compute_all_disentanglement_metrics
+from evaluation.figures import make_figures
+from evaluation.judges import get_judges
+from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
+from evaluation.metrics import compare_models, reconstruction_metrics
+from evaluation.runs import checkpoint_data_config, test_loader
+from models.checkpoint import CheckpointError, library_versions, load_model
+from utils.atomic import atomic_write_json
+from utils.devices import resolve_device
+from utils.provenance import collect as provenance
+
+STANDARD_IMAGE_SIZE = 64  # mnist_test_seq.npy has 64x64 frames
+
+OUTPUTS = (
+    ("metrics.json", "reconstruction metrics, cost, disentanglement metrics and metadata"),
+    ("reconstructions.png", "test videos (truth) above their reconstructions, one frame per column"),
+    ("samples.png", "random videos from the prior (seeded)"),
+    ("interpolation.png", "latent interpolation between two test videos: content, then motion"),
+    ("interpolation.gif", "the interpolation, animated: content row above motion row"),
+    ("content_swap.png", "swap matrix: content from the row, motion from the column"),
+    ("motion_swap.png", "swaps frame by frame, both directions, for pairs of test videos"),
+    ("reconstructions.gif", "animated truth (top row) and reconstructions (bottom row)"),
+    ("samples.gif", "animated samples"),
+    ("swaps.gif", "the animated swap matrix"),
+)
+
+
+class EvaluationError(ValueError):
+    """A problem with the inputs of an evaluation, reported as one line."""
+
+
+def _check_int(name: str, option: str, value: Any, minimum: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise EvaluationError(f"{option} must be at least {minimum}{why}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How a checkpoint is evaluated (each field is the ``evaluate.py`` option of the same name).
+
+    Attributes:
+        device: ``"auto"`` (CUDA, then MPS, then the CPU), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
+        num_samples: test videos to reconstruct and prior samples to draw in the figures.
+        save_dir: output folder, created if missing.
+        test_size: test videos for the metrics (the first of the checkpoint's fixed test set).
+        batch_size: videos per batch.
+        seed: data seed (which test videos) and seed of the prior samples; None keeps the checkpoint's.
+        max_samples: test videos for the disentanglement metrics (at least 5, for the probes).
+        judges: score swaps and samples with the trained judges (cached per data config; the first
+            evaluation of a data config trains them, which is slow); False leaves the judged metrics NaN.
+        max_batches: stop the reconstruction metrics after this many batches; None for the whole test set.
+        interpolation_steps: points on each interpolation path, both ends included (at least 2).
+        standard_test_file: also score reconstructions on the standard ``mnist_test_seq.npy`` (64x64 models).
+        mnist_root: folder of the official MNIST files; None keeps the checkpoint's.
+        name: prefix of the output files; None uses the checkpoint's experiment name.
+        fps: frames per second of the GIFs.
+    """
+
+    device: str = "auto"
+    num_samples: int = 5
+    save_dir: str = "./eval_results"
+    test_size: int = 1000
+    batch_size: int = 32
+    seed: int | None = None
+    max_samples: int = 1000
+    judges: bool = True
+    max_batches: int | None = None
+    interpolation_steps: int = 7
+    standard_test_file: str | None = None
+    mnist_root: str | None = None
+    name: str | None = None
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "test_size", "batch_size"):
+            _check_int(name, f"--{name.replace('_', '-')}", getattr(self, name), 1)
+        if self.max_batches is not None:
+            _check_int("max_batches", "--max-batches", self.max_batches, 1)
+        if self.seed is not None:
+            _check_int("seed", "--seed", self.seed, 0)
+        _check_int("interpolation_steps", "--interpolation-steps", self.interpolation_steps, 2)
+        _check_int("max_samples", "--max-samples", self.max_samples, 5, " (the disentanglement probes need them)")
+        fps = self.fps
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
+            raise EvaluationError(f"--fps must be a positive number, got {fps!r}")
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What :func:`evaluate` produced: the metrics document (as written to ``metrics_path``) and every file."""
+
+    name: str
+    document: dict[str, Any]
+    metrics_path: Path
+    written: list[Path]
+
+
+def log(message: str) -> None:
+    print(f"[evaluate] {message}", flush=True)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (its type's name when it has none)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(error).__name__
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types; non-finite floats stay floats (``json`` writes ``NaN`` / ``Infinity``)."""
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        return to_jsonable(value.detach().cpu().tolist())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._")
+    return cleaned or "model"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Set-up: everything that can fail because of the inputs, before any long computation
+
+
+@dataclasses.dataclass
+class _Setup:
+    checkpoint_path: str
+    config: EvalConfig
+    device: torch.device
+    model: torch.nn.Module
+    checkpoint: dict[str, Any]
+    name: str
+    data_config: DataConfig
+    test_loader: Any
+    standard_loader: Any
+    standard_skip: str | None
+    save_dir: Path
+    judge_accuracy: dict[str, Any] | None = None
+
+
+def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
+    """Load the model and build the loaders.
+
+    Raises:
+        EvaluationError, FileNotFoundError, CheckpointError, ValueError: with a one-line message.
+    """
+    device = resolve_device(config.device)
+    log(f"loading {checkpoint_path} on {device}")
+    try:
+        model, checkpoint = load_model(checkpoint_path, device)
+    except (RuntimeError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CheckpointError(f"cannot load {checkpoint_path}: {one_line(error)}") from error
+    name = _safe_name(config.name or checkpoint.get("experiment_name") or Path(checkpoint_path).resolve().parent.name)
+    ignored = DataConfig.unknown_keys(checkpoint)
+    if ignored:
+        log(f"note: ignoring data config keys this version does not know: {ignored}")
+    data_config = checkpoint_data_config(checkpoint, model, test_size=config.test_size, seed=config.seed,
+                                         mnist_root=config.mnist_root)
+    try:
+        loader = test_loader(data_config, config.batch_size)
+    except FileNotFoundError as error:
+        raise EvaluationError(f"{one_line(error)} (the checkpoint's mnist_root; override with --mnist-root)") from error
+
+    standard_loader, standard_skip = None, None
+    if config.standard_test_file is not None:
+        standard_loader = get_standard_test_loader(config.standard_test_file, config.batch_size)
+        frame_size = standard_loader.dataset.array.shape[-1]
+        if model.config.image_size != STANDARD_IMAGE_SIZE or frame_size != model.config.image_size:
+            standard_skip = (
+                f"the model takes {model.config.image_size}x{model.config.image_size} frames; "
+                f"{config.standard_test_file} has {frame_size}x{frame_size} frames (the standard file is "
+                f"{STANDARD_IMAGE_SIZE}x{STANDARD_IMAGE_SIZE})"
+            )
+            standard_loader = None
+
+    save_dir = Path(config.save_dir)
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvaluationError(f"cannot create the output folder {save_dir}: {one_line(error)}") from error
+    return _Setup(str(checkpoint_path), config, device, model, checkpoint, name, data_config, loader,
+                  standard_loader, standard_skip, save_dir)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _timed(what: str, function: Callable[[], Any]) -> Any:
+    log(f"{what} ...")
+    start = time.perf_counter()
+    result = function()
+    log(f"{what}: done in {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def _compute_metrics(setup: _Setup) -> dict[str, Any]:
+    """Reconstruction metrics, cost, disentanglement metrics and (optionally) the standard test file."""
+    config, device, model = setup.config, setup.device, setup.model
+    progress = sys.stderr.isatty()
+    # compare_models runs reconstruction_metrics over the loader and adds the cost; one pass gives both.
+    compared = _timed(
+        "reconstruction metrics and cost",
+        lambda: compare_models(
+            {setup.name: model}, setup.test_loader, device, max_batches=config.max_batches, progress=progress
+        )[setup.name],
+    )
+    reconstruction = {key: compared[key] for key in RECONSTRUCTION_OUTPUT_KEYS if key in compared}
+    cost = {key: value for key, value in compared.items() if key not in reconstruction}
+    log(
+        "  mse {mse:.6f}  psnr {psnr:.2f} dB  ssim {ssim:.4f}  temporal consistency "
+        "{temporal_consistency:.6f}  ({num_videos} videos)".format(**reconstruction)
+    )
+    log(
+        f"  {cost['trainable_parameters']:,} trainable parameters, forward {cost['forward_time_ms']:.1f} ms, "
+        f"generation {cost['generation_time_ms']:.1f} ms (batch of {cost.get('timed_batch_size', '?')})"
+    )
+
+    judges = None
+    if config.judges:
+        # Built here rather than with judges="auto" so that they read the checkpoint's digit source.
+        dataset = setup.test_loader.dataset
+        judges = _timed(
+            "judges (cached per data config; the first run for a data config trains them, which is slow)",
+            lambda: get_judges(dataset.config, device, digits=dataset.digits, progress=progress),
+        )
+        setup.judge_accuracy = dict(getattr(judges, "accuracy", {}) or {})
+    disentanglement = _timed(
+        "disentanglement metrics" + (" (no judges: the judged metrics are NaN)" if judges is None else ""),
+        lambda: compute_all_disentanglement_metrics(
+            model, setup.test_loader, device, max_samples=config.max_samples, judges=judges
+        ),
+    )
+    metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement}
+
+    if config.standard_test_file is not None:
+        if setup.standard_loader is None:
+            log(f"skipping the standard test file: {setup.standard_skip}")
+            metrics["standard_test_file"] = {"path": config.standard_test_file, "skipped": setup.standard_skip}
+        else:
+            standard = _timed(
+                f"reconstruction metrics on {config.standard_test_file}",
+                lambda: reconstruction_metrics(
+                    model, setup.standard_loader, device, max_batches=config.max_batches, progress=progress
+                ),
+            )
+            metrics["standard_test_file"] = {"path": str(config.standard_test_file), **standard}
+    return metrics
+
+
+def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
+    checkpoint, config = setup.checkpoint, setup.config
+    versions = {
+        **library_versions(),
+        "matplotlib": matplotlib.__version__,
+        "pillow": PIL.__version__,
+        "platform": platform.platform(),
+    }
+    return {
+        "checkpoint": str(Path(setup.checkpoint_path).resolve()),
+        "experiment_name": checkpoint.get("experiment_name"),
+        "model_name": checkpoint["model_name"],
+        "epoch": checkpoint.get("epoch"),
+        "step": checkpoint.get("step"),
+        "best_metric": checkpoint.get("best_metric"),
+        "model_config": checkpoint.get("model_config"),
+        "train_config": checkpoint.get("train_config"),
+        "data_config": checkpoint.get("data_config"),
+        "evaluation_data_config": setup.data_config.to_dict(),
+        "evaluation": {
+            "test_size": setup.data_config.test_size,
+            "seed": setup.data_config.seed,
+            "batch_size": config.batch_size,
+            "max_batches": config.max_batches,
+            "max_samples": config.max_samples,
+            "judges": config.judges,
+            "num_samples": config.num_samples,
+            "interpolation_steps": config.interpolation_steps,
+        },
+        "device": str(setup.device),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "versions": versions,
+        "checkpoint_versions": checkpoint.get("versions"),
+        "judges": setup.judge_accuracy,
+        # commit (and dirty tree), the process's exact command line, package versions, CPU and GPU
+        "provenance": provenance(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# The evaluation
+
+
+def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: str | None = None) -> Evaluation:
+    """Evaluate a checkpoint: write ``NAME_metrics.json`` (atomically) and the figures into ``config.save_dir``.
+
+    Args:
+        checkpoint: the checkpoint file, e.g. ``checkpoints/NAME/best_model.pt``.
+        config: how to evaluate (defaults: :class:`EvalConfig`).
+        command: the command recorded in the metadata (``evaluate.py``'s own command line; by default
+            this process's).
+
+    Returns:
+        The :class:`Evaluation`: the metrics document and the paths written.
+
+    Raises:
+        EvaluationError, FileNotFoundError, CheckpointError, ValueError: bad inputs (a missing, corrupt or
+            mismatched checkpoint, an unavailable device, a missing MNIST folder), before any long work.
+    """
+    config = config if config is not None else EvalConfig()
+    setup = _prepare(str(checkpoint), config)
+    data = setup.data_config
+    log(
+        f"model {setup.checkpoint['model_name']!r} of experiment {setup.name!r}, epoch "
+        f"{setup.checkpoint.get('epoch', '?')}; test set: {data.test_size} videos of {data.video.num_frames} "
+        f"frames, {data.video.image_size}x{data.video.image_size}, seed {data.seed}"
+    )
+    results = _compute_metrics(setup)
+    metrics_path = setup.save_dir / f"{setup.name}_metrics.json"
+    document = to_jsonable({
+        "experiment_name": setup.name,
+        "model_name": setup.checkpoint["model_name"],
+        **results,
+        "metadata": _metadata(setup, command if command is not None else " ".join(sys.argv)),
+    })
+    atomic_write_json(metrics_path, document)  # never a half-written JSON
+    figures = make_figures(
+        setup.model, setup.test_loader, setup.save_dir, setup.name, device=setup.device,
+        num_samples=config.num_samples, batch_size=config.batch_size,
+        interpolation_steps=config.interpolation_steps, fps=config.fps, seed=data.seed, log=log,
+    )
+    return Evaluation(setup.name, document, metrics_path, [metrics_path, *figures])
