@@ -4,9 +4,9 @@
 
 On the embedded MNIST digits, it trains the Baseline VAE, the LSTM-VAE and the Disentangled VAE for a
 fixed number of optimizer steps each (``--steps-per-model``: the same models on any machine; the default
-fits a 2-core CPU in under 25 minutes), evaluates each with
-``evaluate.py`` (reconstruction, disentanglement, judged swaps, figures, GIFs), and writes
-``results/report.md`` and ``results/report.html`` with the tables, the design document's hypotheses
+fits a 2-core CPU in under 25 minutes) (``training.run.train``), evaluates each as
+``evaluate.py`` does (``evaluation.pipeline.evaluate``: reconstruction, disentanglement, judged swaps,
+figures, GIFs), and writes ``results/report.md`` and ``results/report.html`` with the tables, the design document's hypotheses
 against the measurements, and the figures. Longer runs pass options through, e.g. full runs on a GPU::
 
     python demo.py --device cuda --steps-per-model 0 --epochs 100 --train-size 10000 --width 32 --frames 20
@@ -21,9 +21,6 @@ only redoes the evaluation); otherwise the demo stops with one line naming the d
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import os
 import shlex
 import sys
 import time
@@ -32,24 +29,24 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-import evaluate
-from data import MovingMNISTConfig, render_digits
+from data import DataConfig, MovingMNISTConfig, default_digit_size
 from evaluation import report as reports
+from evaluation.comparison_report import comparison_figures, write_report
 from evaluation.judges import get_judges
 from evaluation.metric_names import TABLES
-from evaluation.report_writer import Report, markdown_table
-from evaluation.runs import checkpoint_data_config, config_differences, load_runs, test_loader
+from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
+from evaluation.report_writer import markdown_table
+from evaluation.runs import config_differences
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from training import train
-from training.config import ConfigError, fresh_configs
-from utils.animation import save_video_gif
+from training.config import ConfigError, TrainConfig, apply_options, model_fields
+from training.run import RunWriteError, train
+from training.run_lock import RunFolderBusy
+from training.train import given_options, signal_exit_code
+from training.trainer import NonFiniteLossError
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
-from utils.provenance import collect as provenance
-from utils.provenance import cpu_description, summary_lines
-from utils.visualization import save_frame_grid
 
 PROG = "demo.py"
 RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's checkpoints/NAME folders
@@ -140,27 +137,6 @@ def run_names(seeds: int) -> list[tuple[str, int, str]]:
     return runs
 
 
-def train_argv(args: argparse.Namespace, model: str, seed: int, name: str, amp: bool) -> list[str]:
-    argv = [
-        "--model", model, "--name", name, "--checkpoint-dir", args.checkpoint_dir, "--device", args.device,
-        "--epochs", str(epochs_per_model(args)), "--seed", str(seed), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--beta", str(args.beta), "--kl-warmup-epochs", str(args.kl_warmup_epochs),
-        "--width", str(args.width),
-        "--frames", str(args.frames), "--image-size", str(args.image_size),
-        "--train-size", str(args.train_size), "--val-size", str(args.val_size), "--test-size", str(args.test_size),
-    ]
-    fields = {field.name for field in dataclasses.fields(MODELS[model].config_class)}
-    argv += [option for field in ("lstm_hidden", "prior_hidden") if field in fields
-             for option in ("--model-option", f"{field}={args.lstm_hidden}")]
-    if args.minutes_per_model > 0:
-        argv += ["--max-minutes", str(args.minutes_per_model)]
-    if amp:
-        argv.append("--amp")
-    if args.retrain:
-        argv.append("--overwrite")
-    return argv + shlex.split(args.train_args)
-
-
 def steps_per_epoch(args: argparse.Namespace) -> int:
     """Optimizer steps in one epoch of one process (the training loader drops a last partial batch)."""
     return max(1, args.train_size // args.batch_size)
@@ -172,9 +148,24 @@ def epochs_per_model(args: argparse.Namespace) -> int:
 
 
 def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str, amp: bool) -> tuple:
-    """``training.config.fresh_configs`` of the run this demo would train: ``(model name, model config, train
-    config, data config, notes)``; raises as ``fresh_configs`` (or SystemExit for an unparsable option)."""
-    return fresh_configs(train.build_parser().parse_args(train_argv(args, model, seed, name, amp)))
+    """The configs of the run this demo would train: ``(model config, train config, data config, notes)``.
+
+    Raises:
+        ConfigError, ValueError: an invalid value; SystemExit: a ``--train-args`` option that does not parse.
+    """
+    fields = model_fields(model)
+    wanted = {"width": args.width, "beta": args.beta, "image_size": args.image_size,
+              "lstm_hidden": args.lstm_hidden, "prior_hidden": args.lstm_hidden}
+    model_config = MODELS[model].config_class(**{key: value for key, value in wanted.items() if key in fields})
+    train_config = TrainConfig(
+        experiment_name=name, model=model, epochs=epochs_per_model(args), batch_size=args.batch_size, lr=args.lr,
+        kl_warmup_epochs=args.kl_warmup_epochs, max_minutes=args.minutes_per_model or None, amp=amp,
+        device=args.device, seed=seed, checkpoint_dir=args.checkpoint_dir,
+    )
+    data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
+                             video=video_config(args), seed=seed)
+    options = given_options(shlex.split(args.train_args)) if args.train_args else {}
+    return apply_options(model, model_config, train_config, data_config, options)
 
 
 def check_training_options(args: argparse.Namespace) -> str | None:
@@ -210,7 +201,7 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
             checkpoint = load_checkpoint(run_dir / BEST)
         except (CheckpointError, FileNotFoundError) as error:
             return f"cannot reuse {run_dir / BEST}: {error}; pass --retrain to train it again"
-        _, model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
+        model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
         differences = config_differences(checkpoint, model, model_config, train_config, data_config)
         if not differences and (run_dir / LAST).exists():
             last = load_checkpoint(run_dir / LAST)
@@ -226,140 +217,10 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
             "--retrain to train them again, or another --checkpoint-dir to keep them")
 
 
-def machine_description(device: torch.device) -> str:
-    text = f"{cpu_description()['model']}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
-    return text
-
-
-def comparison_figures(runs: dict[str, str], checkpoint_dir: str, out: Path, device: torch.device) -> list[Path]:
-    """Figures that put the models side by side on the same test videos: reconstructions, and the content
-    swap (A's digits, B's motion) beside its exact ideal render."""
-    models, checkpoints = load_runs(runs, checkpoint_dir, device, log=log)
-    first = next(iter(checkpoints))
-    dataset = test_loader(checkpoint_data_config(checkpoints[first], models[first])).dataset
-    batch = dataset[[0, 1, 2]]
-    video = batch["video"].to(device)
-    ideal = render_digits(dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])
-    rows = {"ground truth": video[0]}
-    swap_rows = {"A (content source)": video[1], "B (motion source)": video[2],
-                 "ideal: A's digits on B's paths": ideal[0]}
-    with torch.no_grad():
-        for label, model in models.items():
-            rows[label] = model.reconstruct(video[:1])[0]
-            swap_rows[label] = model.swap(video[1:2], video[2:3])[0]
-    figures = out / "figures"
-    return [
-        save_frame_grid(rows, figures / "reconstructions.png", title="The same test video, reconstructed"),
-        save_video_gif(rows, figures / "reconstructions.gif", labels=list(rows)),
-        save_frame_grid(swap_rows, figures / "content_swap.png",
-                        title="Content swap: A's digits moving like B, beside the exact ideal render"),
-        save_video_gif(swap_rows, figures / "content_swap.gif", labels=list(swap_rows)),
-    ]
-
-
 def video_config(args: argparse.Namespace):
     """How the demo's videos look (the judges are trained, and cached, per such config)."""
-    digit_size = round(args.image_size * 28 / 64)
-    return MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_frames=args.frames)
-
-
-def steps_text(records: list[tuple[str, float, float]]) -> str:
-    """The optimizer steps the runs trained for, from their ``metrics.csv`` (``(name, steps, seconds)``)."""
-    steps = sorted({steps for _, steps, _ in records if steps == steps})  # NaN: no metrics.csv
-    if not steps:
-        return "an unknown number of optimizer steps (no metrics.csv beside the checkpoints)"
-    if len(steps) == 1:
-        return f"{steps[0]:,.0f} optimizer steps each"
-    return f"{steps[0]:,.0f} to {steps[-1]:,.0f} optimizer steps"
-
-
-def write_report(args: argparse.Namespace, documents: list[dict], out: Path, timings: dict[str, float],
-                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
-    grouped = reports.group_by_model(documents)
-    records = [(name, *reports.training_record(Path(args.checkpoint_dir) / name)) for name in run_dirs]
-    report = Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
-    total_minutes = sum(timings.values()) / 60
-    report.paragraph(
-        f"Written by `python demo.py` on {datetime.date.today().isoformat()} on {machine_description(device)} "
-        f"(device {device}{', bf16 autocast' if amp else ''}); the whole run took {total_minutes:.1f} minutes "
-        f"({', '.join(f'{stage} {seconds / 60:.1f}' for stage, seconds in timings.items())} min). "
-        f"Every number below was measured in this run, on the checkpoints listed; as stored in them, the "
-        f"models were trained for {steps_text(records)}: {reports.trained_settings(documents)}. "
-        "A CPU-sized budget trains far less than the design document's 100 epochs: read the numbers as a "
-        "comparison at equal (small) compute, not as converged results."
-    )
-    report.paragraph("Training of each run (from its `metrics.csv`): " + "; ".join(
-        f"`{name}` {steps:,.0f} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
-    report.paragraph("Provenance (also in every `eval/NAME_metrics.json`, under `metadata.provenance`):")
-    report.bullets(summary_lines(provenance()))
-    report.heading("The design document's hypotheses against the measurements")
-    expected = reports.expected_vs_measured(grouped)
-    if not expected.empty:
-        report.table(expected)
-        report.paragraph(
-            "Rules: MSE and SSIM expect the LSTM-VAE best and the Disentangled VAE within 10% (MSE) or 0.01 "
-            "(SSIM) of the Baseline. Content swap scores the judged digit accuracy of `combine(content A, motion "
-            "B)` against A's digits, motion swap the judged correlation of its paths with B's, both rescaled so "
-            "that chance is 0 and perfect is 1, then labelled Clean (>= 0.8), Partial (>= 0.3) or Fails. "
-            "Disentanglement compares the ordering of `overall_disentanglement`. Where a row says 'does not "
-            "hold', the measurement contradicts the design document's expectation."
-        )
-    titles = {
-        "reconstruction": "Reconstruction quality (test videos)",
-        "disentanglement": "Disentanglement of the content and motion codes",
-        "swaps": "Swaps, resampling and samples, read by the judges",
-        "cost": "Cost",
-    }
-    for name, rows in TABLES.items():
-        report.heading(titles[name])
-        report.table(reports.table(grouped, rows))
-        if name == "swaps" and judge_accuracy:
-            report.paragraph(
-                "The judges are small networks trained on real videos (train digit pool) and measured on real "
-                f"test videos: digit accuracy {judge_accuracy.get('content_digit_accuracy', float('nan')):.3f}, "
-                f"mean path error {judge_accuracy.get('motion_trajectory_error_px', float('nan')):.2f} px. "
-                "A judged number can be no better than that reading of real videos."
-            )
-    report.paragraph(
-        "Definitions: every metric, with its formula, is documented in `evaluation/metrics.py` (reconstruction) "
-        "and `evaluation/disentanglement.py` (disentanglement, swaps); the README lists them too. Baseline VAE "
-        "and LSTM-VAE have no explicit split: their content code is the time-average of the per-frame latent "
-        "means and their motion code each frame's deviation from it."
-    )
-    report.heading("Figures")
-    figures = out / "figures"
-    for path, caption in (
-        (figures / "training_curves.png", "Training curves (train solid, validation dashed)"),
-        (figures / "reconstructions.png", "One test video reconstructed by each model"),
-        (figures / "content_swap.png", "Content swap: A's digits moving like B, beside the exact ideal render"),
-    ):
-        if path.exists():
-            report.image(path, caption)
-    report.links([("reconstructions.gif", figures / "reconstructions.gif"),
-                  ("content_swap.gif", figures / "content_swap.gif")])
-    for model_name, documents in grouped.items():
-        name = documents[0].get("experiment_name")
-        report.heading(f"{model_name} ({name})", level=3)
-        evaluation_dir = out / "eval"
-        for suffix, caption in (("samples", "samples from the prior"), ("content_swap", "swap matrix"),
-                                ("interpolation", "content and motion interpolation")):
-            path = evaluation_dir / f"{name}_{suffix}.png"
-            if path.exists():
-                report.image(path, f"{model_name}: {caption}")
-        report.links([(f"{suffix}.gif", evaluation_dir / f"{name}_{suffix}.gif")
-                      for suffix in ("reconstructions", "samples", "swaps")
-                      if (evaluation_dir / f"{name}_{suffix}.gif").exists()])
-    report.heading("Files")
-    report.bullets([
-        "`eval/NAME_metrics.json`: every metric of every run (NaN kept), with the configs and the provenance",
-        "`figures/` and `eval/`: every figure as PNG and PDF; the animations as GIF (and MP4 where "
-        "imageio-ffmpeg is installed)",
-        "`tables/`: `comparison_results.json`, `disentanglement_metrics.json` and each table as Markdown and LaTeX",
-        "`checkpoints/NAME/`: `best_model.pt`, `last.pt`, `metrics.csv`, TensorBoard logs",
-    ])
-    return report.write()
+    return MovingMNISTConfig(image_size=args.image_size, digit_size=default_digit_size(args.image_size),
+                             num_frames=args.frames)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,11 +275,17 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
         else:
             log(f"training {name} ({model}, seed {seed})")
-            status = train.main(train_argv(args, model, seed, name, amp))
-            if status != 0 or not best.exists():
-                print(f"{PROG}: error: training {name} failed (exit status {status}); see {run_dir}/train.log",
+            model_config, train_config, data_config, notes = requested_configs(args, model, seed, name, amp)
+            try:
+                result = train(model, model_config, train_config, data_config, overwrite=args.retrain, quiet=False,
+                               notes=notes)
+            except (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError) as error:
+                print(f"{PROG}: error: training {name} failed: {error}; see {run_dir}/train.log", file=sys.stderr)
+                return 1
+            if result.stop_reason not in ("completed", "budget") or not best.exists():
+                print(f"{PROG}: error: training {name} stopped ({result.stop_reason}); see {run_dir}/train.log",
                       file=sys.stderr)
-                return status or 1
+                return signal_exit_code(result.stop_reason) if result.stop_reason not in ("completed", "budget") else 1
         checkpoints[name] = best
         stage_done(f"{name} trained")
     timings["training"] = time.monotonic() - started
@@ -427,15 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     eval_dir = out / "eval"
     for name, path in checkpoints.items():
         log(f"evaluating {name}")
-        evaluate_argv = ["--checkpoint", str(path), "--device", args.device, "--num_samples", str(args.num_samples),
-                         "--save_dir", str(eval_dir), "--test-size", str(args.test_size),
-                         "--max-samples", str(args.test_size)]
-        if args.no_judges:
-            evaluate_argv.append("--no-judges")
-        status = evaluate.main(evaluate_argv)
-        if status != 0:
-            print(f"{PROG}: error: evaluating {name} failed (exit status {status})", file=sys.stderr)
-            return status
+        config = EvalConfig(device=args.device, num_samples=args.num_samples, save_dir=str(eval_dir),
+                            test_size=args.test_size, max_samples=args.test_size, judges=not args.no_judges)
+        try:
+            evaluate(path, config, command=f"{PROG} (evaluation of {path})")
+        except (EvaluationError, FileNotFoundError, CheckpointError, ValueError) as error:
+            print(f"{PROG}: error: evaluating {name} failed: {error}", file=sys.stderr)
+            return 2
         stage_done(f"{name} evaluated")
     stages.close()
     timings["evaluation"] = time.monotonic() - started
@@ -448,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_training_curves({label: Path(args.checkpoint_dir) / name / "metrics.csv" for label, name in first_seed.items()},
                          out / "figures" / "training_curves.png", title="Training curves",
                          unit="nats per video" if bce else "loss per video")
-    comparison_figures(first_seed, args.checkpoint_dir, out, device)
-    written = write_report(args, documents, out, timings | {"report": time.monotonic() - started}, device, amp,
+    comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)
+    written = write_report(documents, out, args.checkpoint_dir, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints))
     for frame_name, rows in TABLES.items():
         print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")

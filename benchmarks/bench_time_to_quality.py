@@ -1,8 +1,8 @@
 """Time-to-quality: the judged numbers of each model against optimizer steps, and the steps to reach a level.
 
-Trains each model with the demo's settings (``demo.train_argv``: the same run a ``demo.py
+Trains each model with the demo's settings (``demo.requested_configs``: the same run a ``demo.py
 --steps-per-model STEPS`` would train, in the same run folder), in legs of ``--every`` steps: each leg is
-``python -m training.train ... --resume`` up to the next multiple, which continues the run exactly. After
+``training.run.train(..., resume=...)`` up to the next multiple, which continues the run exactly. After
 every leg the run's ``last.pt`` is scored on ``--videos`` test videos by the judges: digits read in the
 reconstruction (``recon_content_accuracy``), A's digits kept in a content swap (``content_preservation``),
 the swap following B's paths (``motion_correlation``), swap fidelity (SSIM) and the digit probe on the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -38,7 +39,11 @@ from evaluation.report import display_name, training_record  # noqa: E402
 from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
-from training import train  # noqa: E402
+from training.config import ConfigError  # noqa: E402
+from training.run import RunWriteError, train  # noqa: E402
+from training.run_folder import resume_point  # noqa: E402
+from training.run_lock import RunFolderBusy  # noqa: E402
+from training.trainer import NonFiniteLossError  # noqa: E402
 from utils.cli import positive_int  # noqa: E402
 from utils.devices import bf16_supported  # noqa: E402
 
@@ -99,16 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         name = demo.RUN_NAMES[model]
         run_dir = Path(args.checkpoint_dir) / name
         for steps in range(args.every, args.steps + 1, args.every):
-            argv_leg = demo.train_argv(demo_args, model, 42, name, amp)
-            argv_leg[argv_leg.index("--epochs") + 1] = str(steps // per_epoch)
-            if (run_dir / LAST).exists():
-                argv_leg.append("--resume")
+            model_config, train_config, data_config, notes = demo.requested_configs(demo_args, model, 42, name, amp)
+            train_config = dataclasses.replace(train_config, epochs=steps // per_epoch)
             done_steps, _ = training_record(run_dir)  # NaN for a run not started
             if not done_steps >= steps:
-                status = train.main(argv_leg + ["--quiet"])
-                if status != 0:
-                    print(f"training {name} to {steps} steps failed (exit status {status})")
-                    return status
+                resume = resume_point(run_dir) if (run_dir / LAST).exists() else None
+                try:
+                    train(model, model_config, train_config, data_config, resume=resume, notes=notes)
+                except (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError) as error:
+                    print(f"training {name} to {steps} steps failed: {error}")
+                    return 1
             _, seconds = training_record(run_dir)
             row = {"model": model, "steps": steps, "train minutes": seconds / 60,
                    **score(run_dir / LAST, device, args.videos, judges)}

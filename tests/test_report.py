@@ -14,6 +14,7 @@ from evaluation import report as reports
 from evaluation.metric_names import TABLES
 from evaluation.report_writer import Report
 from models.checkpoint import atomic_torch_save, load_checkpoint
+from training.config import ConfigError
 from utils import provenance
 
 
@@ -292,8 +293,27 @@ def test_demo_rejects_bad_training_options_before_any_work(tmp_path, capsys, opt
 def test_demo_kl_warmup_reaches_every_models_training_config(options, warmup):
     args = demo.build_parser().parse_args(TINY_DEMO + options)
     for model in ("baseline", "lstm", "disentangled"):
-        _, _, train_config, _, _ = demo.requested_configs(args, model, 42, "run", amp=False)
+        _, train_config, _, _ = demo.requested_configs(args, model, 42, "run", amp=False)
         assert train_config.kl_warmup_epochs == warmup
+
+
+def test_demo_train_args_set_the_configs_without_a_command_line_round_trip():
+    args = demo.build_parser().parse_args(TINY_DEMO + [
+        "--train-args", "--grad-clip 1 --image-size 64 --digits 3 --fixed-train-set --seed 7 --content-dim 4"])
+    for model in ("baseline", "disentangled"):
+        model_config, train_config, data_config, notes = demo.requested_configs(args, model, 42, "run", amp=False)
+        assert train_config.grad_clip == 1.0 and train_config.seed == 7 and train_config.epochs == 2
+        assert data_config.seed == 7 and data_config.video.num_digits == 3 and not data_config.fresh_train
+        assert data_config.video.image_size == 64 == model_config.image_size
+        assert data_config.video.digit_size == 28  # the standard ratio follows the new canvas
+        assert data_config.video.num_frames == 4 and model_config.width == 8  # the demo's own options stay
+        if model == "disentangled":
+            assert model_config.content_dim == 4 and not notes
+        else:
+            assert notes == ["--content-dim is ignored: the baseline model has no content_dim"]
+    args = demo.build_parser().parse_args(TINY_DEMO + ["--train-args", "--name other"])
+    with pytest.raises(ConfigError, match="--name does not set a model, training or data option"):
+        demo.requested_configs(args, "lstm", 42, "run", amp=False)
 
 
 def test_demo_rejects_a_negative_kl_warmup_in_one_line(capsys):

@@ -230,6 +230,60 @@ def fresh_configs(args: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[st
     return name, model_config, _train_config(args, name), data_config, notes
 
 
+def apply_options(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig,
+                  options: dict[str, Any]) -> tuple[Any, TrainConfig, DataConfig, list[str]]:
+    """Configs with training command-line options applied (``options``: destination -> value, as
+    :func:`training.train.given_options` reads them; e.g. the demo's ``--train-args``).
+
+    Model options the model lacks are ignored with a note, as for a new run; a new ``--image-size`` without
+    ``--digit-size`` keeps the standard digit-to-canvas ratio.
+
+    Returns:
+        ``(model config, train config, data config, notes on ignored options)``.
+
+    Raises:
+        ConfigError: an option that does not set a config field (e.g. ``--name``), or an invalid value.
+    """
+    fields, notes = model_fields(model_name), []
+    model_values: dict[str, Any] = {}
+    data_values: dict[str, Any] = {}
+    train_values = {dest: value for dest, value in options.items() if dest in TRAIN_OPTIONS}
+    for dest, value in options.items():
+        if dest == "model_option":
+            for item in value:
+                key, sep, text = item.partition("=")
+                if not sep:
+                    raise ConfigError(f"argument --model-option: expected FIELD=VALUE, got {item!r}", usage=True)
+                try:
+                    model_values[key.strip()] = parse_field_value(model_name, key.strip(), text.strip())
+                except ValueError as error:
+                    raise ConfigError(f"argument --model-option: {error}", usage=True) from None
+        elif dest in MODEL_OPTIONS:
+            if MODEL_OPTIONS[dest] in fields:
+                model_values[MODEL_OPTIONS[dest]] = value
+            else:
+                option = dest.replace("_", "-")
+                notes.append(f"--{option} is ignored: the {model_name} model has no {MODEL_OPTIONS[dest]}")
+        elif dest in DATA_OPTIONS:
+            data_values[DATA_OPTIONS[dest]] = value
+        elif dest == "fixed_train_set":
+            data_values["fresh_train"] = not value
+        elif dest not in TRAIN_OPTIONS:
+            raise ConfigError(f"--{dest.replace('_', '-')} does not set a model, training or data option here")
+    if "image_size" in data_values:
+        data_values.setdefault("digit_size", default_digit_size(data_values["image_size"]))
+        if "image_size" in fields:
+            model_values["image_size"] = data_values["image_size"]
+    flat = data_config.to_dict()
+    try:
+        model_config = replace(model_config, **model_values)
+        train_config = replace(train_config, **train_values)
+        data_config = DataConfig.from_dict({**flat, **data_values})
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid option: {error}", usage=True) from None
+    return model_config, train_config, data_config, notes
+
+
 def _train_config(args: Any, model_name: str, base: TrainConfig | None = None,
                   only: set[str] | None = None) -> TrainConfig:
     values = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if only is None or dest in only}

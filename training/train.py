@@ -177,12 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def explicit_options(argv: list[str]) -> set[str]:
-    """Destinations the command line sets explicitly (parsed again with every default suppressed)."""
+def given_options(argv: list[str]) -> dict[str, Any]:
+    """The options the command line sets explicitly, by destination (parsed with every default suppressed).
+
+    Raises:
+        SystemExit: an option that does not parse (argparse has printed why).
+    """
     probe = build_parser()
     for action in probe._actions:
         action.default = argparse.SUPPRESS
-    return set(vars(probe.parse_args(argv)))
+        action.required = False  # options for a run planned elsewhere (the demo's --train-args) lack --name
+    return vars(probe.parse_args(argv))
+
+
+def explicit_options(argv: list[str]) -> set[str]:
+    """Destinations the command line sets explicitly."""
+    return set(given_options(argv))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,7 +265,8 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
 # The run
 
 
-def _signal_exit_code(reason: str) -> int:
+def signal_exit_code(reason: str) -> int:
+    """The exit status of a run a signal stopped: 128 + the signal's number (130 for SIGINT)."""
     try:
         return 128 + signal.Signals[reason].value
     except KeyError:
@@ -277,7 +288,7 @@ def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | 
         return EXIT_NON_FINITE
     except RunWriteError:  # logged by the run
         return EXIT_WRITE
-    return 0 if result.stop_reason in ("completed", "budget") else _signal_exit_code(result.stop_reason)
+    return 0 if result.stop_reason in ("completed", "budget") else signal_exit_code(result.stop_reason)
 
 
 def main(argv: list[str] | None = None) -> int:
