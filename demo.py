@@ -6,7 +6,8 @@ On the embedded MNIST digits, it trains the Baseline VAE, the LSTM-VAE and the D
 fixed number of optimizer steps each (``--steps-per-model``: the same models on any machine; the default
 fits a 2-core CPU in under 25 minutes), evaluates each as ``evaluate.py`` does (reconstruction,
 disentanglement, judged swaps, figures, GIFs), and writes ``results/report.md`` and ``results/report.html``
-with the tables, the design document's hypotheses against the measurements, and the figures. Longer runs pass options through, e.g. full runs on a GPU::
+with the tables, the design document's hypotheses against the measurements, and the figures. Longer runs
+pass options through, e.g. full runs on a GPU::
 
     python demo.py --device cuda --steps-per-model 0 --epochs 100 --train-size 10000 --width 32 --frames 20
 
