@@ -24,9 +24,9 @@ import numpy as np
 
 from evaluation.correlation import correlation_scores
 from evaluation.factors import CONTENT_FACTOR_NAMES, MOTION_FACTOR_NAMES, content_factors, motion_factors
-from evaluation.information import mig_score, top_two_gap
+from evaluation.information import mig_score
 from evaluation.probes import classification_probe, regression_probe, split_mask
-from evaluation.sap import best_dimension_scores, sap_score_matrix
+from evaluation.sap import best_dimension_scores, sap_score
 from evaluation.swap_protocol import chance_rescaled
 
 
@@ -78,15 +78,15 @@ def code_metrics(
     content_dims, motion_dims = np.arange(content.shape[1]), np.arange(content.shape[1], codes.shape[1])
     content_cols, motion_cols = np.arange(num_content), np.arange(num_content, num_content + num_motion)
 
-    matrix = sap_score_matrix(codes, factors, discrete, test_rows)
-    gaps = top_two_gap(matrix)
+    sap = sap_score(codes, factors, discrete, test_rows)
+    matrix, gaps = sap["score_matrix"], sap["per_factor"]
     mig = mig_score(codes, factors, discrete)["per_factor"]
     results: dict[str, Any] = {
         "sap_content_content": best_dimension_scores(matrix, content_dims, content_cols),
         "sap_content_motion": best_dimension_scores(matrix, content_dims, motion_cols),
         "sap_motion_motion": best_dimension_scores(matrix, motion_dims, motion_cols),
         "sap_motion_content": best_dimension_scores(matrix, motion_dims, content_cols),
-        "sap_disentanglement": float(np.mean(gaps)),
+        "sap_disentanglement": sap["sap"],
         "sap_content": float(np.mean(gaps[content_cols])) if num_content else math.nan,
         "sap_motion": float(np.mean(gaps[motion_cols])) if num_motion else math.nan,
         "mig": float(np.mean(mig)),
