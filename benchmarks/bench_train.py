@@ -44,7 +44,8 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     from data import MovingMNIST, MovingMNISTConfig, default_digit_size
     from models import build_model
     from training.config import TrainConfig
-    from training.trainer import Trainer, make_optimizer
+    from training.optimizer import make_optimizer
+    from training.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

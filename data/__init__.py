@@ -10,8 +10,8 @@ import torch
 
 from .config import DataConfig, MovingMNISTConfig, default_digit_size
 from .loaders import VideoBatchSampler, data_loaders, get_moving_mnist_dataloaders, get_standard_test_loader
-from .mnist import SPLITS, DigitSet, load_digits
-from .moving_mnist import CONTENT_FACTORS, MOTION_FACTORS, MovingMNIST, StandardMovingMNIST
+from .mnist import DigitSet, load_digits
+from .moving_mnist import MovingMNIST, StandardMovingMNIST
 from .render import bounce_trajectories, render_digits
 
 
@@ -21,9 +21,6 @@ def video_of(batch: dict | torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
-    "CONTENT_FACTORS",
-    "MOTION_FACTORS",
-    "SPLITS",
     "DataConfig",
     "DigitSet",
     "MovingMNIST",

@@ -46,9 +46,6 @@ from .config import MovingMNISTConfig
 from .mnist import SPLITS, DigitSet, load_digits
 from .render import bounce_trajectories, render_digits, resize_digits, uniform_draws
 
-CONTENT_FACTORS = ("labels", "digit_ids")
-MOTION_FACTORS = ("start_positions", "trajectory", "velocity", "direction", "speed")
-
 
 class MovingMNIST(Dataset):
     """One split of Moving MNIST, generated on the fly from the split's digit pool.

@@ -22,8 +22,6 @@ _SPLIT_IDS = {split: number for number, split in enumerate(SPLITS)}
 # ----------------------------------------------------------------------------------------------------
 # Counter-based randomness: uniform draws as a pure function of (seed, split, index, draw number)
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser (Steele et al., 2014), elementwise on uint64 (wraps mod 2**64)."""

@@ -2,33 +2,12 @@
 
 Every number comes from the common model API (``split``, ``combine``, ``sample``, ``sample_factors``), so
 the Baseline VAE, the LSTM-VAE (implicit protocol: content = time-average of the per-frame means, motion =
-deviation) and the Disentangled VAE sit side by side. The maths lives in
-:mod:`evaluation.sap`, :mod:`evaluation.information` (MIG), :mod:`evaluation.correlation` and
-:mod:`evaluation.probes`; the swaps in :mod:`evaluation.swap_protocol`.
-
-**Factors.** Moving MNIST's digit slots come in random order, so every factor scored is symmetric in them:
-
-* content (per video, discrete): the per-class digit counts ``n_k = #{d : label_d = k}``, k = 0..9, the
-  multi-hot description of *which* digits a video shows; the sorted labels for probes and judges;
-* motion (per frame, continuous, pixels): ``mean_x``, ``mean_y`` (centroid of the digits' top-left
-  corners) and ``spread_x``, ``spread_y`` (mean over digit pairs of ``|x_i - x_j|``, ``|y_i - y_j|``):
-  *where* the digits are. For 2 digits they give the unordered x- and y-pairs (only the sign of
-  ``dx * dy`` is lost). A factor that is constant on the evaluated videos (spreads with 1 digit, a class
-  that never occurs) is left out, with a note.
-
-**Unit.** Motion codes are per frame, so SAP and MIG score (video, frame) rows: the code ``[c, m_t]``
-against ``[n, y_t]`` (content code and factors repeated over frames; repetition leaves R^2, MI and the
-classifiers' targets unchanged). Held-out splits are by video. Swaps follow
-:mod:`evaluation.swap_protocol`: video ``A = i`` takes the motion of ``B = i - 1`` in loader order (the
-first video takes the first batch's last) and the swap decodes ``combine(c_A, m_B)``: "A's digits moving
-like B".
-
-**SAP blocks.** ``sap_X_Y`` is the best single-dimension score (not a gap) of code X for factors of kind
-Y: a leak spread over several dimensions would shrink a gap and look clean, but cannot hide from the
-best dimension. A perfectly disentangled code has ``sap_content_content = sap_motion_motion = 1`` and
-cross terms near 0; the gaps (``sap_disentanglement`` and MIG) then add whether each factor sits in one
-dimension. Correlations are taken frame by frame across videos, because the implicit protocol's
-``m_t = mu_t - mean_t mu_t`` is uncorrelated with ``c`` by construction once frames are pooled.
+deviation) and the Disentangled VAE sit side by side. This module runs the model over the data and
+gathers the numbers; the codes are scored against order-free factors (:mod:`evaluation.factors`) by
+:func:`evaluation.code_metrics.code_metrics`, whose docstring says why per (video, frame) row and why SAP
+takes the best dimension. Swaps follow :mod:`evaluation.swap_protocol`: video ``A = i`` takes the motion
+of ``B = i - 1`` in loader order (the first video takes the first batch's last) and the swap decodes
+``combine(c_A, m_B)``: "A's digits moving like B".
 
 ======================================== ====================================================== ========== ======
 key                                      definition                                             range      better
@@ -130,7 +109,6 @@ may be +inf for a perfect swap).
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Mapping
@@ -141,159 +119,13 @@ import torch
 from torch import Tensor, nn
 
 from evaluation import judges as judges_module
-from evaluation.correlation import correlation_scores
-from evaluation.information import mig_score, top_two_gap
+from evaluation.code_metrics import code_metrics
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
 from evaluation.metrics import eval_mode
-from evaluation.probes import classification_probe, regression_probe, split_mask
-from evaluation.sap import best_dimension_scores, sap_score_matrix
-from evaluation.swap_protocol import JudgedTally, chance_rescaled, motion_partners, swap_fidelity
+from evaluation.swap_protocol import JudgedTally, motion_partners, swap_fidelity
 from utils.devices import resolve_device
 
-NUM_CLASSES = 10
-CONTENT_FACTOR_NAMES = tuple(f"count_{k}" for k in range(NUM_CLASSES))
-MOTION_FACTOR_NAMES = ("mean_x", "mean_y", "spread_x", "spread_y")
 _REQUIRED_BATCH_KEYS = ("video", "labels", "digit_ids", "trajectory")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Order-free factors
-
-
-def content_factors(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Per-class digit counts ``n_k = #{d : labels[d] = k}``: ``(B, D)`` labels -> ``(B, num_classes)``."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.ndim != 2:
-        raise ValueError(f"expected labels of shape (B, D), got {labels.shape}")
-    return np.eye(num_classes, dtype=np.int64)[labels].sum(axis=1)
-
-
-def motion_factors(trajectory: np.ndarray) -> np.ndarray:
-    """Per-frame centroid and spread of the digits' corners: ``(B, T, D, 2)`` -> ``(B, T, 4)``.
-
-    Columns ``MOTION_FACTOR_NAMES``: ``mean_x, mean_y`` (mean over digits) and ``spread_x, spread_y``
-    (mean over digit pairs of ``|x_i - x_j|``; 0 for a single digit). Symmetric in the digit slots.
-    """
-    trajectory = np.asarray(trajectory, dtype=np.float64)
-    if trajectory.ndim != 4 or trajectory.shape[-1] != 2:
-        raise ValueError(f"expected a trajectory of shape (B, T, D, 2), got {trajectory.shape}")
-    pairs = list(itertools.combinations(range(trajectory.shape[2]), 2))
-    if pairs:
-        first, second = (list(side) for side in zip(*pairs, strict=True))
-        spread = np.abs(trajectory[:, :, first] - trajectory[:, :, second]).mean(axis=2)  # (B, T, 2)
-    else:
-        spread = np.zeros(trajectory.shape[:2] + (2,))
-    return np.concatenate([trajectory.mean(axis=2), spread], axis=-1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Scores of the codes (SAP, MIG, correlation, probes): pure functions of arrays
-
-
-def code_metrics(
-    content: np.ndarray,
-    motion: np.ndarray,
-    labels: np.ndarray,
-    trajectory: np.ndarray,
-    seed: int = 0,
-    max_probe_rows: int = 10_000,
-) -> dict[str, Any]:
-    """SAP, MIG, correlation and probe scores of content/motion codes against the true factors.
-
-    Args:
-        content: ``(N, Dc)`` content codes.
-        motion: ``(N, T, Dm)`` motion codes.
-        labels: ``(N, D)`` digit classes.
-        trajectory: ``(N, T, D, 2)`` digit corners (pixels).
-        seed: seed of the held-out split (20% of the videos) and of the probe subsample.
-        max_probe_rows: at most this many (video, frame) rows train a per-frame probe.
-
-    Returns:
-        The ``CODE_KEYS`` of the module table (floats) and ``"notes"`` (list of str).
-    """
-    content, motion = np.asarray(content, dtype=np.float64), np.asarray(motion, dtype=np.float64)
-    num_videos, num_frames = motion.shape[:2]
-    if content.ndim != 2 or motion.ndim != 3 or len(content) != num_videos or num_videos < 5:
-        raise ValueError(f"expected content (N, Dc), motion (N, T, Dm), N >= 5; got {content.shape}, {motion.shape}")
-    notes = []
-    counts = content_factors(labels).astype(np.float64)  # (N, 10)
-    positions = motion_factors(trajectory)  # (N, T, 4)
-    test_videos = split_mask(num_videos, seed=seed)
-    # A class count needs two values among the training and among the held-out videos to be scored.
-    keep_content = (counts[test_videos].std(axis=0) > 0) & (counts[~test_videos].std(axis=0) > 0)
-    keep_motion = positions.reshape(-1, positions.shape[-1]).std(axis=0) > 0
-    dropped = [n for n, keep in zip(CONTENT_FACTOR_NAMES + MOTION_FACTOR_NAMES,
-                                    np.concatenate([keep_content, keep_motion]), strict=True) if not keep]
-    if dropped:
-        notes.append(f"factors constant on the evaluated (training or held-out) videos, left out of SAP/MIG: {dropped}")
-    counts, positions = counts[:, keep_content], positions[..., keep_motion]
-    num_content, num_motion = counts.shape[1], positions.shape[-1]
-
-    # (video, frame) rows: [c, m_t] against [n, y_t]
-    codes = np.concatenate([np.repeat(content, num_frames, axis=0), motion.reshape(num_videos * num_frames, -1)], 1)
-    factors = np.concatenate([np.repeat(counts, num_frames, axis=0), positions.reshape(-1, num_motion)], 1)
-    discrete = np.array([True] * num_content + [False] * num_motion)
-    test_rows = np.repeat(test_videos, num_frames)
-    content_dims, motion_dims = np.arange(content.shape[1]), np.arange(content.shape[1], codes.shape[1])
-    content_cols, motion_cols = np.arange(num_content), np.arange(num_content, num_content + num_motion)
-
-    matrix = sap_score_matrix(codes, factors, discrete, test_rows)
-    gaps = top_two_gap(matrix)
-    mig = mig_score(codes, factors, discrete)["per_factor"]
-    results: dict[str, Any] = {
-        "sap_content_content": best_dimension_scores(matrix, content_dims, content_cols),
-        "sap_content_motion": best_dimension_scores(matrix, content_dims, motion_cols),
-        "sap_motion_motion": best_dimension_scores(matrix, motion_dims, motion_cols),
-        "sap_motion_content": best_dimension_scores(matrix, motion_dims, content_cols),
-        "sap_disentanglement": float(np.mean(gaps)),
-        "sap_content": float(np.mean(gaps[content_cols])) if num_content else math.nan,
-        "sap_motion": float(np.mean(gaps[motion_cols])) if num_motion else math.nan,
-        "mig": float(np.mean(mig)),
-        "mig_content": float(np.mean(mig[content_cols])) if num_content else math.nan,
-        "mig_motion": float(np.mean(mig[motion_cols])) if num_motion else math.nan,
-    }
-    correlation = correlation_scores(content, motion)
-    for key in ("mean_abs_correlation", "max_abs_correlation", "correlation_chance"):
-        results[key] = correlation[key]
-
-    # Linear probes, trained on 80% of the videos, scored on the other 20%.
-    train, test = ~test_videos, test_videos
-    sorted_labels = np.sort(np.asarray(labels), axis=1)
-    frame_rows = np.flatnonzero(np.repeat(train, num_frames))
-    if len(frame_rows) > max_probe_rows:
-        frame_rows = np.sort(np.random.default_rng(seed).choice(frame_rows, max_probe_rows, replace=False))
-    motion_rows = motion.reshape(num_videos * num_frames, -1)
-    test_frame_rows = np.flatnonzero(np.repeat(test, num_frames))
-    test_groups = test_frame_rows // num_frames
-    from_content, from_motion = [], []
-    for slot in range(sorted_labels.shape[1]):
-        slot_labels = np.repeat(sorted_labels[:, slot], num_frames)
-        from_content.append(classification_probe(content[train], sorted_labels[train, slot],
-                                                 content[test], sorted_labels[test, slot]))
-        from_motion.append(classification_probe(motion_rows[frame_rows], slot_labels[frame_rows],
-                                                motion_rows[test_frame_rows], slot_labels[test_frame_rows],
-                                                test_groups=test_groups))
-    position_rows = positions.reshape(num_videos * num_frames, -1)
-    motion_probe = regression_probe(motion_rows[frame_rows], position_rows[frame_rows],
-                                    motion_rows[test_frame_rows], position_rows[test_frame_rows])
-    flat_positions = positions.reshape(num_videos, -1)
-    content_probe = regression_probe(content[train], flat_positions[train], content[test], flat_positions[test])
-    chance = float(np.mean([probe["chance"] for probe in from_content]))
-    results.update(
-        probe_content_from_content=float(np.mean([probe["accuracy"] for probe in from_content])),
-        probe_content_from_motion=float(np.mean([probe["accuracy"] for probe in from_motion])),
-        probe_content_chance=chance,
-        probe_motion_from_motion=motion_probe["r2"],
-        probe_motion_from_content=content_probe["r2"],
-        probe_motion_chance=motion_probe["chance"],
-    )
-    informative = chance_rescaled(results["probe_content_from_content"], chance) - chance_rescaled(
-        results["probe_content_from_motion"], chance
-    )
-    motion_informative = float(np.clip(motion_probe["r2"], 0, 1) - np.clip(content_probe["r2"], 0, 1))
-    results["overall_disentanglement"] = 0.5 * (informative + motion_informative)
-    results["notes"] = notes
-    return results
 
 
 def _resolve_judges(judges: Any, loader: Any, device: torch.device, notes: list[str]) -> Any:

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from data import MovingMNISTConfig, mnist
 from data.mnist import DigitSet, load_digits
 from evaluation.judge_training import train_judges
-from evaluation.order_free import NUM_CLASSES, digit_accuracy, label_counts, trajectory_error
+from evaluation.order_free import NUM_CLASSES, digit_accuracy, trajectory_error
 from evaluation.tracking import cells_to_pixels, centre_offset, extract_crops, find_peaks, track_digits
 from utils.atomic import atomic_torch_save
 from utils.devices import resolve_device
@@ -282,11 +282,6 @@ class Judges(nn.Module):
             video: ``(B, T, 1, H, W)`` in [0, 1], ``T >= 1``.
         """
         return self.read_content_log_probs(video).argmax(dim=-1).sort(dim=1).values
-
-    @torch.no_grad()
-    def read_counts(self, video: Tensor) -> Tensor:
-        """The digits a video shows as per-class counts ``(B, 10)`` summing to ``D``."""
-        return label_counts(self.read_content(video))
 
     @torch.no_grad()
     def read(self, video: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,9 +15,9 @@ from models.checkpoint import LAST, load_checkpoint
 from training.config import TrainConfig
 from training.distributed import DistributedContext, from_environment, process_device
 from training.noise import train_noise_seed
+from training.optimizer import make_optimizer
 from training.run import build_loaders, create_model
 from training.run_lock import RunLock
-from training.trainer import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training.config import TrainConfig
-from training.trainer import make_scheduler
+from training.optimizer import make_scheduler
 from utils.schedules import cosine_schedule
 
 TOTALS = [1, 2, 3, 7, 19, 20, 21, 150, 250, 300, 500, 800, 1000, 1237]

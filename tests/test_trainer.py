@@ -13,7 +13,8 @@ from torch import nn
 
 from models.checkpoint import BEST, LAST
 from training.config import TrainConfig
-from training.trainer import NonFiniteLossError, Trainer, make_optimizer, make_scheduler
+from training.optimizer import make_optimizer, make_scheduler
+from training.trainer import NonFiniteLossError, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

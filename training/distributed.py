@@ -103,12 +103,6 @@ def shutdown(context: DistributedContext) -> None:
         dist.destroy_process_group()
 
 
-def barrier(context: DistributedContext) -> None:
-    """Wait for every process (a no-op for one process)."""
-    if context.enabled and dist.is_initialized():
-        dist.barrier()
-
-
 def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
     """Sum ``tensor`` over processes, in place; returns it."""
     if context.enabled:

@@ -23,10 +23,11 @@ from models import build_model
 from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
+from training.optimizer import make_optimizer, make_scheduler
 from training.run_folder import ResumePoint, prepare_run_dir
 from training.run_lock import RunFolderBusy, RunLock
 from training.run_logger import RunLogger, logger, setup_logging
-from training.trainer import NonFiniteLossError, Trainer, make_optimizer, make_scheduler
+from training.trainer import NonFiniteLossError, Trainer
 from utils.atomic import atomic_write_json
 from utils.devices import bf16_supported, resolve_device
 

@@ -3,8 +3,8 @@ with ``loss``, ``recon_loss`` and ``kl_terms`` (nothing here knows which model i
 
 What it guarantees:
 
-* **Adam** with an optional gradient-norm clip and an optional per-step cosine schedule (its state is
-  checkpointed). KL warm-up: the KL weight ``kl_scale`` grows linearly, per optimizer step, from 0 to 1
+* **Adam** (:mod:`training.optimizer`) with an optional gradient-norm clip and an optional per-step
+  cosine schedule (its state is checkpointed). KL warm-up: the KL weight ``kl_scale`` grows linearly, per optimizer step, from 0 to 1
   over ``kl_warmup_epochs`` epochs.
 * **Never loses work.** ``last.pt`` is written (atomically) after every epoch and whenever training
   stops early; ``best_model.pt`` when the validation loss is finite and lower than every earlier one. At
@@ -59,9 +59,9 @@ from training.messages import format_row, non_finite_hints, non_finite_weights_h
 from training.noise import train_noise_seed, validation_noise_seed
 from training.trainer_state import EpochProgress, restore_trainer, trainer_checkpoint
 from utils.devices import bf16_supported
-from utils.schedules import cosine_schedule
 
 logger = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(RuntimeError):
     """A NaN or infinite loss, gradient, validation loss or weight; raised before anything non-finite is
@@ -72,29 +72,12 @@ class Callback(Protocol):
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float], is_best: bool) -> None: ...
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (default betas and eps) at ``config.lr``."""
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """None for ``"none"``; for ``"cosine"``, a per-step cosine from ``lr`` down to 0 at the last step."""
-    if config.scheduler == "none":
-        return None
-    total = max(1, config.epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_schedule(step, total)
-    )
-
-
 class Trainer:
     """Trains, validates and checkpoints one model.
 
     Args:
         model: the model, possibly wrapped in DistributedDataParallel.
-        optimizer: its optimizer (see :func:`make_optimizer`).
+        optimizer: its optimizer (see :func:`training.optimizer.make_optimizer`).
         train_loader: yields batches (dicts with ``"video"``, or video tensors); its ``sampler`` may have
             ``set_epoch``.
         val_loader: the fixed validation batches (every rank iterates all and keeps its round-robin share).
