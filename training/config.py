@@ -180,6 +180,24 @@ RESUMABLE = PER_INVOCATION | {"epochs", "amp", "deterministic", "mnist_root"}
 # Every other option must match the checkpoint.
 
 
+def model_option_values(model_name: str, items: list[str]) -> dict[str, Any]:
+    """``--model-option FIELD=VALUE`` items as typed model config values.
+
+    Raises:
+        ConfigError: an item without ``=``, a field the model lacks, or a value of the wrong type.
+    """
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"argument --model-option: expected FIELD=VALUE, got {item!r}", usage=True)
+        try:
+            values[key.strip()] = parse_field_value(model_name, key.strip(), text.strip())
+        except ValueError as error:
+            raise ConfigError(f"argument --model-option: {error}", usage=True) from None
+    return values
+
+
 def fresh_configs(args: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[str]]:
     """The configs of a new run from the parsed command line (an ``argparse.Namespace``).
 
@@ -205,14 +223,7 @@ def fresh_configs(args: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[st
             notes.append(f"--{dest.replace('_', '-')} is ignored: the {name} model has no {field_name}")
     if "image_size" in fields:
         values["image_size"] = args.image_size
-    for item in args.model_option:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"argument --model-option: expected FIELD=VALUE, got {item!r}", usage=True)
-        try:
-            values[key.strip()] = parse_field_value(name, key.strip(), text.strip())
-        except ValueError as error:
-            raise ConfigError(f"argument --model-option: {error}", usage=True) from None
+    values.update(model_option_values(name, args.model_option))
     try:
         model_config = MODELS[name].config_class(**values)
     except (TypeError, ValueError) as error:
@@ -250,14 +261,7 @@ def apply_options(model_name: str, model_config: Any, train_config: TrainConfig,
     train_values = {dest: value for dest, value in options.items() if dest in TRAIN_OPTIONS}
     for dest, value in options.items():
         if dest == "model_option":
-            for item in value:
-                key, sep, text = item.partition("=")
-                if not sep:
-                    raise ConfigError(f"argument --model-option: expected FIELD=VALUE, got {item!r}", usage=True)
-                try:
-                    model_values[key.strip()] = parse_field_value(model_name, key.strip(), text.strip())
-                except ValueError as error:
-                    raise ConfigError(f"argument --model-option: {error}", usage=True) from None
+            model_values.update(model_option_values(model_name, value))
         elif dest in MODEL_OPTIONS:
             if MODEL_OPTIONS[dest] in fields:
                 model_values[MODEL_OPTIONS[dest]] = value
@@ -337,12 +341,8 @@ def resumed_configs(args: Any, explicit: set[str], checkpoint: dict[str, Any],
             given.append((dest, "train", dest, getattr(args, dest)))
     if "fixed_train_set" in explicit:
         given.append(("fixed_train_set", "data", "fresh_train", not args.fixed_train_set))
-    for item in args.model_option:
-        key, _, text = item.partition("=")
-        try:
-            given.append(("model_option", "model", key.strip(), parse_field_value(name, key.strip(), text.strip())))
-        except ValueError as error:
-            raise ConfigError(f"argument --model-option: {error}", usage=True) from None
+    for key, value in model_option_values(name, args.model_option).items():
+        given.append(("model_option", "model", key, value))
     for dest, where, field_name, value in given:
         if field_name not in saved[where]:
             notes.append(f"--{dest.replace('_', '-')} is ignored: the {name} model has no {field_name}")
