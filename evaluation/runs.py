@@ -137,10 +137,10 @@ def load_runs(
     if not models:
         raise FileNotFoundError(f"no trained model in {checkpoint_dir}: train one (commands above) or point "
                                 "to the folder of your runs")
-    first = next(iter(checkpoints))
-    reference = test_videos_key(checkpoint_data_config(checkpoints[first], models[first]))
+    keys = {label: test_videos_key(checkpoint_data_config(checkpoints[label], models[label])) for label in models}
+    first = next(iter(keys))
     for label in list(models):
-        if test_videos_key(checkpoint_data_config(checkpoints[label], models[label])) != reference:
+        if keys[label] != keys[first]:
             log(f"{label}: trained on other videos than {first} (data config), skipped: the models are "
                 "compared on the same test videos")
             del models[label], checkpoints[label]
