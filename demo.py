@@ -40,10 +40,8 @@ from evaluation.runs import config_differences
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training.config import ConfigError, TrainConfig, apply_options, model_fields
-from training.run import RunWriteError, train
-from training.run_lock import RunFolderBusy
-from training.train import given_options, signal_exit_code
-from training.trainer import NonFiniteLossError
+from training.run import TRAINING_ERRORS, train
+from training.train import given_options
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
@@ -279,13 +277,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result = train(model, model_config, train_config, data_config, overwrite=args.retrain, quiet=False,
                                notes=notes)
-            except (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError) as error:
+            except TRAINING_ERRORS as error:
                 print(f"{PROG}: error: training {name} failed: {error}; see {run_dir}/train.log", file=sys.stderr)
                 return 1
-            if result.stop_reason not in ("completed", "budget") or not best.exists():
+            if not result.finished or not best.exists():
                 print(f"{PROG}: error: training {name} stopped ({result.stop_reason}); see {run_dir}/train.log",
                       file=sys.stderr)
-                return signal_exit_code(result.stop_reason) if result.stop_reason not in ("completed", "budget") else 1
+                return result.exit_status or 1
         checkpoints[name] = best
         stage_done(f"{name} trained")
     timings["training"] = time.monotonic() - started

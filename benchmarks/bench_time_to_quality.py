@@ -39,11 +39,8 @@ from evaluation.report import display_name, training_record  # noqa: E402
 from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
-from training.config import ConfigError  # noqa: E402
-from training.run import RunWriteError, train  # noqa: E402
+from training.run import TRAINING_ERRORS, train  # noqa: E402
 from training.run_folder import resume_point  # noqa: E402
-from training.run_lock import RunFolderBusy  # noqa: E402
-from training.trainer import NonFiniteLossError  # noqa: E402
 from utils.cli import positive_int  # noqa: E402
 from utils.devices import bf16_supported  # noqa: E402
 
@@ -110,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             if not done_steps >= steps:
                 resume = resume_point(run_dir) if (run_dir / LAST).exists() else None
                 try:
-                    train(model, model_config, train_config, data_config, resume=resume, notes=notes)
-                except (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError) as error:
+                    result = train(model, model_config, train_config, data_config, resume=resume, notes=notes)
+                except TRAINING_ERRORS as error:
                     print(f"training {name} to {steps} steps failed: {error}")
                     return 1
+                if not result.finished:
+                    print(f"training {name} to {steps} steps stopped ({result.stop_reason})")
+                    return result.exit_status
             _, seconds = training_record(run_dir)
             row = {"model": model, "steps": steps, "train minutes": seconds / 60,
                    **score(run_dir / LAST, device, args.videos, judges)}

@@ -62,7 +62,7 @@ class EvaluationError(ValueError):
     """A problem with the inputs of an evaluation, reported as one line."""
 
 
-def _check_int(name: str, option: str, value: Any, minimum: int, why: str = "") -> None:
+def _check_int(option: str, value: Any, minimum: int, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise EvaluationError(f"{option} must be at least {minimum}{why}, got {value!r}")
 
@@ -106,13 +106,13 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "test_size", "batch_size"):
-            _check_int(name, f"--{name.replace('_', '-')}", getattr(self, name), 1)
+            _check_int(f"--{name.replace('_', '-')}", getattr(self, name), 1)
         if self.max_batches is not None:
-            _check_int("max_batches", "--max-batches", self.max_batches, 1)
+            _check_int("--max-batches", self.max_batches, 1)
         if self.seed is not None:
-            _check_int("seed", "--seed", self.seed, 0)
-        _check_int("interpolation_steps", "--interpolation-steps", self.interpolation_steps, 2)
-        _check_int("max_samples", "--max-samples", self.max_samples, 5, " (the disentanglement probes need them)")
+            _check_int("--seed", self.seed, 0)
+        _check_int("--interpolation-steps", self.interpolation_steps, 2)
+        _check_int("--max-samples", self.max_samples, 5, " (the disentanglement probes need them)")
         fps = self.fps
         if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
             raise EvaluationError(f"--fps must be a positive number, got {fps!r}")

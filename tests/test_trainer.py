@@ -14,6 +14,7 @@ from torch import nn
 from models.checkpoint import BEST, LAST
 from training.config import TrainConfig
 from training.optimizer import make_optimizer, make_scheduler
+from training.run import TrainResult
 from training.trainer import NonFiniteLossError, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,3 +140,13 @@ def test_a_stop_request_ends_after_the_current_step(tmp_path):
     assert trainer.fit() == "SIGTERM"
     checkpoint = torch.load(tmp_path / LAST, weights_only=True)
     assert checkpoint["step"] == 1 and checkpoint["epoch"] == 0 and checkpoint["epoch_progress"]["batches"] == 1
+
+
+@pytest.mark.parametrize(("reason", "finished", "status"), [
+    ("completed", True, 0), ("budget", True, 0), ("SIGINT", False, 130), ("SIGTERM", False, 143),
+    ("another process was signalled", False, 143),
+])
+def test_train_result_says_whether_training_finished_and_its_exit_status(reason, finished, status):
+    result = TrainResult(Path("run"), reason, epochs=1, batches=0, step=2, best_metric=1.0)
+    assert result.finished is finished
+    assert result.exit_status == status

@@ -63,6 +63,26 @@ class TrainResult:
     step: int
     best_metric: float
 
+    @property
+    def finished(self) -> bool:
+        """Training ran to its last epoch or its wall-clock budget (not stopped by a signal)."""
+        return self.stop_reason in ("completed", "budget")
+
+    @property
+    def exit_status(self) -> int:
+        """0 when finished, else 128 + the stopping signal's number (130 for SIGINT; SIGTERM's 143 for a stop
+        another process was signalled for)."""
+        if self.finished:
+            return 0
+        try:
+            return 128 + signal.Signals[self.stop_reason].value
+        except KeyError:
+            return 128 + signal.SIGTERM.value
+
+
+# What train() raises for a run that cannot go on (the command line maps each to its own exit status).
+TRAINING_ERRORS = (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError)
+
 
 def build_loaders(train_config: TrainConfig, data_config: DataConfig, context: distributed.DistributedContext,
                   device: torch.device) -> tuple[Any, Any]:

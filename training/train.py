@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,14 +264,6 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
 # The run
 
 
-def signal_exit_code(reason: str) -> int:
-    """The exit status of a run a signal stopped: 128 + the signal's number (130 for SIGINT)."""
-    try:
-        return 128 + signal.Signals[reason].value
-    except KeyError:
-        return 128 + signal.SIGTERM.value  # stopped because another process was signalled
-
-
 def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
     """Train as planned (:func:`training.run.train`); returns the exit code."""
     try:
@@ -288,7 +279,7 @@ def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | 
         return EXIT_NON_FINITE
     except RunWriteError:  # logged by the run
         return EXIT_WRITE
-    return 0 if result.stop_reason in ("completed", "budget") else signal_exit_code(result.stop_reason)
+    return result.exit_status
 
 
 def main(argv: list[str] | None = None) -> int:
