@@ -105,6 +105,10 @@ resampling keys need ``model.sample_factors``. The Inception Score uses
 probabilities of ``judges.read_content_log_probs(video) -> (B, D, 10)`` (each tracked digit is one
 classified object, as each single-digit sequence is in DSVAE/S3VAE). Non-finite values stay NaN (PSNR
 may be +inf for a perfect swap).
+
+Object-structured models (``"slots"``, ``"keypoints"``) also get ``localisation_median_error_px``,
+``localisation_p90_error_px`` and ``localisation_slot_consistency``: their ``track`` positions against the
+generator's digit centres (:mod:`evaluation.localisation`; NaN for every other model).
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ from torch import Tensor, nn
 
 from evaluation import judges as judges_module
 from evaluation.code_metrics import code_metrics
+from evaluation.localisation import LocalisationTally
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
 from evaluation.metrics import eval_mode
 from evaluation.swap_protocol import JudgedTally, motion_partners, swap_fidelity
@@ -212,6 +217,8 @@ def compute_all_disentanglement_metrics(
         notes.append("loader.dataset has no digit_images: swap fidelity is NaN")
     generator = torch.Generator(device=device).manual_seed(seed)
     tally = JudgedTally(judges, model, generator) if judges is not None else None
+    video_config = getattr(dataset, "config", None)
+    localisation = LocalisationTally(model, getattr(video_config, "digit_size", 0), getattr(video_config, "image_size", 0))
     codes: dict[str, list[np.ndarray]] = {"content": [], "motion": [], "labels": [], "trajectory": []}
     fidelity: dict[str, list[Tensor]] = {"psnr": [], "ssim": []}
     previous = None
@@ -230,6 +237,8 @@ def compute_all_disentanglement_metrics(
                 fidelity["ssim"].append(ssim.cpu())
             if tally is not None:
                 tally.update(video, content, motion, swapped, own, partner)
+            if video_config is not None:
+                localisation.update(video, batch["trajectory"])
             codes["content"].append(content.float().cpu().numpy())
             codes["motion"].append(motion.float().cpu().numpy())
             codes["labels"].append(own["labels"].numpy())
@@ -244,6 +253,7 @@ def compute_all_disentanglement_metrics(
         parts = fidelity[key.removeprefix("swap_fidelity_")]
         results[key] = float(torch.cat(parts).double().mean()) if parts else math.nan
     results.update(tally.results(notes) if tally is not None else dict.fromkeys(JUDGED_KEYS, math.nan))
+    results.update(localisation.results())
     results["num_videos"], results["num_frames"] = int(arrays["motion"].shape[0]), int(arrays["motion"].shape[1])
     results["notes"] = notes
     return {key: results[key] for key in DISENTANGLEMENT_OUTPUT_KEYS}

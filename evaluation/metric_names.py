@@ -103,6 +103,12 @@ JUDGED = _section(
     ("content_swap_score", "Content swap: digits kept (chance-rescaled)", ".3f", "higher"),
     ("motion_swap_score", "Motion swap: follows B's paths (chance-rescaled)", ".3f", "higher"),
 )
+LOCALISATION = _section(
+    "disentanglement",
+    ("localisation_median_error_px", "Slot positions: median error to digit centres (px)", ".2f", "lower"),
+    ("localisation_p90_error_px", "Slot positions: 90th percentile error (px)", ".2f", "lower"),
+    ("localisation_slot_consistency", "Slot positions: a slot keeps its digit (share of videos)", ".3f", "higher"),
+)
 COST = _section(
     "cost",
     ("trainable_parameters", "Trainable parameters", ",.0f", ""),
@@ -115,7 +121,7 @@ TRAINING = _section(
     ("steps", "Training steps", ",.0f", ""),
     ("minutes", "Training time (min)", ".1f", ""),
 )
-METRICS: dict[str, Metric] = {metric.key: metric for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + COST + TRAINING}
+METRICS: dict[str, Metric] = {metric.key: metric for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + LOCALISATION + COST + TRAINING}
 
 
 def metric_value(values: Mapping[str, Any], key: str) -> float:
@@ -142,7 +148,9 @@ RECONSTRUCTION_OUTPUT_KEYS = RECONSTRUCTION_KEYS + ("num_videos",)  # evaluate.p
 CODE_KEYS = keys(CODE)
 FIDELITY_KEYS = keys(FIDELITY)
 JUDGED_KEYS = keys(JUDGED)
-DISENTANGLEMENT_OUTPUT_KEYS = CODE_KEYS + FIDELITY_KEYS + JUDGED_KEYS + ("num_videos", "num_frames", "notes")
+LOCALISATION_KEYS = keys(LOCALISATION)
+DISENTANGLEMENT_OUTPUT_KEYS = CODE_KEYS + FIDELITY_KEYS + JUDGED_KEYS + LOCALISATION_KEYS + (
+    "num_videos", "num_frames", "notes")
 
 # The report's tables (table_NAME.md / .tex), row by row.
 TABLES: dict[str, tuple[Metric, ...]] = {
@@ -161,7 +169,8 @@ TABLES: dict[str, tuple[Metric, ...]] = {
         "resample_motion_trajectory_error_px", "resample_content_trajectory_error_px",
         "resample_content_content_accuracy", "recon_content_accuracy", "recon_trajectory_error_px",
         "sample_inception_score", "sample_entropy_conditional", "sample_entropy_marginal",
-        "judge_content_digit_accuracy", "judge_motion_trajectory_error_px",
+        "judge_content_digit_accuracy", "judge_motion_trajectory_error_px", "localisation_median_error_px",
+        "localisation_p90_error_px", "localisation_slot_consistency",
     ),
     "cost": rows("trainable_parameters", "forward_time_ms", "generation_time_ms", "epochs", "steps", "minutes"),
 }

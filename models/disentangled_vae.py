@@ -44,10 +44,12 @@ from models.config import VideoVAEConfig, check_choice, check_positive_int
 from models.decoders import FrameDecoder
 from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
+from models.keypoints import KeypointLocaliser, sprite_centres
 from models.priors import RecurrentGaussianPrior
 from models.slots import glimpses, place_sprites, track_objects
 
-ARCHITECTURES = ("slots", "pooled", "average")
+ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
+OBJECT_ARCHITECTURES = ("slots", "keypoints")  # one sprite per object, placed by a position per frame
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
             )
-        if self.architecture == "slots":
+        if self.architecture in OBJECT_ARCHITECTURES:
             if self.glimpse_size % 16 or self.glimpse_size > self.image_size:
                 raise ValueError(
                     f"glimpse_size must be a multiple of 16 no larger than image_size ({self.image_size}), "
@@ -134,7 +136,7 @@ class DisentangledVAE(VideoVAE):
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
         cfg = self.config
-        slots = cfg.architecture == "slots"
+        slots = cfg.architecture in OBJECT_ARCHITECTURES
         # "slots": content per slot from glimpses; otherwise one content code from whole frames.
         content_size = cfg.glimpse_size if slots else cfg.image_size
         content_pooling = "flatten" if slots else cfg.content_pooling
@@ -146,6 +148,8 @@ class DisentangledVAE(VideoVAE):
         if slots:
             # Motion from the tracked positions and their steps: nothing of the pixels but where objects are.
             track_dim = 2 * cfg.slots
+            if cfg.architecture == "keypoints":
+                self.localiser = KeypointLocaliser(cfg.slots, cfg.channels, cfg.width)
             self.motion_encoder = nn.Sequential(
                 nn.Linear(2 * track_dim, cfg.feature_dim), nn.LeakyReLU(0.2, inplace=True)
             )
@@ -153,11 +157,13 @@ class DisentangledVAE(VideoVAE):
             # readout of them: a model that learns nothing else already places its sprites where the
             # objects are; the learned parts refine both.
             self.motion_skip = nn.Linear(track_dim, cfg.motion_dim, bias=False)
-            self.pose_readout = nn.Linear(cfg.motion_dim, track_dim)
             with torch.no_grad():
                 self.motion_skip.weight.copy_(torch.eye(cfg.motion_dim, track_dim))
-                self.pose_readout.weight.copy_(torch.eye(track_dim, cfg.motion_dim))
-                self.pose_readout.bias.zero_()
+            if cfg.architecture == "slots":
+                self.pose_readout = nn.Linear(cfg.motion_dim, track_dim)
+                with torch.no_grad():
+                    self.pose_readout.weight.copy_(torch.eye(track_dim, cfg.motion_dim))
+                    self.pose_readout.bias.zero_()
             self.decoder = FrameDecoder(slot_content, cfg.glimpse_size, cfg.channels, cfg.width, norm=cfg.norm,
                                         output_bias=cfg.output_bias)
         else:
@@ -190,11 +196,13 @@ class DisentangledVAE(VideoVAE):
 
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (``"slots"`` only)."""
+        if self.config.architecture == "keypoints":
+            return self.localiser(video)
         return track_objects(video, self.config.slots, self.config.glimpse_size)
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
         architecture = self.config.architecture
-        if architecture == "slots":
+        if architecture in OBJECT_ARCHITECTURES:
             return self._slot_posteriors(video)
         batch, frames, channels, height, width = video.shape
         if architecture == "average":
@@ -233,6 +241,10 @@ class DisentangledVAE(VideoVAE):
         with torch.autocast(video.device.type, enabled=False):  # positions need fp32, not bf16
             hidden, _ = self.motion_lstm(self.motion_encoder(torch.cat([track, steps], dim=-1).float()))
             mean, logvar = self.motion_head(hidden).chunk(2, dim=-1)  # (B, T, Dm) each
+            if cfg.architecture == "keypoints":
+                # The first 2K numbers of the motion code ARE the learned positions (the decoder reads them
+                # as they are), so where the model draws an object is where its localiser looks.
+                mean = torch.cat([torch.zeros_like(mean[..., : track.shape[-1]]), mean[..., track.shape[-1]:]], -1)
             motion = DiagonalGaussian(mean + self.motion_skip(track.float()), logvar)
         return {"content": content, "motion": motion}
 
@@ -243,11 +255,17 @@ class DisentangledVAE(VideoVAE):
         content, motion = latents["content"], latents["motion"]  # (B, Dc), (B, T, Dm)
         batch, frames, _ = motion.shape
         cfg = self.config
-        if cfg.architecture == "slots":
+        if cfg.architecture in OBJECT_ARCHITECTURES:
             sprites = self.decoder(content.reshape(batch * cfg.slots, -1))  # (B * K, C, w, w): once per video
             sprites = sprites.view(batch, cfg.slots, *sprites.shape[1:])  # (B, K, C, w, w)
             with torch.autocast(motion.device.type, enabled=False):  # sub-pixel placement needs fp32
-                positions = self.pose_readout(motion.float()).view(batch, frames, cfg.slots, 2)  # (B, T, K, 2)
+                if cfg.architecture == "slots":
+                    positions = self.pose_readout(motion.float()).view(batch, frames, cfg.slots, 2)  # (B, T, K, 2)
+                else:
+                    positions = motion[..., : 2 * cfg.slots].float().reshape(batch, frames, cfg.slots, 2)
+                    # A position names where the sprite's ink centre goes, not its window's centre: otherwise
+                    # a sprite drawn off-centre and a position off by as much draw the same frames.
+                    positions = positions - sprite_centres(sprites.float(), cfg.image_size)[:, None]
                 return place_sprites(sprites.float(), positions, cfg.image_size)  # (B, T, C, H, W)
         codes = torch.cat([content[:, None].expand(batch, frames, -1), motion], dim=-1)  # (B, T, Dc + Dm)
         return self.decoder.decode_sequence(codes)  # (B, T, C, H, W)

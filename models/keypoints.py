@@ -1,0 +1,152 @@
+"""A learned localiser for the Disentangled VAE's ``architecture="keypoints"``: K positions per frame.
+
+The ``"slots"`` architecture finds its objects with a parameter-free tracker (:mod:`models.slots`). This
+module replaces that tracker with a network trained end to end by the model's loss: nothing reads labels or
+ground-truth positions, and no rule says what an object is. It follows the keypoint bottleneck of
+Transporter (Kulkarni et al. 2019) and Minderer et al. (2019), made recurrent so that slot k follows one
+object through the video, as DDPAE's pose (Hsieh et al. 2018) does:
+
+- a CoordConv trunk (Liu et al. 2018: the frame plus two coordinate channels) turns every frame, at half
+  resolution, into a feature map;
+- slot k's position in frame t is the soft-argmax (the expected pixel centre under a spatial softmax) of a
+  heatmap ``logit = head(features_t, expected map, taken map) + prior``. The learned head decides what an
+  object looks like. The *prior* is a Gaussian log-density around where slot k is expected (frame 0: a
+  learned start point per slot, spread evenly at initialisation; later frames: the previous position
+  moved by the last step, the constant-velocity guess of a tracker's motion model). The *taken map* marks
+  where slots ``j < k`` sit in the same frame, so the head can learn to leave an object to the slot that
+  has it (it is an input, not a rule);
+- the head's last layer starts near zero, so a fresh model's slots sit at their start points and move
+  only as far as the reconstruction gradient teaches the head to look.
+
+Positions are ``(x, y)`` in [-1, 1] in ``grid_sample`` coordinates (:mod:`models.slots`): a convex
+combination of pixel centres, so always on the canvas. They carry gradient, which is what lets the sprite
+decoder and the glimpse encoder teach the localiser where the objects are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.slots import pixel_centres
+
+
+def start_points(slots: int) -> Tensor:
+    """``(K, 2)`` initial start points: the centre for one slot, else K points evenly on a circle of radius 0.5."""
+    if slots == 1:
+        return torch.zeros(1, 2)
+    angles = torch.arange(slots, dtype=torch.float32) * (2 * math.pi / slots) + math.pi
+    return 0.5 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def gaussian_log_map(centres: Tensor, coords: Tensor, sigma: float) -> Tensor:
+    """``-|u - centre|^2 / (2 sigma^2)`` at every pixel centre u.
+
+    Args:
+        centres: ``(N, 2)``.
+        coords: ``(P, 2)`` pixel centres.
+        sigma: Width in normalised units ([-1, 1] spans the frame).
+
+    Returns:
+        ``(N, P)``.
+    """
+    return -(coords[None] - centres[:, None]).pow(2).sum(-1) / (2 * sigma**2)
+
+
+def sprite_centres(sprite_logits: Tensor, image_size: int) -> Tensor:
+    """Where each sprite's ink centre sits relative to its window's centre, in the frame's normalised units.
+
+    Args:
+        sprite_logits: ``(B, K, C, w, w)`` sprite logits (channels summed into one ink mass).
+        image_size: Side of the frame the sprites are pasted into.
+
+    Returns:
+        ``(B, K, 2)`` offsets ``(x, y)``: the intensity-weighted mean pixel centre of the window, scaled by
+        ``w / image_size`` (a window of side w spans ``2 w / image_size`` of the frame's [-1, 1]). An empty
+        sprite has offset 0.
+    """
+    batch, slots, channels, window, _ = sprite_logits.shape
+    ink = torch.sigmoid(sprite_logits).sum(dim=2).flatten(2)  # (B, K, w * w)
+    coords = pixel_centres(window, sprite_logits.device, ink.dtype)  # (w * w, 2) in the window's [-1, 1]
+    centre = ink @ coords / ink.sum(-1, keepdim=True).clamp_min(1e-3)  # (B, K, 2)
+    return centre * (window / image_size)
+
+
+class KeypointLocaliser(nn.Module):
+    """K positions per frame from a CoordConv trunk and a recurrent soft-argmax head (module docstring).
+
+    Args:
+        slots: K.
+        channels: Channels of a frame.
+        width: Channels of the trunk and the head.
+        start_sigma: Width of the prior around each slot's start point in frame 0 (normalised units).
+        track_sigma: Width of the prior around the expected position in later frames.
+        taken_sigma: Width of the marks of the slots already placed in the same frame.
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        channels: int,
+        width: int,
+        start_sigma: float = 0.5,
+        track_sigma: float = 0.3,
+        taken_sigma: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.slots = slots
+        self.start_sigma, self.track_sigma, self.taken_sigma = start_sigma, track_sigma, taken_sigma
+        layers: list[nn.Module] = []
+        inputs = channels + 2
+        for dilation in (1, 2, 4, 1):  # receptive field 17 pixels at half resolution: a whole digit
+            layers += [nn.Conv2d(inputs, width, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2)]
+            inputs = width
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Conv2d(width + 2, width, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(width, 1, 1)
+        )
+        nn.init.normal_(self.head[-1].weight, std=1e-3)  # near zero: slots start at their start points,
+        nn.init.zeros_(self.head[-1].bias)  # but not zero, so the trunk learns from the first step
+        self.start = nn.Parameter(start_points(slots))  # (K, 2)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """Positions of the K slots in every frame.
+
+        Args:
+            video: ``(B, T, C, H, W)`` in [0, 1], H = W even.
+
+        Returns:
+            ``(B, T, K, 2)`` in [-1, 1], differentiable with respect to the localiser's parameters.
+        """
+        batch, frames, channels, size, _ = video.shape
+        half = size // 2
+        frames_half = F.avg_pool2d(video.reshape(batch * frames, channels, size, size), 2)  # (B*T, C, S, S)
+        coords = pixel_centres(half, video.device, torch.float32)  # (P, 2)
+        coord_maps = coords.t().reshape(1, 2, half, half).to(frames_half.dtype)
+        trunk_input = torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1)
+        features = self.trunk(trunk_input).view(batch, frames, -1, half, half)  # (B, T, W, S, S)
+        positions: list[Tensor] = []  # one (B, K, 2) per frame
+        for frame in range(frames):
+            if frame == 0:
+                expected = self.start.float()[None].expand(batch, -1, -1)  # (B, K, 2)
+                sigma = self.start_sigma
+            else:
+                previous = positions[-1]
+                step = previous - positions[-2] if frame > 1 else torch.zeros_like(previous)
+                expected = (previous + step).clamp(-1.0, 1.0)
+                sigma = self.track_sigma
+            placed: list[Tensor] = []
+            taken = features.new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
+            for slot in range(self.slots):
+                prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
+                maps = torch.stack([prior.exp(), taken], dim=1).view(batch, 2, half, half)
+                head_input = torch.cat([features[:, frame], maps.to(features.dtype)], dim=1)
+                logits = self.head(head_input).flatten(1).float() + prior  # (B, P)
+                position = torch.softmax(logits, dim=-1) @ coords  # (B, 2)
+                placed.append(position)
+                taken = taken + gaussian_log_map(position, coords, self.taken_sigma).exp()
+            positions.append(torch.stack(placed, dim=1))
+        return torch.stack(positions, dim=1)  # (B, T, K, 2)

@@ -1,0 +1,179 @@
+"""The learned localiser (``architecture="keypoints"``) and the localisation scores of evaluation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from data.render import render_digits
+from evaluation.localisation import digit_centres, localisation_scores
+from models import build_model
+from models.keypoints import KeypointLocaliser, sprite_centres, start_points
+from models.slots import place_sprites
+
+SIZE = 32
+FRAMES = 5
+
+
+def tiny_keypoint_model(**overrides):
+    torch.manual_seed(0)
+    fields = dict(image_size=SIZE, width=4, feature_dim=8, content_dim=8, motion_dim=8, lstm_hidden=8,
+                  prior_hidden=8, glimpse_size=16, architecture="keypoints")
+    return build_model("disentangled", {**fields, **overrides})
+
+
+def moving_square(frames: int = FRAMES, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One 6x6 square per video moving in a straight line; its centres ``(B, T, 1, 2)`` in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.zeros(batch, frames, 1, SIZE, SIZE)
+    centres = torch.zeros(batch, frames, 1, 2)
+    for index in range(batch):
+        start = torch.randint(4, 16, (2,), generator=generator)
+        velocity = torch.randint(-2, 3, (2,), generator=generator)
+        for frame in range(frames):
+            x, y = (start + velocity * frame).clamp(0, SIZE - 6).tolist()
+            video[index, frame, 0, y : y + 6, x : x + 6] = 1.0
+            centres[index, frame, 0] = torch.tensor([2 * (x + 3) / SIZE - 1, 2 * (y + 3) / SIZE - 1])
+    return video, centres
+
+
+# -- localisation scores -------------------------------------------------------------------------------
+
+
+def reference_scores(positions, centres, image_size, apart_px):
+    """A loop over videos, orders and frames: the independent reference of ``localisation_scores``."""
+    batch, frames, slots, _ = positions.shape
+    errors, consistent = [], []
+    for b in range(batch):
+        best, best_cost = None, float("inf")
+        for order in itertools.permutations(range(slots)):
+            cost = sum(float((positions[b, t, k] - centres[b, t, order[k]]).norm()) for t in range(frames)
+                       for k in range(slots))
+            if cost < best_cost:
+                best, best_cost = order, cost
+        keeps = True
+        for t in range(frames):
+            gaps = [float((centres[b, t, i] - centres[b, t, j]).norm()) * image_size / 2
+                    for i in range(slots) for j in range(slots) if i != j]
+            for k in range(slots):
+                errors.append(float((positions[b, t, k] - centres[b, t, best[k]]).norm()) * image_size / 2)
+                nearest = min(range(slots), key=lambda d, b=b, t=t, k=k: float((positions[b, t, k] - centres[b, t, d]).norm()))
+                if (not gaps or min(gaps) > apart_px) and nearest != best[k]:
+                    keeps = False
+        consistent.append(keeps)
+    errors = torch.tensor(errors)
+    return float(errors.median()), sum(consistent) / batch
+
+
+def test_localisation_scores_agree_with_a_loop_and_with_oracles():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.rand(6, 7, 2, 2, generator=generator) * 2 - 1
+    positions = centres + 0.05 * torch.randn(6, 7, 2, 2, generator=generator)
+    positions[1] = positions[1].flip(1)  # a video whose slots are in the other order: still matched
+    positions[2, 4:] = positions[2, 4:].flip(1)  # a hand-over in the middle of video 2
+    scores = localisation_scores(positions, centres, image_size=64, apart_px=5.0)
+    median, consistency = reference_scores(positions, centres, 64, 5.0)
+    assert scores["median_error_px"] == pytest.approx(median, rel=1e-5)
+    assert scores["slot_consistency"] == pytest.approx(consistency)
+    assert consistency < 1.0  # the hand-over is seen
+
+    exact = localisation_scores(centres.flip(2), centres, image_size=64)
+    assert exact["median_error_px"] == pytest.approx(0.0, abs=1e-5) and exact["slot_consistency"] == 1.0
+    shifted = localisation_scores(centres + torch.tensor([2 / 32, 0.0]), centres, image_size=64)
+    assert shifted["median_error_px"] == pytest.approx(2.0, rel=1e-4)  # 2/32 normalised = 2 px of 64
+    with pytest.raises(ValueError, match="as many slots as digits"):
+        localisation_scores(positions[:, :, :1], centres, image_size=64)
+
+
+def test_digit_centres_are_the_ink_centres_of_rendered_digits():
+    square = torch.full((1, 2, 6, 6), 255, dtype=torch.uint8)
+    trajectory = torch.tensor([[[[3.2, 10.0], [20.0, 5.6]]]])  # (B, T=1, D=2, 2) top-left corners
+    frame = render_digits(square, trajectory, SIZE)[0, 0, 0]  # (H, W)
+    centres = digit_centres(trajectory, digit_size=6, image_size=SIZE)[0, 0]
+    for digit, (left, right) in enumerate([(0, 16), (16, SIZE)]):
+        ink = frame[:, left:right]
+        ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(left, right) + 0.5, indexing="ij")
+        mass_centre = torch.stack([(xs * ink).sum() / ink.sum(), (ys * ink).sum() / ink.sum()])
+        torch.testing.assert_close(centres[digit], 2 * mass_centre / SIZE - 1)
+
+
+# -- the localiser -------------------------------------------------------------------------------------
+
+
+def test_start_points_are_spread_and_a_fresh_localiser_sits_near_them():
+    points = start_points(3)
+    assert points.shape == (3, 2)
+    assert torch.cdist(points, points).add(torch.eye(3)).min() > 0.5
+    localiser = KeypointLocaliser(slots=2, channels=1, width=4)
+    video, _ = moving_square()
+    positions = localiser(video)
+    assert positions.shape == (2, FRAMES, 2, 2)
+    assert torch.isfinite(positions).all() and positions.abs().max() <= 1.0
+    assert positions[:, 0, 0, 0].max() < 0 < positions[:, 0, 1, 0].min()  # slot 0 starts left, slot 1 right
+
+
+def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth():
+    model = tiny_keypoint_model()
+    video, _ = moving_square()
+    before = {name: value.clone() for name, value in model.localiser.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        out = model(video, generator=torch.Generator().manual_seed(0))
+        out.recon_loss.backward()
+        optimizer.step()
+    for name, value in model.localiser.named_parameters():
+        assert not torch.equal(value, before[name]), f"{name} got no gradient from the reconstruction loss"
+
+
+def test_keypoint_content_pools_over_frames_and_positions_stay_on_the_canvas():
+    model = tiny_keypoint_model().eval()
+    video, _ = moving_square()
+    with torch.no_grad():
+        positions = model.track(video)
+        content, _ = model.split(video)
+        order = torch.randperm(FRAMES, generator=torch.Generator().manual_seed(1))
+        model.track = lambda shuffled: positions[:, order]  # the same object positions, in the shuffled order
+        shuffled_content, _ = model.split(video[:, order])
+    torch.testing.assert_close(shuffled_content, content)
+    assert positions.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize(("overrides", "field"), [({"slots": 0}, "slots"), ({"glimpse_size": 20}, "glimpse_size"),
+                                                  ({"content_dim": 9}, "content_dim"), ({"motion_dim": 3}, "motion_dim")])
+def test_keypoint_options_are_checked_in_one_line(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        tiny_keypoint_model(**overrides)
+
+
+@pytest.mark.slow
+def test_a_tiny_keypoint_model_learns_to_follow_one_moving_square():
+    """Trained by its loss alone on one moving square, the learned position follows the square."""
+    model = tiny_keypoint_model(slots=1, beta=0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    untrained = None
+    for step in range(150):
+        video, centres = moving_square(batch=8, seed=step)
+        if step == 0:
+            with torch.no_grad():
+                untrained = (model.track(video) - centres).norm(dim=-1).mean()
+        optimizer.zero_grad()
+        model(video, generator=torch.Generator().manual_seed(step)).loss.backward()
+        optimizer.step()
+    video, centres = moving_square(batch=16, seed=10_000)
+    with torch.no_grad():
+        error = (model.track(video) - centres).norm(dim=-1).mean()
+    assert error * SIZE / 2 < 1.5, f"mean error {error * SIZE / 2:.2f} px (untrained {untrained * SIZE / 2:.2f})"
+
+
+def test_a_sprite_is_placed_by_its_ink_centre():
+    sprite = torch.full((1, 1, 1, 16, 16), -10.0)
+    sprite[0, 0, 0, 2:6, 10:14] = 10.0  # ink in the window's upper right
+    offset = sprite_centres(sprite, image_size=SIZE)
+    torch.testing.assert_close(offset, torch.tensor([[[0.25, -0.25]]]), atol=1e-3, rtol=0)
+    frame = torch.sigmoid(place_sprites(sprite, -offset[:, None], SIZE))[0, 0, 0]
+    ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+    ink_centre = torch.stack([(xs * frame).sum(), (ys * frame).sum()]) / frame.sum()
+    torch.testing.assert_close(ink_centre, torch.tensor([SIZE / 2, SIZE / 2]), atol=1e-3, rtol=0)
