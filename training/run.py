@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from data import DataConfig, data_loaders, video_of
-from models import build_model
+from models import MODELS, build_model
 from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
@@ -40,6 +40,26 @@ class OtherProcessFailed(ConfigError):
 
 class RunWriteError(OSError):
     """An output could not be written (e.g. a full disk); the message says what the checkpoints keep."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """A second SIGINT or SIGTERM stopped training at once, mid-step; the message says what ``last.pt`` holds.
+
+    Attributes:
+        exit_status: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
+
+class _SecondSignal(KeyboardInterrupt):
+    """Raised by the signal handler when a stop is requested twice (a BaseException: no handler swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received twice")
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -81,7 +101,32 @@ class TrainResult:
 
 
 # What train() raises for a run that cannot go on (the command line maps each to its own exit status).
-TRAINING_ERRORS = (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError)
+TRAINING_ERRORS = (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError, TrainingInterrupted)
+
+
+def check_run_inputs(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig) -> None:
+    """Check that the configs of a run fit together, before anything is written.
+
+    Raises:
+        ConfigError: an unknown model, a training config of another model, a model config of another class,
+            or a model whose frames are not the data's.
+    """
+    if model_name not in MODELS:
+        raise ConfigError(f"unknown model {model_name!r}; pick one of {list(MODELS)}")
+    if train_config.model != model_name:
+        raise ConfigError(f"train_config.model is {train_config.model!r} but the model trained is {model_name!r}; "
+                          "give both the same name")
+    config_class = MODELS[model_name].config_class
+    if not isinstance(model_config, config_class):
+        raise ConfigError(f"model_config is a {type(model_config).__name__}, not the {config_class.__name__} of "
+                          f"the {model_name} model; build it with MODELS[{model_name!r}].config_class(...)")
+    size, channels = getattr(model_config, "image_size", None), getattr(model_config, "channels", 1)
+    if size is not None and size != data_config.video.image_size:
+        raise ConfigError(f"the model takes {size}x{size} frames but the data has {data_config.video.image_size}x"
+                          f"{data_config.video.image_size}; give the model config image_size="
+                          f"{data_config.video.image_size} (or the data config image_size={size})")
+    if channels != 1:
+        raise ConfigError(f"Moving MNIST is grayscale but the model config has channels={channels}")
 
 
 def build_loaders(train_config: TrainConfig, data_config: DataConfig, context: distributed.DistributedContext,
@@ -143,6 +188,7 @@ def train(
         NonFiniteLossError: a non-finite loss, gradient, validation loss or weight (logged; never saved).
         RunWriteError: an output could not be written (logged; the checkpoints keep the last state written).
     """
+    check_run_inputs(model_name, model_config, train_config, data_config)
     run_dir = Path(run_dir) if run_dir is not None else Path(train_config.checkpoint_dir) / train_config.experiment_name
     context = context if context is not None else distributed.from_environment()
     lock = lock or RunLock(run_dir)
@@ -234,6 +280,10 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
         except NonFiniteLossError as failure:
             logger.error("%s", failure)
             raise
+        except _SecondSignal as interrupt:  # an atomic write in progress leaves the previous file
+            message = f"{interrupt}: stopped at once, mid-step; {trainer.kept()}; continue with --resume"
+            logger.error("%s", message)
+            raise TrainingInterrupted(message, interrupt.signum) from None
         _log_end(reason, trainer, train_config, run_dir)
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
                            trainer.best_metric)
@@ -286,7 +336,7 @@ def _stop_handler(trainer: Trainer):
     def handle(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if trainer.stop_reason is not None:  # asked twice: stop now (the last checkpoint stays intact)
-            raise KeyboardInterrupt(f"{name} received twice")
+            raise _SecondSignal(signum)
         trainer.request_stop(name)
 
     return handle
