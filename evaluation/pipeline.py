@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import math
 import numbers
 import platform
@@ -146,6 +147,15 @@ def write_failure(error: OSError, save_dir: str | Path) -> str:
     return (f"cannot write {what}: {error.strerror or one_line(error)}; every file already in {save_dir} is "
             "whole (each is written to a temporary file and renamed); free space (or fix the folder) and run "
             "the evaluation again")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (a checkpoint's identity, wherever it is copied)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:
@@ -314,6 +324,7 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
     }
     return {
         "checkpoint": str(Path(setup.checkpoint_path).resolve()),
+        "checkpoint_sha256": file_sha256(setup.checkpoint_path),  # what summarize.py identifies a run by
         "experiment_name": checkpoint.get("experiment_name"),
         "model_name": checkpoint["model_name"],
         "epoch": checkpoint.get("epoch"),
