@@ -161,6 +161,7 @@ def train(
     notes: tuple[str, ...] | list[str] = (),
     context: distributed.DistributedContext | None = None,
     lock: RunLock | None = None,
+    how_to_continue: str = "continue with --resume",
 ) -> TrainResult:
     """Train a model and write its run folder (``last.pt``, ``best_model.pt``, ``config.json``,
     ``metrics.csv``, ``train.log``, ``tensorboard/``); SIGINT and SIGTERM stop it after the current step.
@@ -177,6 +178,8 @@ def train(
         notes: lines logged before training (e.g. options that were ignored).
         context: the distributed context; read from the environment (torchrun) by default.
         lock: the run folder's lock if the caller already holds it (released here either way).
+        how_to_continue: what the messages of a stopped or failed run tell the user to do next (the demo
+            continues a run when its command is run again).
 
     Returns:
         How training ended (a stop by signal or budget is a result, not an error).
@@ -194,7 +197,7 @@ def train(
     lock = lock or RunLock(run_dir)
     try:
         return _train_locked(model_name, model_config, train_config, data_config, run_dir, resume, overwrite,
-                             quiet, list(notes), context, lock)
+                             quiet, list(notes), context, lock, how_to_continue)
     finally:
         lock.release()
 
@@ -205,17 +208,16 @@ def _collective_ok(context: distributed.DistributedContext, ok: bool, device: to
     return distributed.all_reduce_max(flag, context).item() == 0
 
 
-def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None) -> str:
+def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None, how_to_continue: str) -> str:
     """The one line for an output that could not be written: the file, the system's reason, what is kept."""
     what = error.filename or f"the outputs in {run_dir}"
     kept = trainer.kept() if trainer is not None else "the checkpoints were not touched"
-    return (f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and continue "
-            "with --resume")
+    return f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and {how_to_continue}"
 
 
 def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig,
                   run_dir: Path, resume: ResumePoint | None, overwrite: bool, quiet: bool, notes: list[str],
-                  context: distributed.DistributedContext, lock: RunLock) -> TrainResult:
+                  context: distributed.DistributedContext, lock: RunLock, how_to_continue: str) -> TrainResult:
     device = distributed.process_device(context, resolve_device(train_config.device))
     distributed.initialize(context, device)
     error = None
@@ -281,14 +283,14 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
             logger.error("%s", failure)
             raise
         except _SecondSignal as interrupt:  # an atomic write in progress leaves the previous file
-            message = f"{interrupt}: stopped at once, mid-step; {trainer.kept()}; continue with --resume"
+            message = f"{interrupt}: stopped at once, mid-step; {trainer.kept()}; {how_to_continue}"
             logger.error("%s", message)
             raise TrainingInterrupted(message, interrupt.signum) from None
-        _log_end(reason, trainer, train_config, run_dir)
+        _log_end(reason, trainer, train_config, run_dir, how_to_continue)
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
                            trainer.best_metric)
     except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here
-        message = _write_failure(failure, run_dir, trainer)
+        message = _write_failure(failure, run_dir, trainer, how_to_continue)
         logger.error("%s", message)
         raise RunWriteError(message) from failure
     finally:
@@ -320,16 +322,16 @@ def _restore(trainer: Trainer, resume: ResumePoint, run_dir: Path, context: dist
                        saved_world, context.world_size)
 
 
-def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: Path) -> None:
+def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: Path, how_to_continue: str) -> None:
     where = f"epoch {trainer.epoch} + {trainer.progress.batches} batches, step {trainer.step}"
     if reason == "completed":
         logger.info("done: %d epochs; best validation loss %.6g; outputs in %s", trainer.epoch,
                     trainer.best_metric, run_dir)
     elif reason == "budget":
-        logger.info("--max-minutes %g reached: saved %s at %s; continue with --resume",
-                    train_config.max_minutes, run_dir / LAST, where)
+        logger.info("--max-minutes %g reached: saved %s at %s; %s",
+                    train_config.max_minutes, run_dir / LAST, where, how_to_continue)
     else:
-        logger.warning("%s: saved %s at %s; continue with --resume", reason, run_dir / LAST, where)
+        logger.warning("%s: saved %s at %s; %s", reason, run_dir / LAST, where, how_to_continue)
 
 
 def _stop_handler(trainer: Trainer):
