@@ -126,3 +126,17 @@ def test_options_that_would_break_the_run_are_refused_before_any_work(tmp_path, 
     assert code == 2 and message in one_line(error) and error.startswith("demo.py: error: ")
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
     assert not (tmp_path / "elsewhere").exists() and (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_the_readme_says_on_which_test_videos_each_seed_is_judged():
+    """Issue 22, item 9: each seed's runs are evaluated on their own seed's test videos (not "the same 500
+    test videos" for every seed), and the README says so."""
+    from pathlib import Path
+
+    args = demo.build_parser().parse_args(TINY)
+    assert demo.eval_config(args).seed is None  # evaluate() then takes the checkpoint's own data seed
+    seeds = {seed: demo.requested_configs(args, "baseline", seed, "run", amp=False)[2].seed for seed in (42, 43)}
+    assert seeds == {42: 42, 43: 43}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "then judged on the same 500 test videos" not in readme
+    assert "each seed's runs on that seed's own 500 test videos (the test set of the run's data seed)" in readme
