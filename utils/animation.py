@@ -85,7 +85,7 @@ def _write_mp4(images: list[Image.Image], path: Path, fps: float) -> Path:
     width, height = width + width % 2, height + height % 2
     with atomic_output(path) as temporary:  # ffmpeg writes to a path: the temporary one, then renamed
         writer = ffmpeg.write_frames(str(temporary), (width, height), pix_fmt_in="gray", fps=fps,
-                                     macro_block_size=1, ffmpeg_log_level="error", output_params=["-y"])
+                                     macro_block_size=1, ffmpeg_log_level="error")  # it overwrites (-y)
         writer.send(None)  # start the encoder
         try:
             for image in images:
