@@ -12,15 +12,22 @@ pass options through, e.g. full runs on a GPU::
     python demo.py --device cuda --steps-per-model 0 --epochs 100 --train-size 10000 --width 32 --frames 20
 
 Runs are saved as ``checkpoints/baseline_vae`` etc. (``..._seed43`` for further seeds). A run folder that
-already holds ``best_model.pt`` is reused, not retrained, when the model, training and data configs stored
-in it are exactly those this command would train with and its training finished (so re-running the demo
-only redoes the evaluation); otherwise the demo stops with one line naming the differing settings.
+already holds a run whose model, training and data configs are exactly those this command would train with
+is reused, not retrained, when its training finished (so re-running the demo only redoes the evaluation),
+and continued from its ``last.pt`` when it did not (a Ctrl-C or a ``--minutes-per-model`` stop); a run
+with other settings stops the demo, before any work, with one line naming the differing settings.
 ``--retrain`` starts those runs over; another ``--checkpoint-dir`` keeps them.
+
+Exit status: 0 done; 1 a training run failed (non-finite loss) or ended without a checkpoint to evaluate;
+2 a bad option or a run folder that cannot be used (as ``python -m training.train``); 3 an output that cannot be written (e.g. a full disk);
+130 / 143 interrupted (SIGINT / SIGTERM). Every checkpoint and output file is written atomically, so an
+interrupted demo leaves whole files, and running the same command again continues where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -40,13 +47,21 @@ from evaluation.runs import config_differences
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training.config import ConfigError, TrainConfig, apply_options, model_fields
-from training.run import TRAINING_ERRORS, train
+from training.run import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
+from training.run_folder import ResumePoint, resume_point
 from training.train import given_options
+from training.trainer import NonFiniteLossError
 from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
 
 PROG = "demo.py"
+EXIT_FAILED, EXIT_USAGE, EXIT_WRITE, EXIT_INTERRUPTED = 1, 2, 3, 130
+# Options of python -m training.train that the demo sets itself, for every run: --train-args may not move them.
+DEMO_OWNED_OPTIONS = {"checkpoint_dir": "--checkpoint-dir", "device": "--device"}
+CONTINUE = "run the same demo.py command again to continue"  # the demo continues an unfinished run itself
+# Training failures that the run logs itself, with what last.pt holds (the demo adds no second line).
+LOGGED_TRAINING_ERRORS = (NonFiniteLossError, RunWriteError, TrainingInterrupted)
 RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's checkpoints/NAME folders
 DEFAULT_STEPS = 512  # about 25 min for the whole demo on a 2-core AVX2 CPU (README, benchmarks/NOTES.md)
 
@@ -166,9 +181,49 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
     return apply_options(model, model_config, train_config, data_config, options)
 
 
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """How every run is evaluated: on ``--test-size`` videos of its own checkpoint's test set (its seed's).
+
+    Raises:
+        EvaluationError: a bad value (e.g. fewer test videos than the disentanglement probes need).
+    """
+    return EvalConfig(device=args.device, num_samples=args.num_samples, save_dir=str(Path(args.out) / "eval"),
+                      test_size=args.test_size, max_samples=args.test_size, judges=not args.no_judges)
+
+
+def output_folder_problem(option: str, folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot hold outputs (``None`` if it can): checked before any work, so that a file in
+    its place or an unwritable parent is not found after all the training."""
+    existing = Path(folder)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{option} {folder}: {existing} is a file, not a folder; pick a folder (it is created if missing)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{option} {folder}: {existing} is not writable; pick a folder you can write"
+    return None
+
+
 def check_training_options(args: argparse.Namespace) -> str | None:
-    """The first problem with the training options of any model (``None`` if there is none), found before
-    the judges or any model are trained, so a bad value costs seconds, not a training run."""
+    """The first problem with the options of any run (``None`` if there is none), found before the judges
+    or any model are trained, so a bad value costs seconds, not a training run."""
+    for option, folder in (("--checkpoint-dir", args.checkpoint_dir), ("--out", args.out)):
+        problem = output_folder_problem(option, folder)
+        if problem is not None:
+            return problem
+    try:
+        eval_config(args)
+        options = given_options(shlex.split(args.train_args)) if args.train_args else {}
+    except EvaluationError as error:
+        return str(error)
+    except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
+        return "the options above are not valid training options"
+    except ValueError as error:  # shlex: an unclosed quote
+        return f"--train-args: {error}"
+    for dest, option in DEMO_OWNED_OPTIONS.items():
+        if dest in options:
+            return (f"--train-args: {option} is an option of demo.py itself (it applies to every run and to the "
+                    f"evaluation); pass it to demo.py, not in --train-args")
     per_epoch = steps_per_epoch(args)
     if args.steps_per_model % per_epoch:
         return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an epoch "
@@ -184,35 +239,56 @@ def check_training_options(args: argparse.Namespace) -> str | None:
     return None
 
 
-def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]], amp: bool) -> str | None:
-    """The problem with reusing the existing runs (``None`` if there is none): a run folder holding
-    ``best_model.pt`` is only reused if its stored configs are exactly what this demo would train now, and
-    its training finished (``last.pt`` reached its epochs, unless a wall-clock budget stopped it)."""
+def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]], amp: bool
+                      ) -> tuple[dict[str, ResumePoint | None], str | None]:
+    """What to do with the existing runs, and the problem that stops the demo (``None`` if there is none).
+
+    A run folder's run is used only if its stored configs are exactly what this demo would train now: it is
+    reused when its training finished (``best_model.pt`` is there and ``last.pt`` reached its epochs, or a
+    wall-clock budget stopped it), and continued from ``last.pt`` when it did not (a Ctrl-C, or a budget
+    stop before ``best_model.pt`` was first written).
+
+    Returns:
+        ``({run name: the last.pt to continue, or None to reuse best_model.pt}`` for the runs that exist,
+        ``problem)``; runs not in the dict are trained from the start.
+    """
     if args.retrain:
-        return None
+        return {}, None
+    plans: dict[str, ResumePoint | None] = {}
     stale = []
     for model, seed, name in runs:
         run_dir = Path(args.checkpoint_dir) / name
-        if not (run_dir / BEST).exists():
+        best, last = run_dir / BEST, run_dir / LAST
+        if not best.exists() and not last.exists():
             continue
+        source = last if last.exists() else best  # last.pt records how far training got
         try:
-            checkpoint = load_checkpoint(run_dir / BEST)
+            checkpoint = load_checkpoint(source)
         except (CheckpointError, FileNotFoundError) as error:
-            return f"cannot reuse {run_dir / BEST}: {error}; pass --retrain to train it again"
+            return plans, (f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again (or "
+                           f"another --checkpoint-dir to keep it)")
         model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
         differences = config_differences(checkpoint, model, model_config, train_config, data_config)
-        if not differences and (run_dir / LAST).exists():
-            last = load_checkpoint(run_dir / LAST)
-            stored = last.get("train_config") or {}
-            epochs = stored.get("epochs", train_config.epochs)
-            if stored.get("max_minutes") is None and last.get("epoch", epochs) < epochs:
-                differences.append(f"training stopped at epoch {last.get('epoch')} of {epochs}")
         if differences:
             stale.append(f"{name}: {', '.join(differences)}")
+            continue
+        stored = checkpoint.get("train_config") or {}
+        epochs = stored.get("epochs", train_config.epochs)
+        finished = checkpoint.get("epoch", epochs) >= epochs or stored.get("max_minutes") is not None
+        if best.exists() and (finished or source == best):
+            plans[name] = None
+        elif finished:  # a finished run whose best_model.pt is gone: nothing to continue, nothing to evaluate
+            return plans, (f"{run_dir} holds the last.pt of a finished run but no {BEST}; pass --retrain to train "
+                           f"it again (or copy {LAST} to {BEST} to evaluate its last epoch)")
+        else:
+            try:
+                plans[name] = resume_point(run_dir)
+            except ConfigError as error:
+                return plans, f"cannot continue the run in {run_dir}: {error}; pass --retrain to train it again"
     if not stale:
-        return None
-    return (f"runs in {args.checkpoint_dir} differ from what this demo would train ({'; '.join(stale)}); pass "
-            "--retrain to train them again, or another --checkpoint-dir to keep them")
+        return plans, None
+    return plans, (f"runs in {args.checkpoint_dir} differ from what this demo would train ({'; '.join(stale)}); "
+                   "pass --retrain to train them again, or another --checkpoint-dir to keep them")
 
 
 def video_config(args: argparse.Namespace):
@@ -223,22 +299,37 @@ def video_config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return run_demo(args)
+    except KeyboardInterrupt:  # Ctrl-C outside training (which stops itself after its step): judges, evaluation
+        print(f"{PROG}: interrupted; the runs in {args.checkpoint_dir} keep their last checkpoints and every file "
+              f"in {args.out} is whole; run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as error:  # a full disk, a folder made read-only: every file written so far is whole
+        what = error.filename or f"the outputs in {args.out}"
+        print(f"{PROG}: error: cannot write {what}: {error.strerror or error}; every file written is whole (the "
+              "new one or the one before); free space and run the same command again", file=sys.stderr)
+        return EXIT_WRITE
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The demo for parsed options; returns the exit status (see the module docstring)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     problem = check_training_options(args)
     if problem is not None:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
-    problem = check_reused_runs(args, run_names(args.seeds), amp)
+    plans, problem = check_reused_runs(args, run_names(args.seeds), amp)
     if problem is not None:  # before the judges or any training: a stale run is never reported as new
         print(f"{PROG}: error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     out = Path(args.out)
     timings: dict[str, float] = {}
     runs = run_names(args.seeds)
@@ -269,36 +360,43 @@ def main(argv: list[str] | None = None) -> int:
     for model, seed, name in runs:
         run_dir = Path(args.checkpoint_dir) / name
         best = run_dir / BEST
-        if best.exists() and not args.retrain:
+        if name in plans and plans[name] is None:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
         else:
-            log(f"training {name} ({model}, seed {seed})")
+            resume = plans.get(name)
+            log(f"{'continuing' if resume else 'training'} {name} ({model}, seed {seed})"
+                + (f" from {run_dir / LAST} (epoch {resume.checkpoint.get('epoch')}, step "
+                   f"{resume.checkpoint.get('step')})" if resume else ""))
             model_config, train_config, data_config, notes = requested_configs(args, model, seed, name, amp)
             try:
-                result = train(model, model_config, train_config, data_config, overwrite=args.retrain, quiet=False,
-                               notes=notes)
-            except TRAINING_ERRORS as error:
-                print(f"{PROG}: error: training {name} failed: {error}; see {run_dir}/train.log", file=sys.stderr)
-                return 1
-            if not result.finished or not best.exists():
-                print(f"{PROG}: error: training {name} stopped ({result.stop_reason}); see {run_dir}/train.log",
-                      file=sys.stderr)
-                return result.exit_status or 1
+                result = train(model, model_config, train_config, data_config, run_dir, resume=resume,
+                               overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE)
+            except LOGGED_TRAINING_ERRORS as error:  # the run has said what happened, and what last.pt holds
+                return getattr(error, "exit_status", EXIT_WRITE if isinstance(error, RunWriteError) else EXIT_FAILED)
+            except TRAINING_ERRORS as error:  # a run folder that cannot be used
+                print(f"{PROG}: error: training {name} failed: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            if not result.finished:  # the run has said where it stopped, and how to continue
+                return result.exit_status
+            if not best.exists():  # a --minutes-per-model budget spent before the first epoch ended
+                print(f"{PROG}: error: training {name} reached its --minutes-per-model budget at step {result.step}, "
+                      f"before its first epoch ended, so there is no {BEST} to evaluate; {CONTINUE}, or give it "
+                      "more minutes", file=sys.stderr)
+                return EXIT_FAILED
         checkpoints[name] = best
         stage_done(f"{name} trained")
     timings["training"] = time.monotonic() - started
 
     started = time.monotonic()
     eval_dir = out / "eval"
+    config = eval_config(args)
     for name, path in checkpoints.items():
         log(f"evaluating {name}")
-        config = EvalConfig(device=args.device, num_samples=args.num_samples, save_dir=str(eval_dir),
-                            test_size=args.test_size, max_samples=args.test_size, judges=not args.no_judges)
         try:
             evaluate(path, config, command=f"{PROG} (evaluation of {path})")
         except (EvaluationError, FileNotFoundError, CheckpointError, ValueError) as error:
             print(f"{PROG}: error: evaluating {name} failed: {error}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         stage_done(f"{name} evaluated")
     stages.close()
     timings["evaluation"] = time.monotonic() - started

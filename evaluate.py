@@ -8,7 +8,7 @@ The command line over :func:`evaluation.pipeline.evaluate`: each option is a fie
 the test set from the checkpoint's data config, and every output is named after the checkpoint's
 experiment: ``NAME_metrics.json``, ``NAME_reconstructions.png`` and so on (``--help`` lists them). A
 missing, corrupt or mismatched checkpoint, or a bad option, prints one line on stderr and exits with
-status 2.
+status 2; an output that cannot be written (a full disk) with status 3, Ctrl-C with 130.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import sys
 import time
 
 from evaluation.figures import MAX_SWAP_VIDEOS
-from evaluation.pipeline import OUTPUTS, EvalConfig, EvaluationError, evaluate, log, one_line
+from evaluation.pipeline import OUTPUTS, EvalConfig, EvaluationError, evaluate, log, one_line, write_failure
 from models.checkpoint import CheckpointError
 from utils.cli import device_name, non_negative_int, positive_int
 
 PROG = "evaluate.py"
 DEFAULTS = EvalConfig()
+EXIT_USAGE, EXIT_WRITE = 2, 3  # as python -m training.train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
             "--device auto --num_samples 5 --save_dir ./eval_results\n\n"
-            "Exit status: 0 on success, 2 for a missing, corrupt or mismatched checkpoint or a bad option."
+            "Exit status: 0 on success, 2 for a missing, corrupt or mismatched checkpoint or a bad option,\n"
+            "3 when an output cannot be written (e.g. a full disk), 130 when interrupted."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -157,7 +159,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run an evaluation; returns the exit status (0, 2 for bad inputs, 130 when interrupted)."""
+    """Run an evaluation; returns the exit status (0, 2 for bad inputs, 3 for an output that cannot be written,
+    130 when interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -168,9 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args.checkpoint, config_from_args(args), command=" ".join([PROG, *argv]))
     except (EvaluationError, FileNotFoundError, CheckpointError, ValueError) as error:
         print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as error:  # a full disk, a folder made read-only: every file written so far is whole
+        print(f"{PROG}: error: {write_failure(error, args.save_dir)}", file=sys.stderr)
+        return EXIT_WRITE
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted; every file in {args.save_dir} is whole (each is written to a temporary file "
+              "and renamed)", file=sys.stderr)
         return 130
     log(f"finished in {time.perf_counter() - start:.1f} s; wrote {len(result.written)} files:")
     for path in result.written:

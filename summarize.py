@@ -12,7 +12,9 @@ Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders 
 * ``table_reconstruction``, ``table_disentanglement``, ``table_swaps``, ``table_cost`` as ``.md`` and ``.tex``.
 
 Several runs of one model with the same settings (seeds) are reported as mean ± sample standard
-deviation. Runs of one model with different settings (an ablation, e.g. ``--model-option
+deviation. A run is its checkpoint: repeat evaluations of one checkpoint (a copied file, another test-set
+size) count once (the one on the most test videos is kept, with a note). The summary files it writes are
+never read back as runs, so it can run again on its own output folder. Runs of one model with different settings (an ablation, e.g. ``--model-option
 content_pooling=global``) become separate columns named by the settings in which they differ.
 """
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    documents, repeats = reports.distinct_runs(documents)
+    for note in repeats:
+        print(f"note: {note}")
     first = Path(args.results[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
     if out.exists() and not out.is_dir():

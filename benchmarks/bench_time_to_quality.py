@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import shlex
 from pathlib import Path
 
@@ -41,8 +42,10 @@ from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
 from training.run import TRAINING_ERRORS, train  # noqa: E402
 from training.run_folder import resume_point  # noqa: E402
+from utils.atomic import atomic_write_text  # noqa: E402
 from utils.cli import positive_int  # noqa: E402
 from utils.devices import bf16_supported  # noqa: E402
+from utils.visualization import save_figure  # noqa: E402
 
 SCORES = {  # key of compute_all_disentanglement_metrics -> column
     "recon_content_accuracy": "digits in recon",
@@ -122,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                              for key, value in row.items()), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "time_to_quality.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "time_to_quality.csv", table.getvalue())
     print(format_table([{**{k: v for k, v in row.items() if k not in SCORES}, **{SCORES[k]: row[k] for k in SCORES}}
                         for row in rows]))
     reached = []
@@ -149,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         axis.grid(alpha=0.3)
     axes[0].legend()
     figure.tight_layout()
-    figure.savefig(out / "time_to_quality.png", dpi=120)
-    figure.savefig(out / "time_to_quality.pdf")
+    save_figure(figure, out / "time_to_quality.png", dpi=120, tight=False)  # and the .pdf beside it
     print(f"\nwrote {out / 'time_to_quality.csv'} and {out / 'time_to_quality.png'}")
     return 0
 

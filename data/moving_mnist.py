@@ -163,13 +163,21 @@ class StandardMovingMNIST(Dataset):
                 f"standard Moving MNIST file {path} not found; it is mnist_test_seq.npy from "
                 "the Moving MNIST page (Srivastava et al.), which this project never downloads"
             ) from error
+        except EOFError:
+            raise ValueError(f"{path} is empty; expected mnist_test_seq.npy, a .npy array of uint8 "
+                             "(20, 10000, 64, 64)") from None
         except (OSError, ValueError) as error:
-            raise ValueError(f"{path} is not a readable .npy file: {error}") from error
+            # numpy's own message for a file that is not an array suggests allow_pickle: not the fix here
+            raise ValueError(f"{path} is not a .npy array file (numpy could not read it as one); expected "
+                             "mnist_test_seq.npy, uint8 of shape (20, 10000, 64, 64)") from error
         if array.ndim != 4 or array.dtype != np.uint8 or array.shape[0] < 2 or array.shape[2] != array.shape[3]:
             raise ValueError(
                 f"{path} has shape {array.shape} and dtype {array.dtype}; expected uint8 of shape "
                 "(T, N, H, W) with T >= 2 and square frames, e.g. (20, 10000, 64, 64)"
             )
+        if array.shape[1] == 0:
+            raise ValueError(f"{path} holds no video (shape {array.shape}); expected (T, N, H, W) with N >= 1, "
+                             "e.g. (20, 10000, 64, 64)")
         self.path = path
         self.array = array
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import math
 import numbers
 import platform
@@ -43,6 +44,7 @@ from utils.devices import resolve_device
 from utils.provenance import collect as provenance
 
 STANDARD_IMAGE_SIZE = 64  # mnist_test_seq.npy has 64x64 frames
+MIN_TEST_VIDEOS = 5  # the disentanglement probes hold some videos out
 
 OUTPUTS = (
     ("metrics.json", "reconstruction metrics, cost, disentanglement metrics and metadata"),
@@ -75,7 +77,7 @@ class EvalConfig:
         device: ``"auto"`` (CUDA, then MPS, then the CPU), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
         num_samples: test videos to reconstruct and prior samples to draw in the figures.
         save_dir: output folder, created if missing.
-        test_size: test videos for the metrics (the first of the checkpoint's fixed test set).
+        test_size: test videos for the metrics (the first of the checkpoint's fixed test set; at least 5).
         batch_size: videos per batch.
         seed: data seed (which test videos) and seed of the prior samples; None keeps the checkpoint's.
         max_samples: test videos for the disentanglement metrics (at least 5, for the probes).
@@ -105,14 +107,15 @@ class EvalConfig:
     fps: float = 8.0
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "test_size", "batch_size"):
+        for name in ("num_samples", "batch_size"):
             _check_int(f"--{name.replace('_', '-')}", getattr(self, name), 1)
+        _check_int("--test-size", self.test_size, MIN_TEST_VIDEOS, " (the disentanglement probes need them)")
         if self.max_batches is not None:
             _check_int("--max-batches", self.max_batches, 1)
         if self.seed is not None:
             _check_int("--seed", self.seed, 0)
         _check_int("--interpolation-steps", self.interpolation_steps, 2)
-        _check_int("--max-samples", self.max_samples, 5, " (the disentanglement probes need them)")
+        _check_int("--max-samples", self.max_samples, MIN_TEST_VIDEOS, " (the disentanglement probes need them)")
         fps = self.fps
         if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
             raise EvaluationError(f"--fps must be a positive number, got {fps!r}")
@@ -136,6 +139,23 @@ def one_line(error: BaseException) -> str:
     """An error's message on one line (its type's name when it has none)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return " ".join(lines) if lines else type(error).__name__
+
+
+def write_failure(error: OSError, save_dir: str | Path) -> str:
+    """The one line for an output that could not be written: the file, the system's reason, what is kept."""
+    what = error.filename or f"the outputs in {save_dir}"
+    return (f"cannot write {what}: {error.strerror or one_line(error)}; every file already in {save_dir} is "
+            "whole (each is written to a temporary file and renamed); free space (or fix the folder) and run "
+            "the evaluation again")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (a checkpoint's identity, wherever it is copied)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:
@@ -304,6 +324,7 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
     }
     return {
         "checkpoint": str(Path(setup.checkpoint_path).resolve()),
+        "checkpoint_sha256": file_sha256(setup.checkpoint_path),  # what summarize.py identifies a run by
         "experiment_name": checkpoint.get("experiment_name"),
         "model_name": checkpoint["model_name"],
         "epoch": checkpoint.get("epoch"),
@@ -352,7 +373,10 @@ def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: 
 
     Raises:
         EvaluationError, FileNotFoundError, CheckpointError, ValueError: bad inputs (a missing, corrupt or
-            mismatched checkpoint, an unavailable device, a missing MNIST folder), before any long work.
+            mismatched checkpoint, an unavailable device, a missing MNIST folder, an unreadable standard test
+            file), before any long work.
+        OSError: an output could not be written (e.g. a full disk; its ``filename`` names it). Every output
+            is written atomically, so each file in ``save_dir`` is whole: the new one, or the one before.
     """
     config = config if config is not None else EvalConfig()
     setup = _prepare(str(checkpoint), config)

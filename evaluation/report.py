@@ -41,8 +41,14 @@ DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
 # Loading and aggregating
 
 
+# What write_summary writes (and the design document's own summary script): never read back as a run,
+# although disentanglement_metrics.json matches *_metrics.json.
+SUMMARY_FILES = ("comparison_results.json", "disentanglement_metrics.json")
+
+
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Read ``NAME_metrics.json`` documents (files, or folders searched for ``*_metrics.json``).
+    """Read ``NAME_metrics.json`` documents (files, or folders searched for ``*_metrics.json``, leaving out
+    the summary files of :data:`SUMMARY_FILES` that :func:`write_summary` writes there).
 
     Raises:
         FileNotFoundError: a path does not exist, or no metrics file was found.
@@ -51,7 +57,7 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(path.glob("*_metrics.json"))
+            files += sorted(file for file in path.glob("*_metrics.json") if file.name not in SUMMARY_FILES)
         elif path.is_file():
             files.append(path)
         else:
@@ -73,6 +79,42 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
         document["training"] = training_summary(document)
         documents.append(document)
     return documents
+
+
+def run_identity(document: Mapping[str, Any]) -> tuple:
+    """What a document evaluated: its checkpoint's content hash (``metadata.checkpoint_sha256``); for files
+    written before the hash was recorded, the checkpoint's path, epoch and step; for a document without a
+    checkpoint, its own file."""
+    metadata = document.get("metadata", {})
+    if metadata.get("checkpoint_sha256"):
+        return ("sha256", metadata["checkpoint_sha256"])
+    if metadata.get("checkpoint"):
+        return ("path", metadata["checkpoint"], metadata.get("epoch"), metadata.get("step"))
+    return ("file", document.get("source"))
+
+
+def distinct_runs(documents: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One document per evaluated checkpoint: repeat evaluations (a copied file, the same run evaluated
+    again on other test videos) are not seeds, so only one of them is kept: the one on the most test
+    videos, then the latest.
+
+    Returns:
+        ``(the documents kept, in their order; one note per document left out, naming both files)``.
+    """
+    def preference(document: Mapping[str, Any]) -> tuple:
+        videos = document.get("reconstruction", {}).get("num_videos")
+        return (videos if isinstance(videos, (int, float)) else -1, str(document.get("metadata", {}).get("date", "")))
+
+    best: dict[tuple, dict[str, Any]] = {}
+    for document in documents:
+        identity = run_identity(document)
+        if identity not in best or preference(document) > preference(best[identity]):
+            best[identity] = document
+    kept = [document for document in documents if best[run_identity(document)] is document]
+    notes = [f"{document.get('source')} evaluates the same checkpoint as {best[run_identity(document)].get('source')}"
+             " (a repeat evaluation, not another seed): left out" for document in documents
+             if best[run_identity(document)] is not document]
+    return kept, notes
 
 
 def training_summary(document: Mapping[str, Any]) -> dict[str, float]:

@@ -19,6 +19,7 @@ explicit separation beats implicit.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +37,18 @@ from models.config import (
 from models.distributions import DiagonalGaussian, VAEOutput
 
 FACTORS = ("content", "motion")
+
+
+def check_codes(codes: dict[str, Tensor], what: str) -> None:
+    """Raise one ``ValueError`` unless every code is a finite floating tensor (one ``aminmax`` each, read
+    back together)."""
+    for name, code in codes.items():
+        if not code.dtype.is_floating_point:
+            raise ValueError(f"{what}: {name} must be a floating tensor, got dtype {code.dtype}")
+    bounds = torch.stack([torch.stack(torch.aminmax(code.detach())).float() for code in codes.values()])
+    if not bool(torch.isfinite(bounds).all()):
+        names = [name for name, row in zip(codes, bounds.tolist(), strict=True) if not all(map(math.isfinite, row))]
+        raise ValueError(f"{what}: {', '.join(names)} holds non-finite values (NaN or infinity)")
 
 
 class VideoVAE(nn.Module):
@@ -110,7 +123,14 @@ class VideoVAE(nn.Module):
 
     # -- checks and helpers --------------------------------------------------------------------------
     def check_video(self, video: Tensor) -> None:
-        """Raise ``ValueError`` unless ``video`` is ``(B, T, C, H, W)`` with the model's C, H, W, T >= 2."""
+        """Raise one ``ValueError`` unless ``video`` is a non-empty floating tensor ``(B, T, C, H, W)`` with
+        the model's C, H, W, T >= 2, finite and in [0, 1].
+
+        The values are checked with one ``aminmax`` (a single pass, one scalar pair read back): NaN fails
+        both bounds, an infinity one of them, so finiteness costs nothing more.
+        """
+        if not isinstance(video, Tensor):
+            raise ValueError(f"expected video as a torch.Tensor (B, T, C, H, W), got {type(video).__name__}")
         size, channels = self.config.image_size, self.config.channels
         shape = tuple(video.shape)
         expected = (channels, size, size)
@@ -120,6 +140,22 @@ class VideoVAE(nn.Module):
                 f"expected video of shape (B, T, {channels}, H, W) = (*, *, {channels}, {size}, "
                 f"{size}), got {shape}{hint}"
             )
+        if shape[0] == 0:
+            raise ValueError(f"expected at least one video, got an empty batch of shape {shape}")
+        if not video.dtype.is_floating_point:
+            hint = " (uint8 pixels: pass video.float() / 255)" if video.dtype == torch.uint8 else ""
+            raise ValueError(f"expected video as floats in [0, 1], got dtype {video.dtype}{hint}")
+        dtype = self._device_dtype()[1]
+        if video.dtype != dtype and not torch.is_autocast_enabled(video.device.type):
+            raise ValueError(f"video has dtype {video.dtype} but the model computes in {dtype}: pass "
+                             f"video.to({dtype}) (or convert the model with model.to({video.dtype}))")
+        low, high = torch.stack(torch.aminmax(video.detach())).float().tolist()  # one pass, one read-back
+        if not (low >= 0.0 and high <= 1.0):  # NaN fails both comparisons
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"video holds non-finite values (min {low}, max {high}); expected floats in "
+                                 "[0, 1]")
+            hint = " (0-255 pixels: divide by 255)" if low >= 0.0 and high <= 255.0 else ""
+            raise ValueError(f"expected video values in [0, 1], got min {low:.4g}, max {high:.4g}{hint}")
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
         parameter = next(self.parameters())
@@ -154,6 +190,7 @@ class VideoVAE(nn.Module):
     def decode(self, latents: dict[str, Tensor]) -> Tensor:
         """Decode codes (keys and shapes as ``encode``, any T >= 1) to ``(B, T, C, H, W)`` probabilities."""
         check_shapes(latents, self.latent_layout, "latents")
+        check_codes(latents, "latents")
         return torch.sigmoid(self._decode_logits(latents))
 
     def forward(
@@ -226,6 +263,7 @@ class VideoVAE(nn.Module):
         """Decode a content code ``(B, Dc)`` with a motion code ``(B, T, Dm)`` to ``(B, T, C, H, W)``."""
         layout = {"content": ("B", self.content_dim), "motion": ("B", "T", self.motion_dim)}
         check_shapes({"content": content, "motion": motion}, layout, "factors")
+        check_codes({"content": content, "motion": motion}, "factors")
         return self.decode(self._latents_from_factors(content, motion))
 
     def swap(self, content_video: Tensor, motion_video: Tensor) -> Tensor:

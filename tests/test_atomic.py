@@ -67,3 +67,69 @@ def test_a_full_disk_during_torch_save_raises_the_real_os_error(tmp_path, monkey
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
     assert target.read_bytes() == previous
     assert sorted(path.name for path in tmp_path.iterdir()) == ["last.pt"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures, GIFs and MP4s go through the same rule as the checkpoints (issue 22, item 4)
+
+
+def _half_written(fault):
+    """``Figure.savefig`` that writes part of a file, then fails as a kill or a full disk would."""
+    def savefig(self, handle, *args, **kwargs):
+        handle.write(b"\x89PNG half a file")
+        raise fault
+    return savefig
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")])
+def test_a_figure_interrupted_mid_write_leaves_the_previous_figure(tmp_path, monkeypatch, fault):
+    from matplotlib.figure import Figure
+
+    from utils.visualization import save_figure
+
+    figure = Figure(figsize=(1, 1))
+    figure.subplots().plot([0, 1])
+    target = tmp_path / "reconstructions.png"
+    save_figure(figure, target)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert set(before) == {"reconstructions.png", "reconstructions.pdf"}
+    monkeypatch.setattr(Figure, "savefig", _half_written(fault))
+    with pytest.raises(type(fault)) as raised:
+        save_figure(figure, target)
+    if isinstance(fault, OSError):
+        assert raised.value.filename == str(target) and raised.value.errno == errno.ENOSPC
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no temporary left
+
+
+def test_a_gif_interrupted_mid_write_leaves_the_previous_gif(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from utils.animation import write_gif
+
+    frames = [Image.new("L", (4, 4), color=value) for value in (0, 255)]
+    target = write_gif(frames, tmp_path / "swaps.gif", fps=4)
+    before = target.read_bytes()
+
+    def full_disk(self, handle, *args, **kwargs):
+        handle.write(b"GIF89a half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(OSError, match="No space left") as raised:
+        write_gif(frames, target, fps=4)
+    assert raised.value.filename == str(target)
+    assert target.read_bytes() == before and [path.name for path in tmp_path.iterdir()] == ["swaps.gif"]
+
+
+def test_atomic_output_moves_a_path_written_file_into_place_or_leaves_nothing(tmp_path):
+    from utils.atomic import atomic_output
+
+    target = tmp_path / "video.mp4"
+    with atomic_output(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".mp4" and temporary != target
+        temporary.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(KeyboardInterrupt), atomic_output(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"first" and [path.name for path in tmp_path.iterdir()] == ["video.mp4"]

@@ -298,8 +298,9 @@ def test_disentangled_content_ignores_frame_order_and_motion_ignores_a_constant_
     shuffled = video[:, torch.randperm(FRAMES, generator=torch.Generator().manual_seed(0))]
     torch.testing.assert_close(model.split(shuffled)[0], content)
     background = torch.rand(1, 1, 1, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(model.split(0.5 * video + background)[1], model.split(0.5 * video)[1])
-    assert not torch.allclose(model.split(video + background)[0], content)
+    half = 0.5 * video  # room for the background below 1: videos are in [0, 1]
+    torch.testing.assert_close(model.split(half + 0.5 * background)[1], model.split(half)[1])
+    assert not torch.allclose(model.split(half + 0.5 * background)[0], model.split(half)[0])
 
 
 @pytest.mark.parametrize("options", [{"content_pooling": "global"}, {"motion_blur": 5}])
@@ -376,3 +377,61 @@ def test_output_bias_shifts_a_fresh_decoders_logits_and_nothing_else(name):
     torch.testing.assert_close(shift, torch.full_like(shift, float(after - before)))
     with pytest.raises(ValueError, match="output_bias"):
         tiny_model(name, output_bias=float("nan"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The public verbs check their inputs (issue 22, item 8): one ValueError, never a silent NaN or a raw
+# torch error
+
+
+BAD_VIDEOS = {
+    "nan": (lambda video: video.index_put((torch.tensor(0),), torch.tensor(float("nan"))), "non-finite"),
+    "inf": (lambda video: video.index_put((torch.tensor(0),), torch.tensor(float("inf"))), "non-finite"),
+    "0-255": (lambda video: video * 255.0, "divide by 255"),
+    "negative": (lambda video: video - 0.5, r"in \[0, 1\]"),
+    "uint8": (lambda video: (video * 255).to(torch.uint8), r"video.float\(\) / 255"),
+    "float64": (lambda video: video.double(), r"video.to\(torch.float32\)"),
+    "empty": (lambda video: video[:0], "empty batch"),
+    "list": (lambda video: video.tolist(), "torch.Tensor"),
+}
+VERBS = {
+    "forward": lambda model, video: model(video),
+    "encode": lambda model, video: model.encode(video),
+    "reconstruct": lambda model, video: model.reconstruct(video),
+    "split": lambda model, video: model.split(video),
+    "swap": lambda model, video: model.swap(video, video),
+    "interpolate": lambda model, video: model.interpolate(video, video, steps=2),
+}
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+@pytest.mark.parametrize("bad", list(BAD_VIDEOS))
+def test_public_verbs_refuse_bad_videos_in_one_value_error(verb, bad, video):
+    model = tiny_model("baseline" if verb != "swap" else "disentangled")
+    corrupt, message = BAD_VIDEOS[bad]
+    with pytest.raises(ValueError, match=message):
+        VERBS[verb](model, corrupt(video))
+
+
+def test_the_edges_of_the_range_and_bf16_autocast_pass_the_check(name, video):
+    model = tiny_model(name)
+    video = video.clone()
+    video[0, 0, 0, 0, 0], video[0, 0, 0, 0, 1] = 0.0, 1.0
+    assert torch.isfinite(model(video).loss)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video)
+        assert torch.isfinite(out.loss)
+        model.split(out.recon)  # the model's own bf16 output goes back in under autocast
+
+
+def test_decode_and_combine_refuse_non_finite_or_integer_codes(video):
+    model = tiny_model("disentangled")
+    content, motion = model.split(video)
+    with pytest.raises(ValueError, match="factors: content holds non-finite"):
+        model.combine(content.index_fill(1, torch.tensor([0]), float("nan")), motion)
+    with pytest.raises(ValueError, match="motion must be a floating tensor"):
+        model.combine(content, motion.long())
+    latents = {key: posterior.mean for key, posterior in model.encode(video).items()}
+    broken = {key: value.clone().fill_(float("inf")) for key, value in latents.items()}
+    with pytest.raises(ValueError, match="latents: .* non-finite"):
+        model.decode(broken)

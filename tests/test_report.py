@@ -251,12 +251,14 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert demo.main(TINY_DEMO + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(results)]) == 2
     assert "lstm_hidden 16 (asked 128)" in capsys.readouterr().err  # the demo's default LSTM size
 
-    # A run whose training stopped early (Ctrl-C) is not passed off as finished.
+    # A run whose training stopped early (Ctrl-C) is neither passed off as finished nor refused: it is continued.
     last = tmp_path / "checkpoints" / "lstm_vae" / "last.pt"
     checkpoint = load_checkpoint(last)
     atomic_torch_save({**checkpoint, "epoch": 1}, last)
-    assert demo.main(argv) == 2
-    assert "lstm_vae: training stopped at epoch 1 of 2" in capsys.readouterr().err
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "continuing lstm_vae (lstm, seed 42)" in out and out.count("reusing") == 2
+    assert load_checkpoint(last)["epoch"] == 2
 
 
 def test_trained_settings_come_from_the_checkpoints_configs():

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -222,3 +223,47 @@ def test_a_full_disk_is_one_line_with_its_own_exit_code_and_the_checkpoints_surv
     monkeypatch.setattr(torch, "save", real_save)  # space freed
     assert main(tiny_args(tmp_path, None, "run", "--resume")) == 0
     assert [row["epoch"] for row in read_rows(run / "metrics.csv")] == ["1", "2", "3"]
+
+
+def test_a_second_signal_stops_at_once_in_one_line_that_says_what_last_holds(tmp_path, capsys, monkeypatch):
+    """Issue 22, item 5: a second Ctrl-C stops mid-step with one line, not a KeyboardInterrupt traceback
+    (the fault hook sends both signals during the first step of epoch 2)."""
+    real_step = Trainer.train_step
+
+    def step_then_two_signals(self, batch):
+        if self.step == 2:
+            signal.raise_signal(signal.SIGINT)  # the first asks for a stop after this step
+            signal.raise_signal(signal.SIGINT)  # the second stops now
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_two_signals)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "2")) == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    assert ("SIGINT received twice: stopped at once, mid-step; last.pt keeps the last good state (epoch 1, "
+            "step 2)") in error
+    assert load_checkpoint(tmp_path / "run" / LAST)["epoch"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+
+
+def test_train_checks_its_configs_before_it_creates_the_run_folder(tmp_path):
+    """Issue 22, item 8: a model of 32-pixel frames on 64-pixel data, or a training config of another model,
+    is refused before anything is written; a name that leaves the checkpoint folder is refused."""
+    from data import DataConfig, MovingMNISTConfig
+    from models import MODELS
+    from training.config import ConfigError, TrainConfig
+    from training.run import train
+
+    data = DataConfig(train_size=4, val_size=4, test_size=4, video=MovingMNISTConfig(num_frames=4))
+    model_config = MODELS["baseline"].config_class(image_size=32, width=4)
+    config = TrainConfig(experiment_name="run", model="baseline", epochs=1, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="the model takes 32x32 frames but the data has 64x64"):
+        train("baseline", model_config, config, data)
+    with pytest.raises(ConfigError, match="train_config.model is 'lstm' but the model trained is 'baseline'"):
+        train("baseline", model_config, TrainConfig(experiment_name="run", model="lstm"), data)
+    with pytest.raises(ConfigError, match="not the LSTMVAEConfig"):
+        train("lstm", model_config, TrainConfig(experiment_name="run", model="lstm"), data)
+    assert list(tmp_path.iterdir()) == []
+    for name in ("../x", "a/b", ".."):
+        with pytest.raises(ValueError, match="plain folder name"):
+            TrainConfig(experiment_name=name, model="baseline")

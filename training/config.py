@@ -78,8 +78,9 @@ class TrainConfig:
     checkpoint_dir: str = "checkpoints"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.experiment_name, str) or not self.experiment_name.strip():
-            raise ValueError(f"experiment_name must be a non-empty string, got {self.experiment_name!r}")
+        name = self.experiment_name
+        if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name:
+            raise ValueError(f"experiment_name must be a plain folder name (no / or ..), got {name!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
         check_int("epochs", self.epochs, 1)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from data import DataConfig, data_loaders, video_of
-from models import build_model
+from models import MODELS, build_model
 from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
@@ -40,6 +40,26 @@ class OtherProcessFailed(ConfigError):
 
 class RunWriteError(OSError):
     """An output could not be written (e.g. a full disk); the message says what the checkpoints keep."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """A second SIGINT or SIGTERM stopped training at once, mid-step; the message says what ``last.pt`` holds.
+
+    Attributes:
+        exit_status: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
+
+class _SecondSignal(KeyboardInterrupt):
+    """Raised by the signal handler when a stop is requested twice (a BaseException: no handler swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received twice")
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -81,7 +101,32 @@ class TrainResult:
 
 
 # What train() raises for a run that cannot go on (the command line maps each to its own exit status).
-TRAINING_ERRORS = (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError)
+TRAINING_ERRORS = (ConfigError, RunFolderBusy, NonFiniteLossError, RunWriteError, TrainingInterrupted)
+
+
+def check_run_inputs(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig) -> None:
+    """Check that the configs of a run fit together, before anything is written.
+
+    Raises:
+        ConfigError: an unknown model, a training config of another model, a model config of another class,
+            or a model whose frames are not the data's.
+    """
+    if model_name not in MODELS:
+        raise ConfigError(f"unknown model {model_name!r}; pick one of {list(MODELS)}")
+    if train_config.model != model_name:
+        raise ConfigError(f"train_config.model is {train_config.model!r} but the model trained is {model_name!r}; "
+                          "give both the same name")
+    config_class = MODELS[model_name].config_class
+    if not isinstance(model_config, config_class):
+        raise ConfigError(f"model_config is a {type(model_config).__name__}, not the {config_class.__name__} of "
+                          f"the {model_name} model; build it with MODELS[{model_name!r}].config_class(...)")
+    size, channels = getattr(model_config, "image_size", None), getattr(model_config, "channels", 1)
+    if size is not None and size != data_config.video.image_size:
+        raise ConfigError(f"the model takes {size}x{size} frames but the data has {data_config.video.image_size}x"
+                          f"{data_config.video.image_size}; give the model config image_size="
+                          f"{data_config.video.image_size} (or the data config image_size={size})")
+    if channels != 1:
+        raise ConfigError(f"Moving MNIST is grayscale but the model config has channels={channels}")
 
 
 def build_loaders(train_config: TrainConfig, data_config: DataConfig, context: distributed.DistributedContext,
@@ -116,6 +161,7 @@ def train(
     notes: tuple[str, ...] | list[str] = (),
     context: distributed.DistributedContext | None = None,
     lock: RunLock | None = None,
+    how_to_continue: str = "continue with --resume",
 ) -> TrainResult:
     """Train a model and write its run folder (``last.pt``, ``best_model.pt``, ``config.json``,
     ``metrics.csv``, ``train.log``, ``tensorboard/``); SIGINT and SIGTERM stop it after the current step.
@@ -132,6 +178,8 @@ def train(
         notes: lines logged before training (e.g. options that were ignored).
         context: the distributed context; read from the environment (torchrun) by default.
         lock: the run folder's lock if the caller already holds it (released here either way).
+        how_to_continue: what the messages of a stopped or failed run tell the user to do next (the demo
+            continues a run when its command is run again).
 
     Returns:
         How training ended (a stop by signal or budget is a result, not an error).
@@ -143,12 +191,13 @@ def train(
         NonFiniteLossError: a non-finite loss, gradient, validation loss or weight (logged; never saved).
         RunWriteError: an output could not be written (logged; the checkpoints keep the last state written).
     """
+    check_run_inputs(model_name, model_config, train_config, data_config)
     run_dir = Path(run_dir) if run_dir is not None else Path(train_config.checkpoint_dir) / train_config.experiment_name
     context = context if context is not None else distributed.from_environment()
     lock = lock or RunLock(run_dir)
     try:
         return _train_locked(model_name, model_config, train_config, data_config, run_dir, resume, overwrite,
-                             quiet, list(notes), context, lock)
+                             quiet, list(notes), context, lock, how_to_continue)
     finally:
         lock.release()
 
@@ -159,17 +208,16 @@ def _collective_ok(context: distributed.DistributedContext, ok: bool, device: to
     return distributed.all_reduce_max(flag, context).item() == 0
 
 
-def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None) -> str:
+def _write_failure(error: OSError, run_dir: Path, trainer: Trainer | None, how_to_continue: str) -> str:
     """The one line for an output that could not be written: the file, the system's reason, what is kept."""
     what = error.filename or f"the outputs in {run_dir}"
     kept = trainer.kept() if trainer is not None else "the checkpoints were not touched"
-    return (f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and continue "
-            "with --resume")
+    return f"cannot write {what}: {error.strerror or error}; {kept}; free space (or fix the folder) and {how_to_continue}"
 
 
 def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig,
                   run_dir: Path, resume: ResumePoint | None, overwrite: bool, quiet: bool, notes: list[str],
-                  context: distributed.DistributedContext, lock: RunLock) -> TrainResult:
+                  context: distributed.DistributedContext, lock: RunLock, how_to_continue: str) -> TrainResult:
     device = distributed.process_device(context, resolve_device(train_config.device))
     distributed.initialize(context, device)
     error = None
@@ -234,11 +282,15 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
         except NonFiniteLossError as failure:
             logger.error("%s", failure)
             raise
-        _log_end(reason, trainer, train_config, run_dir)
+        except _SecondSignal as interrupt:  # an atomic write in progress leaves the previous file
+            message = f"{interrupt}: stopped at once, mid-step; {trainer.kept()}; {how_to_continue}"
+            logger.error("%s", message)
+            raise TrainingInterrupted(message, interrupt.signum) from None
+        _log_end(reason, trainer, train_config, run_dir, how_to_continue)
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
                            trainer.best_metric)
     except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here
-        message = _write_failure(failure, run_dir, trainer)
+        message = _write_failure(failure, run_dir, trainer, how_to_continue)
         logger.error("%s", message)
         raise RunWriteError(message) from failure
     finally:
@@ -270,23 +322,23 @@ def _restore(trainer: Trainer, resume: ResumePoint, run_dir: Path, context: dist
                        saved_world, context.world_size)
 
 
-def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: Path) -> None:
+def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: Path, how_to_continue: str) -> None:
     where = f"epoch {trainer.epoch} + {trainer.progress.batches} batches, step {trainer.step}"
     if reason == "completed":
         logger.info("done: %d epochs; best validation loss %.6g; outputs in %s", trainer.epoch,
                     trainer.best_metric, run_dir)
     elif reason == "budget":
-        logger.info("--max-minutes %g reached: saved %s at %s; continue with --resume",
-                    train_config.max_minutes, run_dir / LAST, where)
+        logger.info("--max-minutes %g reached: saved %s at %s; %s",
+                    train_config.max_minutes, run_dir / LAST, where, how_to_continue)
     else:
-        logger.warning("%s: saved %s at %s; continue with --resume", reason, run_dir / LAST, where)
+        logger.warning("%s: saved %s at %s; %s", reason, run_dir / LAST, where, how_to_continue)
 
 
 def _stop_handler(trainer: Trainer):
     def handle(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if trainer.stop_reason is not None:  # asked twice: stop now (the last checkpoint stays intact)
-            raise KeyboardInterrupt(f"{name} received twice")
+            raise _SecondSignal(signum)
         trainer.request_stop(name)
 
     return handle

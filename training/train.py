@@ -42,7 +42,7 @@ from training.config import (
     models_with_field,
     resumed_configs,
 )
-from training.run import OtherProcessFailed, RunWriteError, train
+from training.run import OtherProcessFailed, RunWriteError, TrainingInterrupted, train
 from training.run_folder import ResumePoint, lock_existing_run_folder, refuse_existing_run, resume_point
 from training.run_lock import RunFolderBusy, RunLock
 from training.trainer import NonFiniteLossError
@@ -279,6 +279,8 @@ def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | 
         return EXIT_NON_FINITE
     except RunWriteError:  # logged by the run
         return EXIT_WRITE
+    except TrainingInterrupted as interrupt:  # logged by the run
+        return interrupt.exit_status
     return result.exit_status
 
 

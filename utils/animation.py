@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from utils.atomic import atomic_output, atomic_write
 from utils.visualization import check_positive, named_videos
 
 # ----------------------------------------------------------------------------------------------------
@@ -82,34 +83,35 @@ def _write_mp4(images: list[Image.Image], path: Path, fps: float) -> Path:
     width = max(image.width for image in images)
     height = max(image.height for image in images)
     width, height = width + width % 2, height + height % 2
-    writer = ffmpeg.write_frames(str(path), (width, height), pix_fmt_in="gray", fps=fps, macro_block_size=1,
-                                 ffmpeg_log_level="error")
-    writer.send(None)  # start the encoder
-    try:
-        for image in images:
-            canvas = Image.new("L", (width, height), color=0)
-            canvas.paste(image.convert("L"), (0, 0))
-            writer.send(np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8)))
-    finally:
-        writer.close()
+    with atomic_output(path) as temporary:  # ffmpeg writes to a path: the temporary one, then renamed
+        writer = ffmpeg.write_frames(str(temporary), (width, height), pix_fmt_in="gray", fps=fps,
+                                     macro_block_size=1, ffmpeg_log_level="error")  # it overwrites (-y)
+        writer.send(None)  # start the encoder
+        try:
+            for image in images:
+                canvas = Image.new("L", (width, height), color=0)
+                canvas.paste(image.convert("L"), (0, 0))
+                writer.send(np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8)))
+        finally:
+            writer.close()
     return path
 
 
 def write_gif(images: list[Image.Image], path: str | os.PathLike, fps: float) -> Path:
-    """An animated GIF (looping), and its :func:`mp4_twin` where ``imageio-ffmpeg`` is installed."""
+    """An animated GIF (looping), and its :func:`mp4_twin` where ``imageio-ffmpeg`` is installed, each
+    written atomically (a crash or a full disk leaves the previous file, never half an animation)."""
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        path,
+    atomic_write(path, lambda handle: images[0].save(
+        handle,
         format="GIF",
         save_all=True,
         append_images=images[1:],
         duration=max(20, int(round(1000 / fps))),
         loop=0,
         optimize=False,
-    )
+    ))
     twin = mp4_twin(path)
     if twin is not None:
         _write_mp4(images, twin, fps)

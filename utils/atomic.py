@@ -2,14 +2,17 @@
 
 Each writer writes a temporary file in the destination folder, flushes and fsyncs it, then renames it
 over the final path with ``os.replace`` (atomic on POSIX) and fsyncs the folder so the rename lasts.
+Every output of the project goes through here: checkpoints, JSON, tables and reports, figures (PNG, PDF),
+GIFs and MP4s (:func:`atomic_output` for writers that need a path rather than a handle, such as ffmpeg).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,6 +53,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         raise
     _fsync_directory(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so a writer that reads the format from the name
+    still can) to write to; moved into place when the block ends without an error, removed otherwise.
+
+    Raises:
+        OSError: as :func:`atomic_write`; the final path is then untouched and no temporary file remains.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from utils.atomic import atomic_write
+
 DPI = 120
 CELL_GAP = 2  # pixels of white between cells
 GROUP_GAP = 6  # pixels of white between groups (sources and results, panels)
@@ -195,14 +197,19 @@ def pdf_twin(path: str | os.PathLike) -> Path | None:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = DPI, tight: bool = True) -> Path:
-    """Write ``figure`` to ``path``, and a PNG also to its :func:`pdf_twin`."""
+    """Write ``figure`` to ``path``, and a PNG also to its :func:`pdf_twin`, each atomically (a crash or a
+    full disk leaves the previous file, never half a figure).
+
+    Raises:
+        OSError: a file cannot be written (its ``filename`` names it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     options = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
-    figure.savefig(path, dpi=dpi, facecolor="white", **options)
-    twin = pdf_twin(path)
-    if twin is not None:
-        figure.savefig(twin, dpi=dpi, facecolor="white", **options)
+    for target in (path, pdf_twin(path)):
+        if target is not None:
+            file_format = target.suffix.lstrip(".").lower() or None
+            atomic_write(target, lambda handle, file_format=file_format: figure.savefig(
+                handle, format=file_format, dpi=dpi, facecolor="white", **options))
     return path
 
 

@@ -1,0 +1,142 @@
+"""The demo under bad options, stops, interrupts, damaged runs and full disks (issue 22): one line naming the
+problem and the fix, the documented exit status, problems found before any training, and a stopped demo
+continued by running the same command again."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import shutil
+
+import pytest
+
+import demo
+from models.checkpoint import BEST, LAST, load_checkpoint
+from training.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--steps-per-model", "2", "--train-size", "8", "--val-size", "4", "--test-size", "5", "--frames", "4",
+        "--image-size", "32", "--width", "4", "--batch-size", "4", "--lstm-hidden", "8", "--num-samples", "2",
+        "--no-judges", "--amp", "off", "--threads", "1", "--train-args",
+        "--model-option feature_dim=8 --latent-dim 4 --content-dim 4 --motion-dim 4"]
+
+
+def run_demo(tmp_path, *more) -> tuple[int, str, str]:
+    argv = TINY + ["--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results"), *more]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = demo.main([str(arg) for arg in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line(error: str) -> str:
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    return error.strip()
+
+
+@pytest.fixture(scope="module")
+def stopped_then_continued(tmp_path_factory):
+    """A demo stopped (SIGINT) after the first step of its first run, which leaves last.pt and no
+    best_model.pt; then the same command again, interrupted (Ctrl-C) when its evaluation starts."""
+    root = tmp_path_factory.mktemp("demo")
+    real_step = Trainer.train_step
+    with pytest.MonkeyPatch.context() as patch:
+        def stop_after_the_first_step(self, batch):
+            self.request_stop("SIGINT")  # what the signal handler does
+            return real_step(self, batch)
+
+        patch.setattr(Trainer, "train_step", stop_after_the_first_step)
+        first = run_demo(root)
+    first_last = load_checkpoint(root / "checkpoints" / "baseline_vae" / LAST)
+    with pytest.MonkeyPatch.context() as patch:
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        patch.setattr(demo, "evaluate", interrupted)
+        second = run_demo(root)
+    return root, first, first_last, second
+
+
+def test_a_stopped_demo_says_how_to_continue_and_the_same_command_continues_it(stopped_then_continued):
+    root, (code, _, error), first_last, (code_again, out_again, _) = stopped_then_continued
+    run = root / "checkpoints" / "baseline_vae"
+    assert code == 130
+    assert one_line(error).split(" ", 1)[1] == (f"SIGINT: saved {run / LAST} at epoch 0 + 1 batches, step 1; run "
+                                                "the same demo.py command again to continue")
+    assert first_last["step"] == 1
+    # The same command continues that run (it does not refuse it, nor start it over) and trains the others.
+    assert code_again == 130
+    assert f"continuing baseline_vae (baseline, seed 42) from {run / LAST} (epoch 0, step 1)" in out_again
+    for name in ("baseline_vae", "lstm_vae", "disentangled_vae"):
+        checkpoint = load_checkpoint(root / "checkpoints" / name / LAST)
+        assert checkpoint["step"] == 2 and checkpoint["epoch"] == 1
+        assert (root / "checkpoints" / name / BEST).is_file()
+
+
+def test_ctrl_c_during_the_demos_evaluation_is_one_line(stopped_then_continued):
+    root, _, _, (code, _, error) = stopped_then_continued
+    assert code == 130
+    assert one_line(error).startswith(f"demo.py: interrupted; the runs in {root / 'checkpoints'} keep their last "
+                                      "checkpoints and every file in")
+
+
+def copy_runs(stopped_then_continued, tmp_path):
+    shutil.copytree(stopped_then_continued[0] / "checkpoints", tmp_path / "checkpoints")
+    return tmp_path / "checkpoints"
+
+
+def test_a_truncated_last_beside_an_intact_best_is_one_line_before_any_work(stopped_then_continued, tmp_path):
+    last = copy_runs(stopped_then_continued, tmp_path) / "lstm_vae" / LAST
+    last.write_bytes(last.read_bytes()[:1000])
+    code, out, error = run_demo(tmp_path)
+    assert code == 2
+    line = one_line(error)
+    assert line.startswith(f"demo.py: error: cannot use the run in {last.parent}: ") and str(last) in line
+    assert "--retrain" in line and "training" not in out and not (tmp_path / "results").exists()
+
+
+def test_a_full_disk_during_the_demos_evaluation_is_one_line_and_exit_3(stopped_then_continued, tmp_path,
+                                                                       monkeypatch):
+    copy_runs(stopped_then_continued, tmp_path)
+    target = tmp_path / "results" / "eval" / "baseline_vae_samples.png"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(demo, "evaluate", full_disk)
+    code, out, error = run_demo(tmp_path)
+    assert code == 3 and out.count("reusing") == 3
+    assert one_line(error).startswith(f"demo.py: error: cannot write {target}: No space left on device; ")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--train-args", "--checkpoint-dir elsewhere"], "--train-args: --checkpoint-dir is an option of demo.py"),
+    (["--train-args", "--device cuda"], "--train-args: --device is an option of demo.py"),
+    (["--test-size", "3"], "--test-size must be at least 5"),
+    (["--out", "{tmp}/a_file"], "is a file, not a folder"),
+    (["--out", "{tmp}/a_file/below"], "is a file, not a folder"),
+    (["--checkpoint-dir", "/dev/null/x"], "--checkpoint-dir /dev/null/x: /dev/null is a file, not a folder"),
+])
+def test_options_that_would_break_the_run_are_refused_before_any_work(tmp_path, options, message):
+    (tmp_path / "a_file").write_text("keep me")
+    code, out, error = run_demo(tmp_path, *[option.replace("{tmp}", str(tmp_path)) for option in options])
+    assert code == 2 and message in one_line(error) and error.startswith("demo.py: error: ")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
+    assert not (tmp_path / "elsewhere").exists() and (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_the_readme_says_on_which_test_videos_each_seed_is_judged():
+    """Issue 22, item 9: each seed's runs are evaluated on their own seed's test videos (not "the same 500
+    test videos" for every seed), and the README says so."""
+    from pathlib import Path
+
+    args = demo.build_parser().parse_args(TINY)
+    assert demo.eval_config(args).seed is None  # evaluate() then takes the checkpoint's own data seed
+    seeds = {seed: demo.requested_configs(args, "baseline", seed, "run", amp=False)[2].seed for seed in (42, 43)}
+    assert seeds == {42: 42, 43: 43}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "then judged on the same 500 test videos" not in readme
+    assert "each seed's runs on that seed's own 500 test videos (the test set of the run's data seed)" in readme
