@@ -31,27 +31,29 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from data import DataConfig, MovingMNISTConfig, default_digit_size
+from data import DataConfig, MovingMNISTConfig
 from evaluation import report as reports
 from evaluation.comparison_report import comparison_figures, write_report
 from evaluation.judges import get_judges
 from evaluation.metric_names import TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
 from evaluation.report_writer import markdown_table
-from evaluation.runs import config_differences
+from evaluation.runs import config_differences, test_loader
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from training.config import ConfigError, TrainConfig, apply_options, model_fields
+from training.config import ConfigError, TrainConfig, model_fields
+from training.options import make_configs
 from training.run import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
 from training.run_folder import ResumePoint, resume_point
 from training.train import given_options
 from training.trainer import NonFiniteLossError
-from utils.cli import device_name, non_negative_int, number, positive_int
+from utils.cli import device_name, given_values, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
 
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also stop each model after M minutes of training (then machines differ in "
                         "steps); 0 means no wall-clock budget (default: %(default)s)")
     budget.add_argument("--epochs", type=positive_int, default=100, metavar="N",
-                        help="epochs per model when --steps-per-model is 0 (default: 100)")
+                        help="epochs per model when --steps-per-model is 0; with a step budget it has no "
+                        "effect (a note says so) (default: 100)")
     budget.add_argument("--seeds", type=positive_int, default=1, metavar="N",
                         help="train and evaluate every model with N seeds (42, 43, ...) and report mean ± std "
                         "(default: 1)")
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frames per video (default: %(default)s; the design document uses 20)")
     shape.add_argument("--image-size", type=positive_int, default=64, metavar="N",
                        help="frame side (default: %(default)s)")
+    shape.add_argument("--digits", type=positive_int, default=2, metavar="N",
+                       help="digits per video; the Disentangled VAE gets one slot per digit (default: %(default)s)")
     shape.add_argument("--width", type=positive_int, default=16, metavar="N",
                        help="base channels of every model's conv encoder/decoder (default: %(default)s; the "
                        "models' own default is 32)")
@@ -99,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="videos per step (default: %(default)s)")
     shape.add_argument("--lstm-hidden", type=positive_int, default=128, metavar="N",
                        help="hidden size of every LSTM (posterior and prior) of the LSTM-VAE and the Disentangled "
-                       "VAE (default: %(default)s: at width 16 this keeps the three parameter counts within 10%% "
-                       "of each other, as the models' defaults do at width 32 and 256)")
+                       "VAE (default: %(default)s; the report's cost table gives each model's parameter count)")
     shape.add_argument("--lr", type=number(0.0, inclusive=False), default=1e-3, metavar="FLOAT",
                        help="Adam learning rate (default: %(default)s: higher than training's 1e-4 default, "
                        "for a short budget)")
@@ -114,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bf16 autocast: auto uses it where the device computes bf16 natively "
                        "(default: %(default)s)")
     shape.add_argument("--train-args", default="", metavar="'ARGS'",
-                       help="further options for python -m training.train, e.g. \"--grad-clip 1\"")
+                       help="further options for python -m training.train, e.g. \"--grad-clip 1\"; they replace "
+                       "the demo's own (a note names each one that changes the step budget), and the judges "
+                       "are trained for the data they give")
     where = parser.add_argument_group("where")
     where.add_argument("--device", type=device_name, default="auto",
                        help="auto picks CUDA, then MPS, then the CPU (default: auto)")
@@ -150,8 +156,12 @@ def run_names(seeds: int) -> list[tuple[str, int, str]]:
     return runs
 
 
-def steps_per_epoch(args: argparse.Namespace) -> int:
-    """Optimizer steps in one epoch of one process (the training loader drops a last partial batch)."""
+def steps_per_epoch(args: argparse.Namespace, train_config: TrainConfig | None = None,
+                    data_config: DataConfig | None = None) -> int:
+    """Optimizer steps in one epoch of one process (the training loader drops a last partial batch); of the
+    given configs (the demo's options with ``--train-args`` applied) when given, else of the demo's options."""
+    if train_config is not None and data_config is not None:
+        return max(1, data_config.train_size // train_config.batch_size)
     return max(1, args.train_size // args.batch_size)
 
 
@@ -163,12 +173,17 @@ def epochs_per_model(args: argparse.Namespace) -> int:
 def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str, amp: bool) -> tuple:
     """The configs of the run this demo would train: ``(model config, train config, data config, notes)``.
 
+    ``--train-args`` options replace the demo's own (:func:`training.options.make_configs`, which also
+    links the model to the data: ``--digits 3`` gives a 3-slot Disentangled VAE). A step budget stays a
+    step budget: when ``--train-args`` changes the steps of an epoch (``--batch-size``, ``--train-size``),
+    the epochs are recomputed and a note says so; an ``--epochs`` there replaces the budget, also noted.
+
     Raises:
         ConfigError, ValueError: an invalid value; SystemExit: a ``--train-args`` option that does not parse.
     """
     fields = model_fields(model)
-    wanted = {"width": args.width, "beta": args.beta, "image_size": args.image_size,
-              "lstm_hidden": args.lstm_hidden, "prior_hidden": args.lstm_hidden}
+    wanted = {"width": args.width, "beta": args.beta, "lstm_hidden": args.lstm_hidden,
+              "prior_hidden": args.lstm_hidden}
     model_config = MODELS[model].config_class(**{key: value for key, value in wanted.items() if key in fields})
     train_config = TrainConfig(
         experiment_name=name, model=model, epochs=epochs_per_model(args), batch_size=args.batch_size, lr=args.lr,
@@ -176,9 +191,24 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
         device=args.device, seed=seed, checkpoint_dir=args.checkpoint_dir,
     )
     data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
-                             video=video_config(args), seed=seed)
+                             video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
+                                                     num_frames=args.frames), seed=seed)
     options = given_options(shlex.split(args.train_args)) if args.train_args else {}
-    return apply_options(model, model_config, train_config, data_config, options)
+    model_config, train_config, data_config, notes = make_configs(
+        model, name, options, (model_config, train_config, data_config))
+    if args.steps_per_model:
+        if "epochs" in options:
+            notes.append(f"--train-args --epochs {options['epochs']} replaces --steps-per-model "
+                         f"{args.steps_per_model}: {options['epochs']} epochs are trained")
+        elif steps_per_epoch(args, train_config, data_config) != steps_per_epoch(args):
+            per_epoch = steps_per_epoch(args, train_config, data_config)
+            changed = " and ".join(f"--{dest.replace('_', '-')} {options[dest]}" for dest in ("batch_size", "train_size")
+                                   if dest in options)
+            notes.append(f"--train-args {changed} makes an epoch {per_epoch} steps instead of "
+                         f"{steps_per_epoch(args)}: --steps-per-model {args.steps_per_model} is "
+                         f"{args.steps_per_model // per_epoch} epochs")
+            train_config = replace(train_config, epochs=max(1, args.steps_per_model // per_epoch))
+    return model_config, train_config, data_config, notes
 
 
 def eval_config(args: argparse.Namespace) -> EvalConfig:
@@ -224,19 +254,55 @@ def check_training_options(args: argparse.Namespace) -> str | None:
         if dest in options:
             return (f"--train-args: {option} is an option of demo.py itself (it applies to every run and to the "
                     f"evaluation); pass it to demo.py, not in --train-args")
-    per_epoch = steps_per_epoch(args)
-    if args.steps_per_model % per_epoch:
-        return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an epoch "
-                f"(--train-size {args.train_size} / --batch-size {args.batch_size}); try "
-                f"{max(1, round(args.steps_per_model / per_epoch)) * per_epoch}")
     for model in MODELS:
         try:
-            requested_configs(args, model, 42, RUN_NAMES[model], amp=False)
+            _, train_config, data_config, _ = requested_configs(args, model, 42, RUN_NAMES[model], amp=False)
         except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
             return "the options above are not valid training options"
         except (ConfigError, ValueError) as error:
             return str(error)
+        per_epoch = steps_per_epoch(args, train_config, data_config)
+        if args.steps_per_model % per_epoch and "epochs" not in _train_args(args):
+            return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an "
+                    f"epoch (--train-size {data_config.train_size} / --batch-size {train_config.batch_size}); try "
+                    f"{max(1, round(args.steps_per_model / per_epoch)) * per_epoch}")
     return None
+
+
+def _train_args(args: argparse.Namespace) -> dict:
+    return given_options(shlex.split(args.train_args)) if args.train_args else {}
+
+
+def option_notes(args: argparse.Namespace, argv: list[str], runs: list[tuple[str, int, str]]) -> list[str]:
+    """One line per option that has no effect or changes another (each said once)."""
+    notes = []
+    if args.steps_per_model and "epochs" in given_values(build_parser(), argv):
+        notes.append(f"--epochs {args.epochs} has no effect: --steps-per-model {args.steps_per_model} sets the "
+                     f"budget ({epochs_per_model(args)} epochs); pass --steps-per-model 0 to train --epochs epochs")
+    for model, seed, name in runs:
+        for note in requested_configs(args, model, seed, name, amp=False)[3]:
+            note = f"{model}: {note}"
+            if note not in notes:
+                notes.append(note)
+    return notes
+
+
+def judge_data_configs(args: argparse.Namespace, runs: list[tuple[str, int, str]]) -> list[DataConfig]:
+    """The data configs the evaluations will judge, one per set of judges (the demo's options with
+    ``--train-args`` applied: the judges are trained for exactly what each run is evaluated on)."""
+    configs: dict[str, DataConfig] = {}
+    for model, seed, name in runs:
+        data_config = requested_configs(args, model, seed, name, amp=False)[2]
+        key = repr((data_config.video, data_config.mnist_root))
+        configs.setdefault(key, replace(data_config, test_size=args.test_size))
+    return list(configs.values())
+
+
+def get_run_judges(data_config: DataConfig, device: torch.device, progress: bool = False):
+    """The judges an evaluation of a run on ``data_config`` uses (the same call as
+    :func:`evaluation.pipeline.evaluate`: the test set's video config and digit set)."""
+    dataset = test_loader(data_config, batch_size=1).dataset
+    return get_judges(dataset.config, device, digits=dataset.digits, progress=progress)
 
 
 def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]], amp: bool
@@ -291,16 +357,11 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
                    "pass --retrain to train them again, or another --checkpoint-dir to keep them")
 
 
-def video_config(args: argparse.Namespace):
-    """How the demo's videos look (the judges are trained, and cached, per such config)."""
-    return MovingMNISTConfig(image_size=args.image_size, digit_size=default_digit_size(args.image_size),
-                             num_frames=args.frames)
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return run_demo(args)
+        return run_demo(args, argv)
     except KeyboardInterrupt:  # Ctrl-C outside training (which stops itself after its step): judges, evaluation
         print(f"{PROG}: interrupted; the runs in {args.checkpoint_dir} keep their last checkpoints and every file "
               f"in {args.out} is whole; run the same command again to continue", file=sys.stderr)
@@ -312,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_WRITE
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """The demo for parsed options; returns the exit status (see the module docstring)."""
+def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """The demo for parsed options (``argv``: the command line they came from, for the notes on options that
+    have no effect); returns the exit status (see the module docstring)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -334,12 +396,16 @@ def run_demo(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     runs = run_names(args.seeds)
     log(f"{len(runs)} runs on {device}: {', '.join(name for _, _, name in runs)}; report in {out}/report.md")
+    for note in option_notes(args, argv or [], runs):
+        log(f"note: {note}")
 
-    judge_accuracy: dict = {}
     if not args.no_judges:
         started = time.monotonic()
-        log("judges: loading from the cache, or training them once for this data configuration (about 2-3 min)")
-        judge_accuracy = dict(get_judges(video_config(args), device, progress=sys.stderr.isatty()).accuracy)
+        for data_config in judge_data_configs(args, runs):
+            video = data_config.video
+            log(f"judges for {video.num_digits} digits, {video.num_frames} frames of {video.image_size}x"
+                f"{video.image_size}: loading from the cache, or training them once (about 2-3 min)")
+            get_run_judges(data_config, device, progress=sys.stderr.isatty())
         timings["judges"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -403,6 +469,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     documents = reports.load_results([eval_dir / f"{name}_metrics.json" for name in checkpoints])
+    # The accuracy of the judges the evaluations used (the same for every run of one data config).
+    judge_accuracy = next((document["metadata"].get("judges") for document in documents
+                           if document["metadata"].get("judges")), {})
     reports.write_summary(documents, out / "tables")
     first_seed = {reports.display_name(model): name for model, seed, name in runs if seed == 42}
     bce = all(document["metadata"].get("model_config", {}).get("recon_loss", "bce") == "bce" for document in documents)

@@ -35,7 +35,6 @@ import torch  # noqa: E402
 import demo  # noqa: E402
 from benchmarks.common import checked_device, format_table  # noqa: E402
 from evaluation.disentanglement import compute_all_disentanglement_metrics  # noqa: E402
-from evaluation.judges import get_judges  # noqa: E402
 from evaluation.report import display_name, training_record  # noqa: E402
 from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
@@ -98,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.every % per_epoch or args.steps % args.every:
         parser.error(f"--every must be a multiple of the {per_epoch} steps of an epoch and divide --steps")
     amp = bf16_supported(device)
-    judges = get_judges(demo.video_config(demo_args), device, progress=False)
+    judge_configs = demo.judge_data_configs(demo_args, [(model, 42, demo.RUN_NAMES[model]) for model in args.models])
+    judges = demo.get_run_judges(judge_configs[0], device)  # the models share the demo's data
     rows: list[dict] = []
     for model in args.models:
         name = demo.RUN_NAMES[model]

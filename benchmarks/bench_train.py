@@ -41,9 +41,10 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     """Child process: build one model at its defaults and time its training step."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from data import MovingMNIST, MovingMNISTConfig, default_digit_size
+    from data import DataConfig, MovingMNIST, MovingMNISTConfig
     from models import build_model
     from training.config import TrainConfig
+    from training.linking import link_configs
     from training.optimizer import make_optimizer
     from training.trainer import Trainer
 
@@ -51,12 +52,12 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    video_config = MovingMNISTConfig(image_size=args.image_size, digit_size=default_digit_size(args.image_size),
-                                     num_frames=args.frames)
+    video_config = MovingMNISTConfig(image_size=args.image_size, num_frames=args.frames)
     dataset = MovingMNIST("train", args.batch_size * 100, video_config, seed=0)
     batch = dataset.generate(range(args.batch_size))
     overrides = {"width": args.width} if args.width else {}
-    model = build_model(name, image_size=args.image_size, **overrides).to(device)
+    model_config, _ = link_configs(name, overrides, DataConfig(video=video_config), given=overrides)
+    model = build_model(name, model_config).to(device)
     config = TrainConfig(experiment_name="bench", model=name, batch_size=args.batch_size, amp=args.amp,
                          device=str(device))
     trainer = Trainer(model, make_optimizer(model, config), [batch], [], config, device)

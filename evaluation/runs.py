@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from data import DataConfig, data_loaders
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model
+from training.linking import data_mismatches
 
 # Fields that size the splits but do not change which videos a split holds (video i is fixed by the seed).
 _SIZE_FIELDS = ("train_size", "val_size", "test_size", "fresh_train")
@@ -33,13 +34,16 @@ def checkpoint_data_config(
     Raises:
         CheckpointError: the stored config is not a dict, disagrees with the model, or is invalid.
     """
-    if model is not None and model.config.channels != 1:
-        raise CheckpointError(f"Moving MNIST is grayscale but the model takes {model.config.channels} channels")
     image_size = model.config.image_size if model is not None else None
     try:
-        return DataConfig.from_checkpoint(checkpoint, image_size=image_size, **overrides)
+        data_config = DataConfig.from_checkpoint(checkpoint, image_size=image_size, **overrides)
     except (TypeError, ValueError) as error:
         raise CheckpointError(str(error)) from error
+    if model is not None:  # what the model cannot run without; a slot count that differs still evaluates
+        mismatches = data_mismatches(model.name, model.config, data_config, fields=("image_size", "channels"))
+        if mismatches:
+            raise CheckpointError(f"the checkpoint's model does not fit its data: {'; '.join(mismatches)}")
+    return data_config
 
 
 def test_loader(data_config: DataConfig, batch_size: int = 32, num_workers: int = 0) -> DataLoader:

@@ -49,7 +49,11 @@ from models.priors import RecurrentGaussianPrior
 from models.slots import glimpses, place_sprites, track_objects
 
 ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
-OBJECT_ARCHITECTURES = ("slots", "keypoints")  # one sprite per object, placed by a position per frame
+# Architectures built on objects (one sprite per object, placed by a position per frame): ``slots`` is their
+# number of objects, which training links to the data's number of digits (:func:`training.linking.link_configs`).
+OBJECT_ARCHITECTURES = ("slots", "keypoints")
+OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
+CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
         motion_dim: Size Dm of each frame's motion code.
         lstm_hidden: Hidden size of each direction of the motion LSTM.
         prior_hidden: Hidden size of the motion prior LSTM.
-        slots: Objects K tracked by ``"slots"`` (the number of digits of the data).
+        slots: Objects K tracked by ``"slots"``; training sets it to the data's number of digits.
         glimpse_size: Side in pixels of the window around each object (``"slots"``); a multiple of 16.
         content_pooling: ``"flatten"`` (default) or ``"global"`` (translation-invariant content features;
             ``"pooled"`` and ``"average"``).

