@@ -112,10 +112,12 @@ def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
     """``log w_k + log N(x_n | mu_k, Sigma_k)``, ``(N, K)``."""
     centred = points[:, None, :] - mixture.means[None]  # (N, K, D)
     if mixture.covariance == "full":
-        # Solve L_k y = (x - mu_k) for every component: |y|^2 is the Mahalanobis distance.
-        solved = torch.linalg.solve_triangular(
-            mixture.scales[None].expand(points.shape[0], -1, -1, -1), centred[..., None], upper=False
-        )[..., 0]  # (N, K, D)
+        # Solve L_k y = (x - mu_k) per component (one (D, N) right-hand side each): |y|^2 is the
+        # Mahalanobis distance.
+        solved = torch.stack([
+            torch.linalg.solve_triangular(scale, centred[:, k].T, upper=False).T
+            for k, scale in enumerate(mixture.scales)
+        ], dim=1)  # (N, K, D)
         log_det = 2 * torch.log(torch.diagonal(mixture.scales, dim1=-2, dim2=-1)).sum(-1)  # (K,)
     else:
         solved = centred / mixture.scales[None]
