@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"Files written to SAVE_DIR (NAME = the checkpoint's experiment name):\n{outputs}\n"
             "Each .png also as .pdf; each .gif also as .mp4 where imageio-ffmpeg is installed.\n"
-            "The JSON has the sections reconstruction, cost, disentanglement, metadata and, with\n"
+            "The JSON has the sections reconstruction, cost, disentanglement, generation (with the\n"
+            "prior the samples were drawn from), metadata and, with\n"
             "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
             "--device auto --num_samples 5 --save_dir ./eval_results\n\n"

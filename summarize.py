@@ -9,7 +9,8 @@ Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders 
 * ``comparison_results.json``: ``{"Baseline VAE": {"mse": ..., "psnr": ..., "ssim": ..., ...}, ...}``;
 * ``disentanglement_metrics.json``: the Disentangled VAE's metrics at the top level (the keys the design
   document's summary script reads) and every model's under ``by_model``;
-* ``table_reconstruction``, ``table_disentanglement``, ``table_swaps``, ``table_cost`` as ``.md`` and ``.tex``.
+* ``table_reconstruction``, ``table_disentanglement``, ``table_swaps``, ``table_generation`` (the generation
+  metrics of :mod:`evaluation.generation`), ``table_cost`` as ``.md`` and ``.tex``.
 
 Several runs of one model with the same settings (seeds) are reported as mean ± sample standard
 deviation. A run is its checkpoint: repeat evaluations of one checkpoint (a copied file, another test-set

@@ -108,6 +108,7 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         "reconstruction": "Reconstruction quality (test videos)",
         "disentanglement": "Disentanglement of the content and motion codes",
         "swaps": "Swaps, resampling and samples, read by the judges",
+        "generation": "Generation: samples and conditional resampling against real videos (judge features)",
         "cost": "Cost",
     }
     for name, rows in TABLES.items():
@@ -119,6 +120,14 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
                 f"test videos: digit accuracy {judge_accuracy.get('content_digit_accuracy', float('nan')):.3f}, "
                 f"mean path error {judge_accuracy.get('motion_trajectory_error_px', float('nan')):.2f} px. "
                 "A judged number can be no better than that reading of real videos."
+            )
+        if name == "generation":
+            priors = sorted({str(document.get("generation", {}).get("prior", {}).get("content", "n/a"))
+                             for documents in grouped.values() for document in documents})
+            report.paragraph(
+                "Features: the judges' (FVD's I3D weights cannot be downloaded here). 'Real vs real' compares "
+                "two halves of the test videos: a floor for the distances, a ceiling for the scores. Content "
+                f"prior of the samples: {'; '.join(priors)}. Formulas: `evaluation/generation.py`."
             )
     report.paragraph(
         "Definitions: every metric, with its formula, is documented in `evaluation/metrics.py` (reconstruction) "
@@ -141,13 +150,15 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         name = documents[0].get("experiment_name")
         report.heading(f"{model_name} ({name})", level=3)
         evaluation_dir = out / "eval"
-        for suffix, caption in (("samples", "samples from the prior"), ("content_swap", "swap matrix"),
+        for suffix, caption in (("samples_vs_real", "real test videos above samples from the prior"),
+                                ("factor_grid", "rows share content, columns share motion (both from the prior)"),
+                                ("content_swap", "swap matrix"),
                                 ("interpolation", "content and motion interpolation")):
             path = evaluation_dir / f"{name}_{suffix}.png"
             if path.exists():
                 report.image(path, f"{model_name}: {caption}")
         report.links([(f"{suffix}.gif", evaluation_dir / f"{name}_{suffix}.gif")
-                      for suffix in ("reconstructions", "samples", "swaps")
+                      for suffix in ("reconstructions", "samples", "factor_grid", "swaps")
                       if (evaluation_dir / f"{name}_{suffix}.gif").exists()])
     report.heading("Files")
     report.bullets([

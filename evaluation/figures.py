@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from data import video_of
+from evaluation.generation_figures import save_factor_grid, save_samples_vs_real
 from evaluation.latent_figures import save_interpolation_grid, save_swap_matrix
 from evaluation.swap_protocol import example_pairs
 from utils.animation import mp4_twin, save_video_gif
@@ -124,6 +125,18 @@ def make_figures(
         )
     )
     written.append(save_video_gif(sample_rows, out / f"{name}_samples.gif", fps=fps))
+    prior = "the fitted prior" if getattr(model, "fitted_prior", None) is not None else "the prior"
+    written.append(save_samples_vs_real(
+        videos[:num_samples], samples, out / f"{name}_samples_vs_real.png",
+        title=f"{name}: real test videos above samples from {prior} (seed {seed})",
+    ))
+    log("figures: fix one factor, resample the other (rows share content, columns share motion)")
+    written.append(save_factor_grid(
+        model, out / f"{name}_factor_grid.png", num_frames=num_frames, generator=generator, fps=fps,
+        title=f"{name}: rows share content, columns share motion (both from {prior})",
+        gif_path=out / f"{name}_factor_grid.gif",
+    ))
+    written.append(out / f"{name}_factor_grid.gif")
 
     log("figures: content and motion interpolation between test videos 0 and 1")
     video_b = videos[1] if videos.shape[0] > 1 else videos[0]

@@ -126,6 +126,19 @@ def _conv(inputs: int, outputs: int, stride: int = 1, dilation: int = 1) -> nn.S
     )
 
 
+def overlap_weights(trajectory: Tensor, digit_size: int) -> Tensor:
+    """Per frame, how much a tracked digit's reading counts: ``clamp(distance / s, 0.05, 1)^2`` for the
+    distance to the nearest other digit and digit size ``s``, normalised over frames; ``(B, T, D)``."""
+    batch, frames, num_digits, _ = trajectory.shape
+    if num_digits > 1:
+        gaps = (trajectory[:, :, :, None] - trajectory[:, :, None]).norm(dim=-1)  # (B, T, D, D)
+        gaps = gaps + torch.eye(num_digits, device=gaps.device) * 1e6
+        weights = (gaps.amin(dim=-1) / digit_size).clamp(0.05, 1.0) ** 2  # (B, T, D)
+    else:
+        weights = trajectory.new_ones(batch, frames, num_digits)
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
 class CentreDetector(nn.Module):
     """Frames ``(N, 1, H, W)`` -> logits ``(N, 1, H/2, W/2)`` of a heatmap of digit-box centres.
 
@@ -167,6 +180,11 @@ class DigitClassifier(nn.Module):
 
     def forward(self, crops: Tensor) -> Tensor:
         return self.head(self.features(crops))
+
+    def embed(self, crops: Tensor) -> Tensor:
+        """The hidden layer before the class logits, ``(N, 128)``: the judge's features of a digit (the role
+        Inception's pool features play in FID). ``head[3:]`` of it gives the logits (in eval mode)."""
+        return self.head[:3](self.features(crops))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -265,14 +283,39 @@ class Judges(nn.Module):
         log_probs = torch.cat([F.log_softmax(self.classifier(chunk), dim=1) for chunk in flat.split(2048)])
         self.train(was_training)
         log_probs = log_probs.view(batch, frames, num_digits, NUM_CLASSES)
-        if num_digits > 1:
-            gaps = (trajectory[:, :, :, None] - trajectory[:, :, None]).norm(dim=-1)  # (B, T, D, D)
-            gaps = gaps + torch.eye(num_digits, device=gaps.device) * 1e6
-            weights = (gaps.amin(dim=-1) / cfg.digit_size).clamp(0.05, 1.0) ** 2  # (B, T, D)
-        else:
-            weights = log_probs.new_ones(batch, frames, num_digits)
-        weights = weights / weights.sum(dim=1, keepdim=True)
+        weights = overlap_weights(trajectory, cfg.digit_size)
         return (log_probs * weights[..., None]).sum(dim=1)
+
+    @torch.no_grad()
+    def describe(self, video: Tensor) -> dict[str, Tensor]:
+        """Everything the generation metrics (:mod:`evaluation.generation`) read, with one detector pass.
+
+        Returns:
+            ``trajectory (B, T, D, 2)``; ``log_probs (B, D, 10)`` pooled over frames as
+            :meth:`read_content_log_probs`; ``frame_labels (B, T, D)``: each frame's own reading, sorted;
+            ``embedding (B, 128)``: the classifier's hidden features of each tracked digit, pooled over
+            frames with the same weights, then averaged over the digits (order-free).
+        """
+        video = self._prepare(video, 1)
+        cfg = self.video_config
+        trajectory = self.read_motion(video)
+        batch, frames, num_digits, _ = trajectory.shape
+        crops = extract_crops(video.flatten(0, 1), trajectory.flatten(0, 1), cfg.digit_size)  # (B*T, D, s, s)
+        was_training = self.training
+        self.eval()
+        flat = crops.flatten(0, 1)[:, None]
+        embedding = torch.cat([self.classifier.embed(chunk) for chunk in flat.split(2048)])  # (B*T*D, E)
+        log_probs = F.log_softmax(self.classifier.head[3:](embedding), dim=1)
+        self.train(was_training)
+        log_probs = log_probs.view(batch, frames, num_digits, NUM_CLASSES)
+        embedding = embedding.view(batch, frames, num_digits, -1)
+        weights = overlap_weights(trajectory, cfg.digit_size)[..., None]  # (B, T, D, 1)
+        return {
+            "trajectory": trajectory,
+            "log_probs": (log_probs * weights).sum(dim=1),
+            "frame_labels": log_probs.argmax(dim=-1).sort(dim=-1).values,
+            "embedding": (embedding * weights).sum(dim=1).mean(dim=1),
+        }
 
     @torch.no_grad()
     def read_content(self, video: Tensor) -> Tensor:

@@ -20,8 +20,8 @@ class Metric:
     """One metric: where its value lives in a metrics document, its label, format and direction.
 
     Attributes:
-        section: The document's section (``"reconstruction"``, ``"disentanglement"``, ``"cost"`` or
-            ``"training"``).
+        section: The document's section (``"reconstruction"``, ``"disentanglement"``, ``"generation"``,
+            ``"cost"`` or ``"training"``).
         key: Its JSON key within the section.
         label: How tables name it.
         fmt: Python format spec of its values in tables.
@@ -109,6 +109,28 @@ LOCALISATION = _section(
     ("localisation_p90_error_px", "Slot positions: 90th percentile error (px)", ".2f", "lower"),
     ("localisation_slot_consistency", "Slot positions: a slot keeps its digit (share of videos)", ".3f", "higher"),
 )
+# evaluation.generation: judge-feature distances of generated videos to real ones, per mode; "real_" is the
+# real-vs-real reference (a floor for distances, a ceiling for scores).
+_MODES = (("prior", "Samples"), ("new_motion", "New motion for A's content"),
+          ("new_content", "New content for A's motion"), ("real", "Real vs real (reference)"))
+GENERATION = _section(
+    "generation",
+    *[row for mode, name in _MODES for row in (
+        (f"{mode}_frechet_distance", f"{name}: Fréchet judge distance", ".3f", "" if mode == "real" else "lower"),
+        (f"{mode}_precision", f"{name}: precision (k=3)", ".3f", "" if mode == "real" else "higher"),
+        (f"{mode}_recall", f"{name}: recall (k=3)", ".3f", "" if mode == "real" else "higher"),
+        (f"{mode}_inception_score", f"{name}: Inception Score (judge)", ".2f", "" if mode == "real" else "higher"),
+        (f"{mode}_entropy_conditional", f"{name}: H(y|x) (nats)", ".3f", "" if mode == "real" else "lower"),
+        (f"{mode}_identity_consistency", f"{name}: identity consistency over frames", ".3f",
+         "" if mode == "real" else "higher"),
+        (f"{mode}_speed_w1_px", f"{name}: W1 of per-frame speeds (px)", ".3f", "" if mode == "real" else "lower"),
+        (f"{mode}_bounce_rate", f"{name}: bounce rate", ".4f", ""),
+    )],
+    ("prior_entropy_marginal", "Samples: H(y) (nats)", ".3f", "higher"),
+    ("real_entropy_marginal", "Real vs real (reference): H(y) (nats)", ".3f", ""),
+    ("prior_mean_speed_px", "Samples: mean speed (px/frame)", ".2f", ""),
+    ("real_mean_speed_px", "Real vs real (reference): mean speed (px/frame)", ".2f", ""),
+)
 COST = _section(
     "cost",
     ("trainable_parameters", "Trainable parameters", ",.0f", ""),
@@ -121,7 +143,10 @@ TRAINING = _section(
     ("steps", "Training steps", ",.0f", ""),
     ("minutes", "Training time (min)", ".1f", ""),
 )
-METRICS: dict[str, Metric] = {metric.key: metric for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + LOCALISATION + COST + TRAINING}
+METRICS: dict[str, Metric] = {
+    metric.key: metric
+    for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + LOCALISATION + GENERATION + COST + TRAINING
+}
 
 
 def metric_value(values: Mapping[str, Any], key: str) -> float:
@@ -151,6 +176,7 @@ JUDGED_KEYS = keys(JUDGED)
 LOCALISATION_KEYS = keys(LOCALISATION)
 DISENTANGLEMENT_OUTPUT_KEYS = CODE_KEYS + FIDELITY_KEYS + JUDGED_KEYS + LOCALISATION_KEYS + (
     "num_videos", "num_frames", "notes")
+GENERATION_KEYS = keys(GENERATION)  # evaluate.py's "generation" section adds prior, num_videos and notes
 
 # The report's tables (table_NAME.md / .tex), row by row.
 TABLES: dict[str, tuple[Metric, ...]] = {
@@ -171,6 +197,13 @@ TABLES: dict[str, tuple[Metric, ...]] = {
         "sample_inception_score", "sample_entropy_conditional", "sample_entropy_marginal",
         "judge_content_digit_accuracy", "judge_motion_trajectory_error_px", "localisation_median_error_px",
         "localisation_p90_error_px", "localisation_slot_consistency",
+    ),
+    # Each quantity with its real-vs-real reference first, then the three modes.
+    "generation": tuple(
+        METRICS[f"{mode}_{quantity}"]
+        for quantity in ("frechet_distance", "precision", "recall", "inception_score", "entropy_conditional",
+                         "entropy_marginal", "identity_consistency", "speed_w1_px", "mean_speed_px", "bounce_rate")
+        for mode in ("real", "prior", "new_motion", "new_content") if f"{mode}_{quantity}" in METRICS
     ),
     "cost": rows("trainable_parameters", "forward_time_ms", "generation_time_ms", "epochs", "steps", "minutes"),
 }

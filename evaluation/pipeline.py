@@ -34,6 +34,7 @@ import torch
 from data import DataConfig, get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.figures import make_figures
+from evaluation.generation import compute_generation_metrics
 from evaluation.judges import get_judges
 from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.metrics import compare_models, reconstruction_metrics
@@ -47,7 +48,7 @@ STANDARD_IMAGE_SIZE = 64  # mnist_test_seq.npy has 64x64 frames
 MIN_TEST_VIDEOS = 5  # the disentanglement probes hold some videos out
 
 OUTPUTS = (
-    ("metrics.json", "reconstruction metrics, cost, disentanglement metrics and metadata"),
+    ("metrics.json", "reconstruction metrics, cost, disentanglement and generation metrics, metadata"),
     ("reconstructions.png", "test videos (truth) above their reconstructions, one frame per column"),
     ("samples.png", "random videos from the prior (seeded)"),
     ("interpolation.png", "latent interpolation between two test videos: content, then motion"),
@@ -56,6 +57,9 @@ OUTPUTS = (
     ("motion_swap.png", "swaps frame by frame, both directions, for pairs of test videos"),
     ("reconstructions.gif", "animated truth (top row) and reconstructions (bottom row)"),
     ("samples.gif", "animated samples"),
+    ("samples_vs_real.png", "samples from the prior beside real test videos"),
+    ("factor_grid.png", "fix one factor, resample the other: rows share content, columns share motion"),
+    ("factor_grid.gif", "the factor grid, animated"),
     ("swaps.gif", "the animated swap matrix"),
 )
 
@@ -297,7 +301,14 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
             model, setup.test_loader, device, max_samples=config.max_samples, judges=judges
         ),
     )
-    metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement}
+    generation = _timed(
+        "generation metrics (prior samples and both conditional modes against real test videos)",
+        lambda: compute_generation_metrics(model, setup.test_loader, judges, device, max_videos=config.max_samples,
+                                           seed=setup.data_config.seed),
+    )
+    log(f"  prior: {generation['prior']}")
+    metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement,
+               "generation": generation}
 
     if config.standard_test_file is not None:
         if setup.standard_loader is None:
@@ -350,6 +361,8 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
         "versions": versions,
         "checkpoint_versions": checkpoint.get("versions"),
         "judges": setup.judge_accuracy,
+        # which prior model.sample drew from: N(0, I) or the checkpoint's ex-post fitted prior
+        "prior": setup.model.prior_description(),
         # commit (and dirty tree), the process's exact command line, package versions, CPU and GPU
         "provenance": provenance(),
     }

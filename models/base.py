@@ -35,6 +35,7 @@ from models.config import (
     make_config,
 )
 from models.distributions import DiagonalGaussian, VAEOutput
+from models.fitted_prior import FittedPrior
 
 FACTORS = ("content", "motion")
 
@@ -68,10 +69,35 @@ class VideoVAE(nn.Module):
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""  # how reports and tables name the model, e.g. "Baseline VAE"
     config_class: ClassVar[type] = VideoVAEConfig
+    # Whether the model has a learned motion prior (an ex-post fitted prior keeps it; models.fitted_prior).
+    has_motion_prior: ClassVar[bool] = True
+    motion_prior_name: ClassVar[str] = "learned recurrent prior p(m_t | m_<t)"
 
     def __init__(self, **config_fields: Any) -> None:
         super().__init__()
         self._config = make_config(self.config_class, config_fields)
+        # Not a submodule: the weights (state_dict) stay the same with or without it.
+        self.fitted_prior: FittedPrior | None = None
+
+    def set_fitted_prior(self, prior: FittedPrior | None) -> None:
+        """Sample from an ex-post fitted prior (:mod:`models.fitted_prior`) from now on; None restores the
+        model's original prior. Raises ``ValueError`` for a prior of other code sizes."""
+        if prior is not None:
+            if prior.content.dim != self.content_dim:
+                raise ValueError(f"the fitted prior's content size {prior.content.dim} does not match the "
+                                 f"model's content_dim {self.content_dim}")
+            if prior.motion is not None and prior.motion.dim != self.motion_dim:
+                raise ValueError(f"the fitted prior's motion size {prior.motion.dim} does not match the "
+                                 f"model's motion_dim {self.motion_dim}")
+        self.fitted_prior = prior
+
+    def prior_description(self) -> dict[str, Any]:
+        """Which prior ``sample`` draws from: ``{"fitted": bool, "content": words, "motion": words}``."""
+        own_motion = self.motion_prior_name
+        if self.fitted_prior is None:
+            return {"fitted": False, "content": "N(0, I)", "motion": own_motion}
+        described = self.fitted_prior.describe()
+        return {"fitted": True, "content": described["content"], "motion": described["motion"] or own_motion}
 
     @property
     def config(self) -> Any:
@@ -241,6 +267,8 @@ class VideoVAE(nn.Module):
         """
         check_positive_int("num_samples", num_samples)
         check_positive_int("num_frames", num_frames)
+        if self.fitted_prior is not None:
+            return self.combine(*self.sample_factors(num_samples, num_frames, generator))
         return self.decode(self._sample_latents(num_samples, num_frames, generator))
 
     def split(self, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -253,11 +281,16 @@ class VideoVAE(nn.Module):
         """Content ``(N, Dc)`` and motion ``(N, T, Dm)`` codes drawn from the prior, in ``split`` form.
 
         ``combine`` of the two equals ``sample`` with the same generator state. Used to keep one factor of
-        a video and resample the other (``combine(split(x)[0], sample_factors(...)[1])``).
+        a video and resample the other (``combine(split(x)[0], sample_factors(...)[1])``). With a fitted prior
+        (:meth:`set_fitted_prior`) the model's own draws are made first, then replaced by the fitted prior's
+        (the content code; the motion code too for a model without a learned motion prior).
         """
         check_positive_int("num_samples", num_samples)
         check_positive_int("num_frames", num_frames)
-        return self._factors(self._sample_latents(num_samples, num_frames, generator))
+        content, motion = self._factors(self._sample_latents(num_samples, num_frames, generator))
+        if self.fitted_prior is not None:
+            content, motion = self.fitted_prior.draw(content, motion, generator)
+        return content, motion
 
     def combine(self, content: Tensor, motion: Tensor) -> Tensor:
         """Decode a content code ``(B, Dc)`` with a motion code ``(B, T, Dm)`` to ``(B, T, C, H, W)``."""

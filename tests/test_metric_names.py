@@ -11,7 +11,8 @@ from models import MODELS
 
 def test_every_metric_is_registered_once_with_a_label_format_and_direction():
     registered = (metric_names.RECONSTRUCTION + metric_names.CODE + metric_names.FIDELITY + metric_names.JUDGED
-                  + metric_names.LOCALISATION + metric_names.COST + metric_names.TRAINING)
+                  + metric_names.LOCALISATION + metric_names.GENERATION + metric_names.COST
+                  + metric_names.TRAINING)
     assert len({metric.key for metric in registered}) == len(registered) == len(METRICS)
     for metric in registered:
         assert metric.label and format(1234.5, metric.fmt) and metric.better in ("higher", "lower", "")
@@ -19,7 +20,7 @@ def test_every_metric_is_registered_once_with_a_label_format_and_direction():
 
 def test_tables_and_json_keys_come_from_the_registry():
     assert all(isinstance(row, Metric) and METRICS[row.key] is row for rows in TABLES.values() for row in rows)
-    assert list(TABLES) == ["reconstruction", "disentanglement", "swaps", "cost"]
+    assert list(TABLES) == ["reconstruction", "disentanglement", "swaps", "generation", "cost"]
     assert metric_names.RECONSTRUCTION_OUTPUT_KEYS[-1] == "num_videos"
     assert metric_names.DISENTANGLEMENT_OUTPUT_KEYS[-3:] == ("num_videos", "num_frames", "notes")
     assert {"content_swap_score", "motion_swap_score", "swap_quality"} <= set(metric_names.JUDGED_KEYS)

@@ -61,6 +61,8 @@ def test_one_epoch_run_writes_every_output(tmp_path, model):
                 "versions"):
         assert key in checkpoint, key
     assert checkpoint["epoch"] == 1 and checkpoint["step"] == 2 and math.isfinite(checkpoint["best_metric"])
+    # A finished run carries its ex-post fitted prior (models/fitted_prior.py), in both checkpoints.
+    assert "fitted_prior" in checkpoint and "fitted_prior" in load_checkpoint(run / LAST)
 
     rows = read_rows(run / "metrics.csv")
     assert len(rows) == 1

@@ -23,6 +23,7 @@ from models import MODELS, build_model
 from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
+from training.fit_prior import fit_run_priors
 from training.linking import data_mismatches
 from training.optimizer import make_optimizer, make_scheduler
 from training.run_folder import ResumePoint, prepare_run_dir
@@ -294,6 +295,11 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
             logger.error("%s", message)
             raise TrainingInterrupted(message, interrupt.signum) from None
         _log_end(reason, trainer, train_config, run_dir, how_to_continue)
+        if context.is_main and reason in ("completed", "budget"):
+            # The ex-post prior (models.fitted_prior) of the finished run, so samples look like the data.
+            written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
+            logger.info("fitted the ex-post prior (Gaussian mixture on the content codes) into %s",
+                        ", ".join(str(path) for path in written))
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
                            trainer.best_metric)
     except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here

@@ -1,0 +1,287 @@
+"""An ex-post fitted prior: a Gaussian mixture on the aggregate posterior, fitted after training.
+
+"From variational to deterministic autoencoders" (Ghosh et al. 2020, section 4, "ex-post density
+estimation"): a VAE's aggregate posterior ``q(z) = E_x q(z | x)`` rarely fills its N(0, I) prior, so
+codes drawn from N(0, I) land where the decoder was never trained and decode to scribbles. After
+training, fit a density to the codes the encoder really produces and sample from that instead.
+
+The rule, the same for every model, in the ``split`` form of :mod:`models.base` (content ``(B, Dc)``,
+motion ``(B, T, Dm)``):
+
+* **content**: a Gaussian mixture fitted to the posterior means of the content codes of training videos
+  (the Disentangled VAE's content code; the time-average of z for the Baseline VAE and the LSTM-VAE);
+* **motion**: a model with a learned motion prior (``has_motion_prior``: the LSTM-VAE's and the
+  Disentangled VAE's recurrent prior) keeps it; a model whose motion prior is N(0, I) per frame (the
+  Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn independently per frame
+  (its prior had no temporal model before either).
+
+The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
+(:func:`fit_gaussian_mixture`); :func:`fit_prior` gathers the codes and fits both. The prior travels
+inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
+loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
+``model.sample`` and ``model.sample_factors`` use it. A model without one samples its original prior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+COVARIANCES = ("full", "diag")
+FORMAT_VERSION = 1
+DEFAULT_COMPONENTS = 10
+DEFAULT_STEPS = 30
+DEFAULT_VIDEOS = 2000
+
+
+@dataclass
+class GaussianMixture:
+    """A mixture of K Gaussians in D dimensions.
+
+    Attributes:
+        weights: ``(K,)`` mixing weights, summing to 1.
+        means: ``(K, D)``.
+        scales: ``(K, D, D)`` lower Cholesky factors of the covariances (``"full"``) or ``(K, D)`` standard
+            deviations (``"diag"``).
+        covariance: ``"full"`` or ``"diag"``.
+    """
+
+    weights: Tensor
+    means: Tensor
+    scales: Tensor
+    covariance: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    @property
+    def components(self) -> int:
+        return int(self.means.shape[0])
+
+    def log_prob(self, points: Tensor) -> Tensor:
+        """``log p(x)`` of ``(N, D)`` points, ``(N,)``."""
+        return torch.logsumexp(_component_log_probs(points.to(self.means), self), dim=1)
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``(num_samples, D)`` draws: a component by its weight, then its Gaussian (``generator`` on ``device``)."""
+        device = torch.device(device) if device is not None else self.means.device
+        weights = self.weights.to(device=device, dtype=torch.float64)
+        means = self.means.to(device=device, dtype=torch.float64)
+        scales = self.scales.to(device=device, dtype=torch.float64)
+        chosen = torch.multinomial(weights, num_samples, replacement=True, generator=generator)  # (N,)
+        noise = torch.randn(num_samples, self.dim, generator=generator, device=device, dtype=torch.float64)
+        if self.covariance == "full":
+            offsets = (scales[chosen] @ noise[:, :, None])[:, :, 0]  # L_k eps, (N, D)
+        else:
+            offsets = scales[chosen] * noise
+        return (means[chosen] + offsets).to(dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights.cpu(), "means": self.means.cpu(), "scales": self.scales.cpu(),
+                "covariance": self.covariance}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> GaussianMixture:
+        """Rebuild a mixture; ``ValueError`` naming what is wrong for a malformed state."""
+        if not isinstance(state, Mapping) or set(state) != {"weights", "means", "scales", "covariance"}:
+            raise ValueError("a Gaussian mixture needs exactly the keys weights, means, scales, covariance")
+        covariance = state["covariance"]
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        weights, means, scales = (state[key] for key in ("weights", "means", "scales"))
+        if not all(isinstance(value, Tensor) for value in (weights, means, scales)):
+            raise ValueError("a Gaussian mixture's weights, means and scales must be tensors")
+        components, dim = means.shape if means.ndim == 2 else (-1, -1)
+        expected = (components, dim, dim) if covariance == "full" else (components, dim)
+        if weights.shape != (components,) or tuple(scales.shape) != expected:
+            raise ValueError(
+                f"mismatched Gaussian mixture shapes: weights {tuple(weights.shape)}, means "
+                f"{tuple(means.shape)}, scales {tuple(scales.shape)} (expected {expected})"
+            )
+        return cls(weights, means, scales, covariance)
+
+
+def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
+    """``log w_k + log N(x_n | mu_k, Sigma_k)``, ``(N, K)``."""
+    centred = points[:, None, :] - mixture.means[None]  # (N, K, D)
+    if mixture.covariance == "full":
+        # Solve L_k y = (x - mu_k) per component (one (D, N) right-hand side each): |y|^2 is the
+        # Mahalanobis distance.
+        solved = torch.stack([
+            torch.linalg.solve_triangular(scale, centred[:, k].T, upper=False).T
+            for k, scale in enumerate(mixture.scales)
+        ], dim=1)  # (N, K, D)
+        log_det = 2 * torch.log(torch.diagonal(mixture.scales, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+    else:
+        solved = centred / mixture.scales[None]
+        log_det = 2 * torch.log(mixture.scales).sum(-1)
+    mahalanobis = solved.pow(2).sum(-1)  # (N, K)
+    dim = points.shape[1]
+    return torch.log(mixture.weights)[None] - 0.5 * (mahalanobis + log_det[None] + dim * math.log(2 * math.pi))
+
+
+def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, covariance: str = "full",
+                         steps: int = DEFAULT_STEPS, seed: int = 0, regularization: float = 1e-3) -> GaussianMixture:
+    """Fit a Gaussian mixture to points by expectation-maximisation (Dempster et al. 1977), in float64.
+
+    Start: k-means++ seeding (Arthur & Vassilvitskii 2007) of the means from ``seed``, equal weights, every
+    covariance the data's. Then ``steps`` EM steps: responsibilities ``r_nk ∝ w_k N(x_n | mu_k, Sigma_k)``;
+    ``w_k = mean_n r_nk``, ``mu_k = sum_n r_nk x_n / sum_n r_nk``, ``Sigma_k = sum_n r_nk (x_n - mu_k)(x_n -
+    mu_k)^T / sum_n r_nk + eps I`` (only the diagonal for ``"diag"``), with ``eps = regularization`` times
+    the data's mean variance, so a component that holds fewer points than dimensions stays invertible.
+
+    Args:
+        points: ``(N, D)`` codes.
+        components: K (at most N).
+        covariance: ``"full"`` or ``"diag"``.
+        steps: EM steps.
+        seed: seed of the k-means++ start (the result is a deterministic function of it and the points).
+        regularization: the ridge added to every covariance, relative to the mean variance.
+
+    Returns:
+        The fitted :class:`GaussianMixture` (float64, on the CPU).
+    """
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+    points = torch.as_tensor(points).detach().to("cpu", torch.float64)
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ValueError(f"expected at least 2 points of shape (N, D), got {tuple(points.shape)}")
+    if not torch.isfinite(points).all():
+        raise ValueError("cannot fit a prior to non-finite codes")
+    count, dim = points.shape
+    components = max(1, min(int(components), count))
+    generator = torch.Generator().manual_seed(seed)
+    ridge = regularization * float(points.var(dim=0).mean()) + 1e-12
+    eye = torch.eye(dim, dtype=torch.float64)
+
+    # k-means++: each next mean is a point drawn with probability proportional to its squared distance.
+    chosen = [int(torch.randint(count, (1,), generator=generator))]
+    nearest = (points - points[chosen[0]]).pow(2).sum(1)
+    for _ in range(1, components):
+        total = nearest.sum()
+        probabilities = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / count)
+        chosen.append(int(torch.multinomial(probabilities, 1, generator=generator)))
+        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).pow(2).sum(1))
+    means = points[chosen].clone()
+    data_cov = torch.cov(points.T).reshape(dim, dim) + ridge * eye
+    if covariance == "full":
+        scales = torch.linalg.cholesky(data_cov)[None].repeat(components, 1, 1)
+    else:
+        scales = torch.diagonal(data_cov).sqrt()[None].repeat(components, 1)
+    mixture = GaussianMixture(torch.full((components,), 1.0 / components, dtype=torch.float64), means, scales,
+                              covariance)
+    for _ in range(steps):
+        responsibilities = torch.softmax(_component_log_probs(points, mixture), dim=1)  # (N, K)
+        mass = responsibilities.sum(0) + 1e-10  # (K,)
+        means = responsibilities.T @ points / mass[:, None]  # (K, D)
+        centred = points[:, None, :] - means[None]  # (N, K, D)
+        if covariance == "full":
+            weighted = centred * responsibilities[..., None]
+            covariances = torch.einsum("nkd,nke->kde", weighted, centred) / mass[:, None, None] + ridge * eye
+            scales = torch.linalg.cholesky(covariances)
+        else:
+            variances = (responsibilities[..., None] * centred.pow(2)).sum(0) / mass[:, None] + ridge
+            scales = variances.sqrt()
+        mixture = GaussianMixture(mass / mass.sum(), means, scales, covariance)
+    return mixture
+
+
+class FittedPrior:
+    """The ex-post prior of one model (module docstring): a content mixture, and a per-frame motion mixture
+    for a model without a learned motion prior.
+
+    Args:
+        content: mixture of the content codes ``(Dc)``.
+        motion: mixture of the per-frame motion codes ``(Dm)``, or None to keep the model's motion prior.
+        num_videos: how many training videos it was fitted to.
+    """
+
+    def __init__(self, content: GaussianMixture, motion: GaussianMixture | None = None, num_videos: int = 0) -> None:
+        self.content, self.motion, self.num_videos = content, motion, int(num_videos)
+
+    def draw(self, content: Tensor, motion: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Replace the prior draws ``content (N, Dc)`` and ``motion (N, T, Dm)`` by the fitted prior's.
+
+        The model's own draws come first (same generator), so a model's sample stays a deterministic
+        function of the generator's seed.
+        """
+        batch, frames, motion_dim = motion.shape
+        content = self.content.sample(batch, generator, device=content.device, dtype=content.dtype)
+        if self.motion is not None:
+            motion = self.motion.sample(batch * frames, generator, device=motion.device, dtype=motion.dtype)
+            motion = motion.view(batch, frames, motion_dim)
+        return content, motion
+
+    def describe(self) -> dict[str, str]:
+        """What the prior is, in words: ``{"content": ..., "motion": ...}`` (motion None: the model's own)."""
+        def words(mixture: GaussianMixture) -> str:
+            return (f"Gaussian mixture, {mixture.components} components, {mixture.covariance} covariance, "
+                    f"fitted to the posterior means of {self.num_videos} training videos")
+        return {"content": words(self.content), "motion": words(self.motion) if self.motion is not None else None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only (loads with ``torch.load(weights_only=True)``)."""
+        state: dict[str, Any] = {"format_version": FORMAT_VERSION, "num_videos": self.num_videos,
+                                 "content": self.content.state_dict()}
+        if self.motion is not None:
+            state["motion"] = self.motion.state_dict()
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> FittedPrior:
+        """Rebuild a prior from :meth:`state_dict`; ``ValueError`` for a malformed one."""
+        if not isinstance(state, Mapping) or "content" not in state:
+            raise ValueError("a fitted prior needs a 'content' mixture")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unknown fitted prior format {state.get('format_version')!r}")
+        motion = state.get("motion")
+        return cls(GaussianMixture.from_state_dict(state["content"]),
+                   GaussianMixture.from_state_dict(motion) if motion is not None else None,
+                   int(state.get("num_videos", 0)))
+
+
+def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
+              components: int = DEFAULT_COMPONENTS, covariance: str = "full", steps: int = DEFAULT_STEPS,
+              seed: int = 0) -> FittedPrior:
+    """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
+
+    Args:
+        model: a model of the common API (``split``, ``has_motion_prior``).
+        videos: batches of videos ``(B, T, C, H, W)``, or batch dicts with ``"video"`` (a data loader).
+        max_videos: how many videos to encode at most.
+        components, covariance, steps, seed: those of :func:`fit_gaussian_mixture`.
+
+    Returns:
+        The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
+    """
+    parameter = next(model.parameters())
+    contents, motions, seen = [], [], 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in videos:
+                if seen >= max_videos:
+                    break
+                video = batch["video"] if isinstance(batch, Mapping) else batch
+                video = video[: max_videos - seen].to(device=parameter.device, dtype=torch.float32)
+                content, motion = model.split(video)  # (B, Dc), (B, T, Dm)
+                contents.append(content.double().cpu())
+                if not model.has_motion_prior:
+                    motions.append(motion.double().flatten(0, 1).cpu())  # (B * T, Dm)
+                seen += video.shape[0]
+    finally:
+        model.train(was_training)
+    if seen < 2:
+        raise ValueError(f"fitting a prior needs at least 2 videos, got {seen}")
+    content_mixture = fit_gaussian_mixture(torch.cat(contents), components, covariance, steps, seed)
+    motion_mixture = (fit_gaussian_mixture(torch.cat(motions), components, covariance, steps, seed + 1)
+                      if motions else None)
+    return FittedPrior(content_mixture, motion_mixture, seen)

@@ -1,0 +1,127 @@
+"""Tests of the ex-post fitted prior (models/fitted_prior.py): EM, the sampling hook, the checkpoint round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models import MODELS
+from models.checkpoint import CheckpointError, load_checkpoint, load_model, save_fitted_prior
+from models.fitted_prior import FittedPrior, GaussianMixture, fit_gaussian_mixture, fit_prior
+from tests.evaluation_helpers import write_checkpoint
+from tests.test_models import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def two_clusters(count: int = 400, dim: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.zeros(2, dim, dtype=torch.float64)
+    centres[1, 0] = 10.0
+    chosen = torch.arange(count) % 2
+    return centres[chosen] + 0.5 * torch.randn(count, dim, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_em_recovers_two_separated_clusters(covariance):
+    mixture = fit_gaussian_mixture(two_clusters(), components=2, covariance=covariance, steps=20, seed=0)
+    order = mixture.means[:, 0].argsort()
+    assert torch.allclose(mixture.weights[order], torch.tensor([0.5, 0.5], dtype=torch.float64), atol=0.02)
+    assert mixture.means[order][1, 0] == pytest.approx(10.0, abs=0.2)
+    assert mixture.means[order][0].abs().max() < 0.2
+    draws = mixture.sample(2000, torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert ((draws[:, 0] > 5).double().mean() - 0.5).abs() < 0.05  # both modes, in proportion
+    assert (draws[:, 1].std() - 0.5).abs() < 0.05  # each component's spread, not the data's
+
+
+def test_em_raises_the_likelihood_and_is_seeded():
+    points = two_clusters(200, 4)
+    one_step = fit_gaussian_mixture(points, components=3, steps=1, seed=3)
+    many = fit_gaussian_mixture(points, components=3, steps=15, seed=3)
+    assert many.log_prob(points).mean() > one_step.log_prob(points).mean()
+    again = fit_gaussian_mixture(points, components=3, steps=15, seed=3)
+    assert torch.equal(many.means, again.means) and torch.equal(many.scales, again.scales)
+
+
+def test_full_covariance_log_prob_matches_torch_distributions():
+    mixture = fit_gaussian_mixture(two_clusters(100, 3), components=2, covariance="full", steps=5)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=mixture.weights),
+        torch.distributions.MultivariateNormal(mixture.means, scale_tril=mixture.scales),
+    )
+    points = torch.randn(7, 3, dtype=torch.float64)
+    assert torch.allclose(mixture.log_prob(points), reference.log_prob(points))
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        fit_gaussian_mixture(torch.randn(10, 2), covariance="spherical")
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_gaussian_mixture(torch.tensor([[0.0, math.nan], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="mismatched"):
+        GaussianMixture.from_state_dict({"weights": torch.ones(2), "means": torch.zeros(2, 3),
+                                         "scales": torch.ones(3, 3), "covariance": "diag"})
+
+
+def videos(count: int = 8, frames: int = 4) -> torch.Tensor:
+    return torch.rand(count, frames, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fitted_prior_drives_sample_and_sample_factors(name):
+    model = tiny_model(name).eval()
+    assert model.prior_description()["fitted"] is False and model.prior_description()["content"] == "N(0, I)"
+    with torch.no_grad():
+        plain = model.sample(3, 4, torch.Generator().manual_seed(5))
+        prior = fit_prior(model, [videos()[:4], {"video": videos()[4:]}], components=2, steps=3)
+        assert prior.num_videos == 8
+        assert (prior.motion is None) == model.has_motion_prior  # only the Baseline's motion is refitted
+        model.set_fitted_prior(prior)
+        assert model.prior_description()["fitted"] is True
+        content, motion = model.sample_factors(3, 4, torch.Generator().manual_seed(5))
+        fitted = model.sample(3, 4, torch.Generator().manual_seed(5))
+        assert torch.equal(fitted, model.combine(content, motion))
+        assert not torch.equal(fitted, plain)
+        # The content draws come from the mixture: within the span of the fitted codes, not N(0, I).
+        codes = model.split(videos())[0]
+        assert prior.content.log_prob(content.double()).mean() > prior.content.log_prob(
+            torch.randn(3, codes.shape[1], dtype=torch.float64)
+        ).mean()
+        model.set_fitted_prior(None)
+        assert torch.equal(model.sample(3, 4, torch.Generator().manual_seed(5)), plain)
+
+
+def test_prior_of_other_sizes_is_refused():
+    model = tiny_model("disentangled")
+    prior = FittedPrior(fit_gaussian_mixture(torch.randn(20, 3), components=2, steps=1))
+    with pytest.raises(ValueError, match="content size 3 does not match"):
+        model.set_fitted_prior(prior)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    path = write_checkpoint(tmp_path / "run")
+    model, _ = load_model(path)
+    assert model.fitted_prior is None  # a checkpoint without one samples N(0, I)
+    prior = fit_prior(model, [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))],
+                      components=2, steps=3)
+    model.set_fitted_prior(prior)
+    save_fitted_prior(path, prior)
+    assert not list(path.parent.glob(".*.tmp"))  # written atomically: no temporary file left
+    # weights_only loading (load_checkpoint) reads it; the weights are untouched.
+    stored = load_checkpoint(path)["fitted_prior"]
+    reloaded, _ = load_model(path)
+    for key in ("weights", "means", "scales"):
+        assert torch.equal(stored["content"][key], prior.content.state_dict()[key])
+        assert torch.equal(getattr(reloaded.fitted_prior.content, key), getattr(prior.content, key))
+    assert reloaded.prior_description() == model.prior_description()
+    with torch.no_grad():
+        assert torch.equal(reloaded.sample(2, 6, torch.Generator().manual_seed(3)),
+                           model.sample(2, 6, torch.Generator().manual_seed(3)))
+
+
+def test_damaged_prior_in_checkpoint_is_one_clear_error(tmp_path):
+    path = write_checkpoint(tmp_path / "run", fitted_prior={"format_version": 1, "content": {"weights": 1}})
+    with pytest.raises(CheckpointError, match="damaged fitted prior"):
+        load_model(path)

@@ -1,0 +1,102 @@
+"""Fit the ex-post prior of a trained checkpoint and store it inside the checkpoint (:mod:`models.fitted_prior`).
+
+    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 10] [--covariance full]
+
+Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
+and ``last.pt``, so this command is for checkpoints written before that, or to refit with other options.
+The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
+training split, the first ``--videos`` of them), written back atomically, and used from then on by
+``evaluate.py --checkpoint X`` and ``model.sample``. A bad checkpoint or option prints one line on stderr and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data import DataConfig, data_loaders
+from models.checkpoint import BEST, LAST, CheckpointError, load_model, save_fitted_prior
+from models.fitted_prior import (
+    COVARIANCES,
+    DEFAULT_COMPONENTS,
+    DEFAULT_STEPS,
+    DEFAULT_VIDEOS,
+    FittedPrior,
+    fit_prior,
+)
+from utils.cli import device_name, positive_int
+from utils.devices import resolve_device
+
+PROG = "python -m training.fit_prior"
+
+
+def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
+                         **options: Any) -> FittedPrior:
+    """Fit the prior of the checkpoint at ``path`` to ``loader``'s videos and store it in the checkpoint.
+
+    Args:
+        path: the checkpoint file.
+        loader: yields video batches (the run's training loader).
+        device: where the encoder runs.
+        **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed`` of
+            :func:`models.fitted_prior.fit_prior`.
+
+    Returns:
+        The prior, as stored.
+    """
+    model, _ = load_model(path, device)
+    prior = fit_prior(model, loader, **options)
+    save_fitted_prior(path, prior)
+    return prior
+
+
+def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
+                   **options: Any) -> list[Path]:
+    """Fit and store the prior of a run folder's ``best_model.pt`` and ``last.pt`` (those that exist)."""
+    written = []
+    for name in (BEST, LAST):
+        path = Path(run_dir) / name
+        if path.is_file():
+            fit_checkpoint_prior(path, loader, device, **options)
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="the checkpoint file to add the prior to")
+    parser.add_argument("--videos", type=positive_int, default=DEFAULT_VIDEOS, metavar="N",
+                        help=f"training videos whose codes are fitted (default: {DEFAULT_VIDEOS})")
+    parser.add_argument("--components", type=positive_int, default=DEFAULT_COMPONENTS, metavar="K",
+                        help=f"mixture components (default: {DEFAULT_COMPONENTS})")
+    parser.add_argument("--covariance", choices=COVARIANCES, default="full", help="covariance of each component")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
+                        help=f"EM steps (default: {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
+    parser.add_argument("--device", type=device_name, default="auto", help="where the encoder runs (default: auto)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="videos per batch")
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        _, checkpoint = load_model(args.checkpoint, device)
+        data_config = DataConfig.from_checkpoint(checkpoint, image_size=checkpoint["model_config"].get("image_size"))
+        loader = data_loaders(data_config, args.batch_size)[0]
+        prior = fit_checkpoint_prior(args.checkpoint, loader, device, max_videos=args.videos,
+                                     components=args.components, covariance=args.covariance, steps=args.steps,
+                                     seed=args.seed)
+    except (FileNotFoundError, CheckpointError, ValueError, OSError) as error:
+        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    print(f"{args.checkpoint}: content prior: {prior.describe()['content']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
