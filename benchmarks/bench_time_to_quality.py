@@ -5,8 +5,9 @@ Trains each model with the demo's settings (``demo.requested_configs``: the same
 ``training.run.train(..., resume=...)`` up to the next multiple, which continues the run exactly. After
 every leg the run's ``last.pt`` is scored on ``--videos`` test videos by the judges: digits read in the
 reconstruction (``recon_content_accuracy``), A's digits kept in a content swap (``content_preservation``),
-the swap following B's paths (``motion_correlation``), swap fidelity (SSIM) and the digit probe on the
-motion code. Prints one table of every checkpoint and one of the steps (and training minutes) at which each
+the swap following B's paths (``motion_correlation``), swap fidelity (SSIM), the digit probe on the
+motion code and, for the object-structured Disentangled VAEs (``slots``, ``keypoints``), how far their slot
+positions are from the digits and how often a slot keeps its digit (:mod:`evaluation.localisation`). Prints one table of every checkpoint and one of the steps (and training minutes) at which each
 level is first reached, and writes ``time_to_quality.csv`` and ``time_to_quality.png`` into ``--out``.
 
     python -m benchmarks.bench_time_to_quality [--models ...] [--steps 2560] [--every 256] [--videos 300]
@@ -52,6 +53,9 @@ SCORES = {  # key of compute_all_disentanglement_metrics -> column
     "motion_correlation": "swap follows paths r",
     "swap_fidelity_ssim": "swap SSIM",
     "probe_content_from_motion": "digit probe on motion",
+    # object-structured Disentangled VAEs only (NaN for the others): where their slots are
+    "localisation_median_error_px": "slot error px",
+    "localisation_slot_consistency": "slot keeps digit",
 }
 LEVELS = {"recon_content_accuracy": (0.5, 0.8, 0.9), "content_preservation": (0.5, 0.8, 0.9)}
 
@@ -143,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "train minutes": row["train minutes"] if row else float("nan")})
     print()
     print(format_table(reached))
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for axis, key in zip(axes, ("recon_content_accuracy", "content_preservation", "motion_correlation"), strict=True):
+    figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    for axis, key in zip(axes, ("recon_content_accuracy", "content_preservation", "motion_correlation",
+                                "localisation_slot_consistency"), strict=True):
         for model in args.models:
             model_rows = [row for row in rows if row["model"] == model]
             axis.plot([row["steps"] for row in model_rows], [row[key] for row in model_rows], marker="o",
