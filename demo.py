@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -65,6 +66,11 @@ CONTINUE = "run the same demo.py command again to continue"  # the demo continue
 # Training failures that the run logs itself, with what last.pt holds (the demo adds no second line).
 LOGGED_TRAINING_ERRORS = (NonFiniteLossError, RunWriteError, TrainingInterrupted)
 RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's checkpoints/NAME folders
+# The Disentangled VAE with the learned localiser (architecture="keypoints"), trained beside the hand-tracked
+# default so that the report shows how close a learned split comes; --no-learned-localiser skips it.
+LEARNED_RUN = "disentangled_vae_keypoints"
+LEARNED_OPTIONS = ("architecture=keypoints",)
+LEARNED_LABEL = "Disentangled VAE (learned localiser)"
 DEFAULT_STEPS = 512  # about 25 min for the whole demo on a 2-core AVX2 CPU (README, benchmarks/NOTES.md)
 
 
@@ -121,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="further options for python -m training.train, e.g. \"--grad-clip 1\"; they replace "
                        "the demo's own (a note names each one that changes the step budget), and the judges "
                        "are trained for the data they give")
+    shape.add_argument("--no-learned-localiser", action="store_true",
+                       help="skip the fourth run: the Disentangled VAE with the learned localiser "
+                       "(architecture=keypoints, checkpoints/disentangled_vae_keypoints), trained beside the "
+                       "hand-tracked one at about 1.7 times its training time; also skipped when --train-args "
+                       "chooses an architecture")
     where = parser.add_argument_group("where")
     where.add_argument("--device", type=device_name, default="auto",
                        help="auto picks CUDA, then MPS, then the CPU (default: auto)")
@@ -146,14 +157,37 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_names(seeds: int) -> list[tuple[str, int, str]]:
-    """``(model, seed, run name)`` for every run: seed 42 keeps the design document's names."""
+def run_names(seeds: int, learned_localiser: bool = False) -> list[tuple[str, int, str]]:
+    """``(model, seed, run name)`` for every run: seed 42 keeps the design document's names; with
+    ``learned_localiser``, each seed also trains :data:`LEARNED_RUN` (a ``"disentangled"`` run)."""
     runs = []
     for index in range(seeds):
         seed = 42 + index
+        suffix = "" if index == 0 else f"_seed{seed}"
         for model in MODELS:
-            runs.append((model, seed, RUN_NAMES[model] + ("" if index == 0 else f"_seed{seed}")))
+            runs.append((model, seed, RUN_NAMES[model] + suffix))
+        if learned_localiser:
+            runs.append(("disentangled", seed, LEARNED_RUN + suffix))
     return runs
+
+
+def run_base(name: str) -> str:
+    """A run's name without its ``_seedN`` suffix."""
+    return re.sub(r"_seed\d+$", "", name)
+
+
+def run_label(model: str, name: str) -> str:
+    """How figures name a run: the model's display name, or :data:`LEARNED_LABEL`."""
+    return LEARNED_LABEL if run_base(name) == LEARNED_RUN else reports.display_name(model)
+
+
+def learned_localiser(args: argparse.Namespace) -> bool:
+    """Whether the demo trains :data:`LEARNED_RUN`: unless ``--no-learned-localiser``, or ``--train-args``
+    already chooses the Disentangled VAE's architecture (then the two runs would be the same model)."""
+    if args.no_learned_localiser:
+        return False
+    chosen = _train_args(args).get("model_option") or []
+    return not any(str(item).split("=", 1)[0].strip() == "architecture" for item in chosen)
 
 
 def steps_per_epoch(args: argparse.Namespace, train_config: TrainConfig | None = None,
@@ -194,6 +228,8 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
                              video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
                                                      num_frames=args.frames), seed=seed)
     options = given_options(shlex.split(args.train_args)) if args.train_args else {}
+    if run_base(name) == LEARNED_RUN:
+        options = {**options, "model_option": [*(options.get("model_option") or []), *LEARNED_OPTIONS]}
     model_config, train_config, data_config, notes = make_configs(
         model, name, options, (model_config, train_config, data_config))
     if args.steps_per_model:
@@ -254,9 +290,9 @@ def check_training_options(args: argparse.Namespace) -> str | None:
         if dest in options:
             return (f"--train-args: {option} is an option of demo.py itself (it applies to every run and to the "
                     f"evaluation); pass it to demo.py, not in --train-args")
-    for model in MODELS:
+    for model, _, name in run_names(1, learned_localiser(args)):
         try:
-            _, train_config, data_config, _ = requested_configs(args, model, 42, RUN_NAMES[model], amp=False)
+            _, train_config, data_config, _ = requested_configs(args, model, 42, name, amp=False)
         except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
             return "the options above are not valid training options"
         except (ConfigError, ValueError) as error:
@@ -279,6 +315,9 @@ def option_notes(args: argparse.Namespace, argv: list[str], runs: list[tuple[str
     if args.steps_per_model and "epochs" in given_values(build_parser(), argv):
         notes.append(f"--epochs {args.epochs} has no effect: --steps-per-model {args.steps_per_model} sets the "
                      f"budget ({epochs_per_model(args)} epochs); pass --steps-per-model 0 to train --epochs epochs")
+    if not args.no_learned_localiser and not learned_localiser(args):
+        notes.append(f"--train-args chooses the Disentangled VAE's architecture: the {LEARNED_RUN} run (the learned "
+                     "localiser beside the hand tracker) is skipped")
     for model, seed, name in runs:
         for note in requested_configs(args, model, seed, name, amp=False)[3]:
             note = f"{model}: {note}"
@@ -388,13 +427,13 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
-    plans, problem = check_reused_runs(args, run_names(args.seeds), amp)
+    plans, problem = check_reused_runs(args, run_names(args.seeds, learned_localiser(args)), amp)
     if problem is not None:  # before the judges or any training: a stale run is never reported as new
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     timings: dict[str, float] = {}
-    runs = run_names(args.seeds)
+    runs = run_names(args.seeds, learned_localiser(args))
     log(f"{len(runs)} runs on {device}: {', '.join(name for _, _, name in runs)}; report in {out}/report.md")
     for note in option_notes(args, argv or [], runs):
         log(f"note: {note}")
@@ -473,7 +512,7 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     judge_accuracy = next((document["metadata"].get("judges") for document in documents
                            if document["metadata"].get("judges")), {})
     reports.write_summary(documents, out / "tables")
-    first_seed = {reports.display_name(model): name for model, seed, name in runs if seed == 42}
+    first_seed = {run_label(model, name): name for model, seed, name in runs if seed == 42}
     bce = all(document["metadata"].get("model_config", {}).get("recon_loss", "bce") == "bce" for document in documents)
     plot_training_curves({label: Path(args.checkpoint_dir) / name / "metrics.csv" for label, name in first_seed.items()},
                          out / "figures" / "training_curves.png", title="Training curves",
