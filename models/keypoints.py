@@ -15,10 +15,7 @@ object through the video, as DDPAE's pose (Hsieh et al. 2018) does:
   moved by the last step, the constant-velocity guess of a tracker's motion model). The *taken map* marks
   where slots ``j < k`` sit in the same frame: the head reads it, and it is subtracted from the logits with a
   learned weight (``exclusion``, started at 4), so a slot prefers an object no other slot has (the
-  public systems' "keep two slots off one object" in its simplest form). The *appearance map* is the
-  cosine similarity of every pixel's trunk features to the mean of the features the slot has sat on in the
-  earlier frames (a learned template match, as correlation trackers do), so where two objects cross, the
-  head can tell which one is the slot's;
+  public systems' "keep two slots off one object" in its simplest form);
 - the head's last layer starts near zero, so a fresh model's slots sit at their start points and move
   only as far as the reconstruction gradient teaches the head to look.
 
@@ -112,7 +109,7 @@ class KeypointLocaliser(nn.Module):
         # The head's first layer is a 3x3 convolution of (features, expected map, taken map), split in two so
         # that the features' part runs once for all frames and only the maps' part runs per slot and frame.
         self.head_features = nn.Conv2d(width, width, 3, padding=1)
-        self.head_maps = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.head_maps = nn.Conv2d(2, width, 3, padding=1, bias=False)
         self.head_features.to(memory_format=torch.channels_last)
         self.head_out = nn.Conv2d(width, 1, 1)
         nn.init.normal_(self.head_out.weight, std=1e-3)  # near zero: slots start at their start points,
@@ -138,11 +135,8 @@ class KeypointLocaliser(nn.Module):
         coord_maps = coords.t().reshape(1, 2, half, half).to(frames_half.dtype)
         trunk_input = torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1)
         trunk_input = trunk_input.contiguous(memory_format=torch.channels_last)  # oneDNN's faster layout
-        trunk_features = self.trunk(trunk_input)  # (B * T, W, S, S)
-        features = self.head_features(trunk_features).view(batch, frames, -1, half, half)  # (B, T, W, S, S)
-        # What each pixel looks like (unit trunk feature vectors), for the slots' appearance maps.
-        looks = F.normalize(trunk_features.float(), dim=1).view(batch, frames, -1, half * half)  # (B, T, W, P)
-        templates = looks.new_zeros(batch, self.slots, looks.shape[2])  # (B, K, W): sum of each slot's looks
+        features = self.head_features(self.trunk(trunk_input))  # (B * T, W, S, S)
+        features = features.view(batch, frames, -1, half, half)  # (B, T, W, S, S)
         positions: list[Tensor] = []  # one (B, K, 2) per frame
         for frame in range(frames):
             if frame == 0:
@@ -155,19 +149,13 @@ class KeypointLocaliser(nn.Module):
                 sigma = self.track_sigma
             placed: list[Tensor] = []
             taken = features.new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
-            # How much each pixel looks like what slot k has looked like so far (cosine; 0 in frame 0).
-            appearance = torch.einsum("bkw,bwp->bkp", F.normalize(templates, dim=-1), looks[:, frame])  # (B, K, P)
             for slot in range(self.slots):
                 prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
-                maps = torch.stack([prior.exp(), taken, appearance[:, slot]], dim=1).view(batch, 3, half, half)
+                maps = torch.stack([prior.exp(), taken], dim=1).view(batch, 2, half, half)
                 hidden = F.leaky_relu(features[:, frame] + self.head_maps(maps.to(features.dtype)), 0.2)
                 logits = self.head_out(hidden).flatten(1).float() + prior - self.exclusion * taken  # (B, P)
                 position = torch.softmax(logits, dim=-1) @ coords  # (B, 2)
                 placed.append(position)
                 taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
             positions.append(torch.stack(placed, dim=1))
-            # Each slot's look in this frame: the unit features at its (detached) position, bilinearly read.
-            where = positions[-1].detach().view(batch, 1, self.slots, 2)  # (B, 1, K, 2)
-            seen = F.grid_sample(looks[:, frame].view(batch, -1, half, half), where, align_corners=False)
-            templates = templates + seen.view(batch, -1, self.slots).transpose(1, 2)  # (B, K, W)
         return torch.stack(positions, dim=1)  # (B, T, K, 2)
