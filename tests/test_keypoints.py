@@ -177,3 +177,14 @@ def test_a_sprite_is_placed_by_its_ink_centre():
     ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
     ink_centre = torch.stack([(xs * frame).sum(), (ys * frame).sum()]) / frame.sum()
     torch.testing.assert_close(ink_centre, torch.tensor([SIZE / 2, SIZE / 2]), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_one_to_three_slots_give_finite_positions_on_the_canvas(slots):
+    model = tiny_keypoint_model(slots=slots, content_dim=6)
+    video, _ = moving_square()
+    out = model(video)
+    assert torch.isfinite(out.loss)
+    positions = model.track(video)
+    assert positions.shape == (2, FRAMES, slots, 2) and positions.abs().max() <= 1.0
+    assert model.split(video)[1][..., : 2 * slots].reshape(2, FRAMES, slots, 2).allclose(positions)
