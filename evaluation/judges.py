@@ -271,20 +271,26 @@ class Judges(nn.Module):
         Frames where the digit overlaps another weigh less: weight ``clamp(distance / s, 0.05, 1)^2`` for
         the distance to the nearest other digit and digit size ``s``.
         """
+        trajectory, _, log_probs = self._classify_tracked(video, trajectory)
+        weights = overlap_weights(trajectory, self.video_config.digit_size)
+        return (log_probs * weights[..., None]).sum(dim=1)
+
+    def _classify_tracked(self, video: Tensor, trajectory: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The classifier on every tracked digit of every frame: ``(trajectory (B, T, D, 2), embedding
+        (B, T, D, E), log_probs (B, T, D, 10))``; the trajectory is read when not given."""
         video = self._prepare(video, 1)
-        cfg = self.video_config
         if trajectory is None:
             trajectory = self.read_motion(video)
         batch, frames, num_digits, _ = trajectory.shape
-        crops = extract_crops(video.flatten(0, 1), trajectory.flatten(0, 1), cfg.digit_size)  # (B*T, D, s, s)
+        crops = extract_crops(video.flatten(0, 1), trajectory.flatten(0, 1), self.video_config.digit_size)
         was_training = self.training
         self.eval()
-        flat = crops.flatten(0, 1)[:, None]
-        log_probs = torch.cat([F.log_softmax(self.classifier(chunk), dim=1) for chunk in flat.split(2048)])
+        flat = crops.flatten(0, 1)[:, None]  # (B*T*D, 1, s, s)
+        embedding = torch.cat([self.classifier.embed(chunk) for chunk in flat.split(2048)])  # (B*T*D, E)
+        log_probs = F.log_softmax(self.classifier.head[3:](embedding), dim=1)
         self.train(was_training)
-        log_probs = log_probs.view(batch, frames, num_digits, NUM_CLASSES)
-        weights = overlap_weights(trajectory, cfg.digit_size)
-        return (log_probs * weights[..., None]).sum(dim=1)
+        return (trajectory, embedding.view(batch, frames, num_digits, -1),
+                log_probs.view(batch, frames, num_digits, NUM_CLASSES))
 
     @torch.no_grad()
     def describe(self, video: Tensor) -> dict[str, Tensor]:
@@ -296,20 +302,8 @@ class Judges(nn.Module):
             ``embedding (B, 128)``: the classifier's hidden features of each tracked digit, pooled over
             frames with the same weights, then averaged over the digits (order-free).
         """
-        video = self._prepare(video, 1)
-        cfg = self.video_config
-        trajectory = self.read_motion(video)
-        batch, frames, num_digits, _ = trajectory.shape
-        crops = extract_crops(video.flatten(0, 1), trajectory.flatten(0, 1), cfg.digit_size)  # (B*T, D, s, s)
-        was_training = self.training
-        self.eval()
-        flat = crops.flatten(0, 1)[:, None]
-        embedding = torch.cat([self.classifier.embed(chunk) for chunk in flat.split(2048)])  # (B*T*D, E)
-        log_probs = F.log_softmax(self.classifier.head[3:](embedding), dim=1)
-        self.train(was_training)
-        log_probs = log_probs.view(batch, frames, num_digits, NUM_CLASSES)
-        embedding = embedding.view(batch, frames, num_digits, -1)
-        weights = overlap_weights(trajectory, cfg.digit_size)[..., None]  # (B, T, D, 1)
+        trajectory, embedding, log_probs = self._classify_tracked(video, None)
+        weights = overlap_weights(trajectory, self.video_config.digit_size)[..., None]  # (B, T, D, 1)
         return {
             "trajectory": trajectory,
             "log_probs": (log_probs * weights).sum(dim=1),
