@@ -255,7 +255,8 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
     Args:
         model: a model of the common API (``split``, ``has_motion_prior``).
         videos: batches of videos ``(B, T, C, H, W)``, or batch dicts with ``"video"`` (a data loader).
-        max_videos: how many videos to encode at most.
+        max_videos: how many videos to encode at most; a per-frame motion mixture (a model without a learned
+            motion prior) is fitted to as many of their frames, drawn at random (seeded).
         components, covariance, steps, seed: those of :func:`fit_gaussian_mixture`.
 
     Returns:
@@ -282,6 +283,11 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
     if seen < 2:
         raise ValueError(f"fitting a prior needs at least 2 videos, got {seen}")
     content_mixture = fit_gaussian_mixture(torch.cat(contents), components, covariance, steps, seed)
-    motion_mixture = (fit_gaussian_mixture(torch.cat(motions), components, covariance, steps, seed + 1)
-                      if motions else None)
+    motion_mixture = None
+    if motions:
+        frames = torch.cat(motions)  # (N * T, Dm): T times as many points as videos
+        if frames.shape[0] > max_videos:  # as many frames as videos, drawn at random: the fit's cost stays that of
+            keep = torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_videos]
+            frames = frames[keep.sort().values]  # the content's, and the mixture hardly changes
+        motion_mixture = fit_gaussian_mixture(frames, components, covariance, steps, seed + 1)
     return FittedPrior(content_mixture, motion_mixture, seen)

@@ -125,3 +125,35 @@ def test_damaged_prior_in_checkpoint_is_one_clear_error(tmp_path):
     path = write_checkpoint(tmp_path / "run", fitted_prior={"format_version": 1, "content": {"weights": 1}})
     with pytest.raises(CheckpointError, match="damaged fitted prior"):
         load_model(path)
+
+
+def test_a_run_fits_once_when_best_and_last_hold_the_same_weights(tmp_path, monkeypatch):
+    import shutil
+
+    from training import fit_prior as fit_prior_module
+
+    best = write_checkpoint(tmp_path / "run")
+    shutil.copy(best, best.parent / "last.pt")
+    calls = []
+    real = fit_prior_module.fit_checkpoint_prior
+    monkeypatch.setattr(fit_prior_module, "fit_checkpoint_prior",
+                        lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
+    batches = [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))]
+    written = fit_prior_module.fit_run_priors(best.parent, batches, components=2, steps=2)
+    assert [path.name for path in written] == ["best_model.pt", "last.pt"] and len(calls) == 1
+    stored = [load_checkpoint(path)["fitted_prior"]["content"]["means"] for path in written]
+    assert torch.equal(stored[0], stored[1])
+
+
+def test_a_per_frame_motion_mixture_is_fitted_to_as_many_frames_as_videos(monkeypatch):
+    import models.fitted_prior as fitted_prior_module
+
+    sizes = []
+    real = fitted_prior_module.fit_gaussian_mixture
+    monkeypatch.setattr(fitted_prior_module, "fit_gaussian_mixture",
+                        lambda points, *args: sizes.append(points.shape[0]) or real(points, *args))
+    model = tiny_model("baseline")
+    prior = fit_prior(model, [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))],
+                      max_videos=5, components=2, steps=2)
+    assert prior.motion is not None and prior.num_videos == 5
+    assert sizes == [5, 5]  # 5 content codes, and 5 of the 30 frames' motion codes

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from data import DataConfig, data_loaders
-from models.checkpoint import BEST, LAST, CheckpointError, load_model, save_fitted_prior
+from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model, save_fitted_prior
 from models.fitted_prior import (
     COVARIANCES,
     DEFAULT_COMPONENTS,
@@ -58,14 +58,27 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
 
 def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
                    **options: Any) -> list[Path]:
-    """Fit and store the prior of a run folder's ``best_model.pt`` and ``last.pt`` (those that exist)."""
-    written = []
+    """Fit and store the prior of a run folder's ``best_model.pt`` and ``last.pt`` (those that exist); where
+    both hold the same weights (the last epoch was the best), the one fit is stored in both."""
+    written: list[Path] = []
+    fitted: list[tuple[dict, FittedPrior]] = []  # (weights, prior) of each checkpoint fitted so far
     for name in (BEST, LAST):
         path = Path(run_dir) / name
-        if path.is_file():
-            fit_checkpoint_prior(path, loader, device, **options)
-            written.append(path)
+        if not path.is_file():
+            continue
+        weights = load_checkpoint(path)["model_state_dict"]
+        prior = next((prior for seen, prior in fitted if _same_weights(seen, weights)), None)
+        if prior is None:
+            prior = fit_checkpoint_prior(path, loader, device, **options)
+            fitted.append((weights, prior))
+        else:
+            save_fitted_prior(path, prior)
+        written.append(path)
     return written
+
+
+def _same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
 
 
 def main(argv: list[str] | None = None) -> int:
