@@ -108,7 +108,7 @@ def test_a_full_disk_during_the_demos_evaluation_is_one_line_and_exit_3(stopped_
 
     monkeypatch.setattr(demo, "evaluate", full_disk)
     code, out, error = run_demo(tmp_path)
-    assert code == 3 and out.count("reusing") == 3
+    assert code == 3 and out.count("reusing") == 4  # the three models and the learned localiser
     assert one_line(error).startswith(f"demo.py: error: cannot write {target}: No space left on device; ")
 
 
