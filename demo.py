@@ -3,8 +3,9 @@
     python demo.py [options]            # what `make demo` runs (`make demo ARGS="--seeds 3"`)
 
 On the embedded MNIST digits, it trains the Baseline VAE, the LSTM-VAE and the Disentangled VAE for a
-fixed number of optimizer steps each (``--steps-per-model``: the same models on any machine; the default
-fits a 2-core CPU in under 25 minutes), evaluates each as ``evaluate.py`` does (reconstruction,
+fixed number of optimizer steps each (``--steps-per-model``: the same models on any machine), and the
+Disentangled VAE a second time with its learned localiser (``architecture="keypoints"``, run
+``disentangled_vae_keypoints``; ``--no-learned-localiser`` skips it), evaluates each as ``evaluate.py`` does (reconstruction,
 disentanglement, judged swaps, figures, GIFs), and writes ``results/report.md`` and ``results/report.html``
 with the tables, the design document's hypotheses against the measurements, and the figures. Longer runs
 pass options through, e.g. full runs on a GPU::
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--no-learned-localiser", action="store_true",
                        help="skip the fourth run: the Disentangled VAE with the learned localiser "
                        "(architecture=keypoints, checkpoints/disentangled_vae_keypoints), trained beside the "
-                       "hand-tracked one at about 1.7 times its training time; also skipped when --train-args "
+                       "hand-tracked one at about 1.8 times its training time; also skipped when --train-args "
                        "chooses an architecture")
     where = parser.add_argument_group("where")
     where.add_argument("--device", type=device_name, default="auto",
