@@ -22,9 +22,8 @@ import math
 import torch
 from torch import Tensor
 
+from evaluation.metric_names import LOCALISATION_KEYS
 from models.disentangled_vae import OBJECT_ARCHITECTURES
-
-LOCALISATION_FIELDS = ("median_error_px", "p90_error_px", "slot_consistency")  # localisation_scores' numbers
 
 
 def tracks_objects(model: object) -> bool:
@@ -119,6 +118,6 @@ class LocalisationTally:
     def results(self) -> dict[str, float]:
         """``localisation_``-prefixed :func:`localisation_scores` (NaN when the model has no slots for the digits)."""
         if not self.positions:
-            return {f"localisation_{key}": math.nan for key in LOCALISATION_FIELDS}
+            return dict.fromkeys(LOCALISATION_KEYS, math.nan)
         scores = localisation_scores(torch.cat(self.positions), torch.cat(self.centres), self.image_size)
-        return {f"localisation_{key}": scores[key] for key in LOCALISATION_FIELDS}
+        return {key: scores[key.removeprefix("localisation_")] for key in LOCALISATION_KEYS}

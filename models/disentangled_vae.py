@@ -1,6 +1,6 @@
 """Model 3, the Disentangled VAE: a content code per video and a motion code per frame, one decoder.
 
-Three architectures (``architecture=``), measured side by side in benchmarks/NOTES.md:
+Four architectures (``architecture=``), measured side by side in benchmarks/NOTES.md:
 
 - ``"slots"`` (default): the video is K objects on K paths. A parameter-free tracker
   (:func:`models.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
@@ -13,6 +13,10 @@ Three architectures (``architecture=``), measured side by side in benchmarks/NOT
   the motion code (``pose_readout``), combining slots by ``max`` as the generator does (a spatial
   transformer with translation only; DDPAE, Hsieh et al. 2018, has the same structure with a learned
   tracker). The content code is ``(B, K * Dc/K)``: slot k's share is its k-th block.
+- ``"keypoints"``: ``"slots"`` with the tracker replaced by a learned localiser
+  (:class:`models.keypoints.KeypointLocaliser`, trained by the model's loss alone). Its positions are the
+  motion code's first 2K numbers exactly (no ``pose_readout``), and each sprite is placed by its ink centre
+  (:func:`models.keypoints.sprite_centres`) rather than its window's centre.
 - ``"pooled"``: content from every frame's conv features averaged over time (DSVAE and C-DSVAE pool
   per-frame features too): invariant to frame order; motion and decoder as ``"average"``.
 - ``"average"``: the design document's sketch. Content from a conv encoder over the frame average
@@ -27,8 +31,8 @@ Leakage paths of the conv-decoder architectures, and their options (off by defau
 still shows where the digits went, so the content code can encode positions (``content_pooling="global"``
 averages the content features over space); frame differences show digit shapes, so the motion code can
 encode identity (``motion_blur=k`` box-blurs the differences; a small ``motion_dim`` narrows the path). The
-``"slots"`` architecture closes both by construction: motion sees positions only, content sees windows that
-follow the objects.
+object architectures (``"slots"``, ``"keypoints"``) close both by construction: motion sees positions only,
+content sees windows that follow the objects.
 """
 
 from __future__ import annotations
@@ -65,14 +69,16 @@ class DisentangledVAEConfig(VideoVAEConfig):
 
     Attributes:
         architecture: ``"slots"`` (default: tracked objects, glimpse content, sprite decoder),
-            ``"pooled"`` (content from every frame's conv features averaged over time) or ``"average"``
-            (the design document's: content from the pixel average of the frames). See the module docstring.
-        content_dim: Size Dc of the content code (with ``"slots"``: split evenly among the slots).
+            ``"keypoints"`` (the same with learned positions), ``"pooled"`` (content from every frame's
+            conv features averaged over time) or ``"average"`` (the design document's: content from the pixel
+            average of the frames). See the module docstring.
+        content_dim: Size Dc of the content code (object architectures: split evenly among the slots).
         motion_dim: Size Dm of each frame's motion code.
         lstm_hidden: Hidden size of each direction of the motion LSTM.
         prior_hidden: Hidden size of the motion prior LSTM.
-        slots: Objects K tracked by ``"slots"``; training sets it to the data's number of digits.
-        glimpse_size: Side in pixels of the window around each object (``"slots"``); a multiple of 16.
+        slots: Objects K of the object architectures; training sets it to the data's number of digits.
+        glimpse_size: Side in pixels of the window around each object (object architectures); a multiple of
+            16.
         content_pooling: ``"flatten"`` (default) or ``"global"`` (translation-invariant content features;
             ``"pooled"`` and ``"average"``).
         motion_blur: Odd box-blur kernel size applied to the frame differences; 1 (default) is no blur
@@ -199,7 +205,8 @@ class DisentangledVAE(VideoVAE):
         return self.config.motion_dim
 
     def track(self, video: Tensor) -> Tensor:
-        """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (``"slots"`` only)."""
+        """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:
+        the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""
         if self.config.architecture == "keypoints":
             return self.localiser(video)
         return track_objects(video, self.config.slots, self.config.glimpse_size)
