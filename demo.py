@@ -228,7 +228,7 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
     data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
                              video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
                                                      num_frames=args.frames), seed=seed)
-    options = given_options(shlex.split(args.train_args)) if args.train_args else {}
+    options = _train_args(args)
     if run_base(name) == LEARNED_RUN:
         options = {**options, "model_option": [*(options.get("model_option") or []), *LEARNED_OPTIONS]}
     model_config, train_config, data_config, notes = make_configs(
@@ -280,7 +280,7 @@ def check_training_options(args: argparse.Namespace) -> str | None:
             return problem
     try:
         eval_config(args)
-        options = given_options(shlex.split(args.train_args)) if args.train_args else {}
+        options = _train_args(args)
     except EvaluationError as error:
         return str(error)
     except SystemExit:  # argparse has printed the problem (e.g. a bad --train-args option)
@@ -428,13 +428,13 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
-    plans, problem = check_reused_runs(args, run_names(args.seeds, learned_localiser(args)), amp)
+    runs = run_names(args.seeds, learned_localiser(args))
+    plans, problem = check_reused_runs(args, runs, amp)
     if problem is not None:  # before the judges or any training: a stale run is never reported as new
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     timings: dict[str, float] = {}
-    runs = run_names(args.seeds, learned_localiser(args))
     log(f"{len(runs)} runs on {device}: {', '.join(name for _, _, name in runs)}; report in {out}/report.md")
     for note in option_notes(args, argv or [], runs):
         log(f"note: {note}")
