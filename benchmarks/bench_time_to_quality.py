@@ -7,7 +7,8 @@ every leg the run's ``last.pt`` is scored on ``--videos`` test videos by the jud
 reconstruction (``recon_content_accuracy``), A's digits kept in a content swap (``content_preservation``),
 the swap following B's paths (``motion_correlation``), swap fidelity (SSIM), the digit probe on the
 motion code and, for the object-structured Disentangled VAEs (``slots``, ``keypoints``), how far their slot
-positions are from the digits and how often a slot keeps its digit (:mod:`evaluation.localisation`). Prints one table of every checkpoint and one of the steps (and training minutes) at which each
+positions are from the digits and how often a slot keeps its digit (:mod:`evaluation.localisation`).
+Prints one table of every checkpoint and one of the steps (and training minutes) at which each
 level is first reached, and writes ``time_to_quality.csv`` and ``time_to_quality.png`` into ``--out``.
 
     python -m benchmarks.bench_time_to_quality [--models ...] [--steps 2560] [--every 256] [--videos 300]
