@@ -40,13 +40,13 @@ import torch
 from tqdm import tqdm
 
 from data import DataConfig, MovingMNISTConfig
-from evaluation import report as reports
-from evaluation.comparison_report import comparison_figures, write_report
-from evaluation.judges import get_judges
+from evaluation.judges.networks import get_judges
 from evaluation.metric_names import TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
-from evaluation.report_writer import markdown_table
-from evaluation.runs import config_differences, test_loader
+from evaluation.reporting import report as reports
+from evaluation.reporting.comparison import comparison_figures, write_report
+from evaluation.reporting.writer import markdown_table
+from evaluation.trained_runs import config_differences, test_loader
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from training.config import ConfigError, TrainConfig, model_fields

@@ -18,8 +18,8 @@ import dataclasses
 import sys
 import time
 
-from evaluation.figures import MAX_SWAP_VIDEOS
 from evaluation.pipeline import OUTPUTS, EvalConfig, EvaluationError, evaluate, log, one_line, write_failure
+from evaluation.reporting.figures import MAX_SWAP_VIDEOS
 from models.checkpoint import CheckpointError
 from utils.cli import device_name, non_negative_int, positive_int
 

@@ -25,9 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluation import report as reports
 from evaluation.metric_names import TABLES
-from evaluation.report_writer import markdown_table
+from evaluation.reporting import report as reports
+from evaluation.reporting.writer import markdown_table
 
 PROG = "summarize.py"
 

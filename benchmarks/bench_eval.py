@@ -1,7 +1,7 @@
 """Evaluation benchmark: the metric suite of ``evaluate.py`` on 1,000 test videos, judges excluded and included.
 
 For each model at its defaults (untrained weights: the cost does not depend on them), times
-``evaluation.metrics.compare_models`` (reconstruction metrics, parameters, forward and generation time)
+``evaluation.reconstruction.metrics.compare_models`` (reconstruction metrics, parameters, forward and generation time)
 and ``evaluation.disentanglement.compute_all_disentanglement_metrics`` without judges, then with the
 cached judges (trained first if the cache is empty; that training is timed on its own row). Figures are
 not included: they are a few dozen decodes.
@@ -19,8 +19,8 @@ import torch
 from benchmarks.common import checked_device, format_table
 from data import get_moving_mnist_dataloaders
 from evaluation.disentanglement import compute_all_disentanglement_metrics
-from evaluation.judges import get_judges
-from evaluation.metrics import compare_models
+from evaluation.judges.networks import get_judges
+from evaluation.reconstruction.metrics import compare_models
 from models import MODELS, build_model
 from utils.cli import device_name, positive_int
 from utils.devices import resolve_device

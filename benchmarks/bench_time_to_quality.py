@@ -37,8 +37,8 @@ import torch  # noqa: E402
 import demo  # noqa: E402
 from benchmarks.common import checked_device, format_table  # noqa: E402
 from evaluation.disentanglement import compute_all_disentanglement_metrics  # noqa: E402
-from evaluation.report import display_name, training_record  # noqa: E402
-from evaluation.runs import checkpoint_data_config, test_loader  # noqa: E402
+from evaluation.reporting.report import display_name, training_record  # noqa: E402
+from evaluation.trained_runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
 from training.run import TRAINING_ERRORS, train  # noqa: E402

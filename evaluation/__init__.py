@@ -1,1 +1,2 @@
-"""Evaluation: reconstruction metrics, judges, and content/motion disentanglement metrics."""
+"""Evaluation: ``pipeline.evaluate`` scores one checkpoint; ``disentanglement`` and ``generation`` gather the
+metrics of the sub-packages (reconstruction, codes, judges) and the swap protocol (``swaps``); reporting/ writes them."""

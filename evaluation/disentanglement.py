@@ -3,9 +3,9 @@
 Every number comes from the common model API (``split``, ``combine``, ``sample``, ``sample_factors``), so
 the Baseline VAE, the LSTM-VAE (implicit protocol: content = time-average of the per-frame means, motion =
 deviation) and the Disentangled VAE sit side by side. This module runs the model over the data and
-gathers the numbers; the codes are scored against order-free factors (:mod:`evaluation.factors`) by
-:func:`evaluation.code_metrics.code_metrics`, whose docstring says why per (video, frame) row and why SAP
-takes the best dimension. Swaps follow :mod:`evaluation.swap_protocol`: video ``A = i`` takes the motion
+gathers the numbers; the codes are scored against order-free factors (:mod:`evaluation.codes.factors`) by
+:func:`evaluation.codes.code_metrics.code_metrics`, whose docstring says why per (video, frame) row and why SAP
+takes the best dimension. Swaps follow :mod:`evaluation.swaps`: video ``A = i`` takes the motion
 of ``B = i - 1`` in loader order (the first video takes the first batch's last) and the swap decodes
 ``combine(c_A, m_B)``: "A's digits moving like B".
 
@@ -99,7 +99,7 @@ key                                      definition                             
 
 Digit accuracy is order-free (multiset overlap / D) and trajectory error is the mean Euclidean distance
 in pixels under the best digit permutation (the definitions of
-:mod:`evaluation.judges`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
+:mod:`evaluation.judges.networks`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
 resampling keys need ``model.sample_factors``. The Inception Score uses
 ``judges.content_probabilities(video) -> (B, 10)`` when the judges have it, else the per-digit class
 probabilities of ``judges.read_content_log_probs(video) -> (B, D, 10)`` (each tracked digit is one
@@ -122,12 +122,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from evaluation import judges as judges_module
-from evaluation.code_metrics import code_metrics
+from evaluation.codes.code_metrics import code_metrics
+from evaluation.judges import networks as judges_module
 from evaluation.localisation import LocalisationTally
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
-from evaluation.metrics import eval_mode
-from evaluation.swap_protocol import JudgedTally, motion_partners, swap_fidelity
+from evaluation.reconstruction.metrics import eval_mode
+from evaluation.swaps import JudgedTally, motion_partners, swap_fidelity
 from utils.devices import resolve_device
 
 _REQUIRED_BATCH_KEYS = ("video", "labels", "digit_ids", "trajectory")
@@ -192,7 +192,7 @@ def compute_all_disentanglement_metrics(
             ``loader.dataset.digit_images`` renders the ideal swaps.
         device: where the model runs.
         max_samples: number of videos evaluated.
-        judges: ``"auto"`` (``evaluation.judges.get_judges(loader.dataset.config, device)``), ``None``
+        judges: ``"auto"`` (``evaluation.judges.networks.get_judges(loader.dataset.config, device)``), ``None``
             (judged keys NaN, with a note) or any object with ``read_content(video) -> (B, D)`` labels and
             ``read_motion(video) -> (B, T, D, 2)`` corners (or both at once from ``read(video)``), and
             optionally ``content_probabilities(video) -> (B, 10)`` or ``read_content_log_probs(video) ->

@@ -60,10 +60,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from evaluation.information import inception_score
+from evaluation.codes.information import inception_score
+from evaluation.judges.order_free import NUM_CLASSES, label_counts
 from evaluation.metric_names import GENERATION_KEYS
-from evaluation.metrics import eval_mode
-from evaluation.order_free import NUM_CLASSES, label_counts
+from evaluation.reconstruction.metrics import eval_mode
 
 MODES = ("prior", "new_motion", "new_content")
 NEAREST_NEIGHBOURS = 3  # Kynkäänniemi et al. 2019's default k

@@ -2,8 +2,8 @@
 
 One :class:`Metric` per number that ``evaluate.py`` writes (``NAME_metrics.json``) or the report adds
 (training time). Everything that names metrics reads it: the JSON key tuples of
-:mod:`evaluation.metrics` and :mod:`evaluation.disentanglement` (whose order is the order of their
-outputs), the tables of :mod:`evaluation.report` and ``summarize.py`` (``TABLES``). The definitions of
+:mod:`evaluation.reconstruction.metrics` and :mod:`evaluation.disentanglement` (whose order is the order of their
+outputs), the tables of :mod:`evaluation.reporting.report` and ``summarize.py`` (``TABLES``). The definitions of
 the numbers are in those modules' docstrings.
 """
 
@@ -168,7 +168,7 @@ def rows(*names: str) -> tuple[Metric, ...]:
 
 
 # JSON keys, in the order the metric functions return them.
-RECONSTRUCTION_KEYS = keys(RECONSTRUCTION)  # the per-video means of evaluation.metrics
+RECONSTRUCTION_KEYS = keys(RECONSTRUCTION)  # the per-video means of evaluation.reconstruction.metrics
 RECONSTRUCTION_OUTPUT_KEYS = RECONSTRUCTION_KEYS + ("num_videos",)  # evaluate.py's "reconstruction" section
 CODE_KEYS = keys(CODE)
 FIDELITY_KEYS = keys(FIDELITY)

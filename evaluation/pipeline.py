@@ -33,12 +33,12 @@ import torch
 
 from data import DataConfig, get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
-from evaluation.figures import make_figures
 from evaluation.generation import compute_generation_metrics
-from evaluation.judges import get_judges
+from evaluation.judges.networks import get_judges
 from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
-from evaluation.metrics import compare_models, reconstruction_metrics
-from evaluation.runs import checkpoint_data_config, test_loader
+from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
+from evaluation.reporting.figures import make_figures
+from evaluation.trained_runs import checkpoint_data_config, test_loader
 from models.checkpoint import CheckpointError, library_versions, load_model
 from utils.atomic import atomic_write_json
 from utils.devices import resolve_device

@@ -163,7 +163,7 @@ def test_summarize_counts_a_checkpoint_once_however_often_it_was_evaluated(tmp_p
 
 
 def test_files_written_before_the_checkpoint_hash_are_identified_by_checkpoint_path_and_step(tmp_path):
-    from evaluation import report
+    from evaluation.reporting import report
 
     old = metrics_document("lstm", "lstm_vae", 0.03, None, checkpoint="/runs/lstm_vae/best_model.pt")
     documents = [{**old, "source": "a"}, {**old, "source": "b"},

@@ -1,5 +1,5 @@
-"""Tests of the ground-truth factors (evaluation/factors.py) and of the scores of codes against them
-(evaluation/code_metrics.py) on an oracle code (the factors themselves) and a leaky one."""
+"""Tests of the ground-truth factors (evaluation/codes/factors.py) and of the scores of codes against them
+(evaluation/codes/code_metrics.py) on an oracle code (the factors themselves) and a leaky one."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from data import MovingMNIST
-from evaluation.code_metrics import code_metrics
-from evaluation.factors import content_factors, motion_factors
+from evaluation.codes.code_metrics import code_metrics
+from evaluation.codes.factors import content_factors, motion_factors
 from evaluation.metric_names import CODE_KEYS
 
 

@@ -1,4 +1,4 @@
-"""Tests of the pure code scores on arrays (evaluation/information.py, sap.py, correlation.py, probes.py):
+"""Tests of the pure code scores on arrays (evaluation/codes/information.py, sap.py, correlation.py, probes.py):
 oracle codes, hand-computed cases and independent references (scikit-learn)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mutual_info_score
 
-from evaluation.correlation import correlation_scores
-from evaluation.information import NUM_BINS, discretize, inception_score, mig_score, mutual_information
-from evaluation.probes import _ridge_loo, _shrinkage_lda_log_proba
-from evaluation.sap import sap_score
+from evaluation.codes.correlation import correlation_scores
+from evaluation.codes.information import NUM_BINS, discretize, inception_score, mig_score, mutual_information
+from evaluation.codes.probes import _ridge_loo, _shrinkage_lda_log_proba
+from evaluation.codes.sap import sap_score
 
 
 def independent_factors(num: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

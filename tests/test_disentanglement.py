@@ -15,9 +15,9 @@ from torch import nn
 
 import evaluation.disentanglement as disentanglement
 from data import MovingMNIST, get_moving_mnist_dataloaders, render_digits
-from evaluation import judges as judges_module
+from evaluation.codes.factors import content_factors
 from evaluation.disentanglement import compute_all_disentanglement_metrics
-from evaluation.factors import content_factors
+from evaluation.judges import networks as judges_module
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, JUDGED_KEYS
 from models import MODELS, build_model
 
@@ -103,7 +103,7 @@ class OracleJudges:
 
 
 class LogProbOracleJudges:
-    """Oracle judges with the interface of :class:`evaluation.judges.Judges`: ``read`` and per-digit
+    """Oracle judges with the interface of :class:`evaluation.judges.networks.Judges`: ``read`` and per-digit
     ``read_content_log_probs`` (no ``content_probabilities``)."""
 
     def __init__(self, world: OracleWorld) -> None:

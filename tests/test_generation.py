@@ -20,7 +20,7 @@ from evaluation.generation import (
     precision_recall,
     wasserstein_1d,
 )
-from evaluation.judges import Judges
+from evaluation.judges.networks import Judges
 from evaluation.metric_names import GENERATION_KEYS, METRICS, TABLES
 from tests.test_models import tiny_model
 

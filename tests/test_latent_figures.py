@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.latent_figures import (
+from evaluation.reporting.latent_figures import (
     interpolation_frames,
     save_interpolation_grid,
     save_swap_matrix,

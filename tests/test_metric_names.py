@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from evaluation import metric_names, report
+from evaluation import metric_names
 from evaluation.metric_names import METRICS, TABLES, Metric, metric_value
+from evaluation.reporting import report
 from models import MODELS
 
 

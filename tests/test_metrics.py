@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from data import MovingMNIST, MovingMNISTConfig, get_moving_mnist_dataloaders
 from evaluation.metric_names import RECONSTRUCTION_KEYS
-from evaluation.metrics import (
+from evaluation.reconstruction.metrics import (
     bce_per_frame,
     compare_models,
     frame_psnr,
@@ -25,7 +25,7 @@ from evaluation.metrics import (
     temporal_consistency,
     video_metrics,
 )
-from evaluation.ssim import frame_ssim
+from evaluation.reconstruction.ssim import frame_ssim
 from models import build_model
 
 TINY_VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_frames=4)

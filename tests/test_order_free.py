@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.order_free import align_trajectories, digit_accuracy, label_counts, trajectory_error
+from evaluation.judges.order_free import align_trajectories, digit_accuracy, label_counts, trajectory_error
 
 # ----------------------------------------------------------------------------------------------------
 # Order-free scores

@@ -10,9 +10,9 @@ import torch
 
 import demo
 import summarize
-from evaluation import report as reports
 from evaluation.metric_names import TABLES
-from evaluation.report_writer import Report
+from evaluation.reporting import report as reports
+from evaluation.reporting.writer import Report
 from models.checkpoint import atomic_torch_save, load_checkpoint
 from training.config import ConfigError
 from utils import provenance

@@ -1,4 +1,4 @@
-"""Tests of the swap protocol (evaluation/swap_protocol.py): the pairing rule, the chance-rescaled scores
+"""Tests of the swap protocol (evaluation/swaps.py): the pairing rule, the chance-rescaled scores
 stored with the metrics and read back from older files, the judged trajectory correlation and the swap
 fidelity against the ideal render."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from data import MovingMNIST, render_digits
-from evaluation.swap_protocol import (
+from evaluation.swaps import (
     chance_rescaled,
     example_pairs,
     motion_partners,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from data import MovingMNIST, MovingMNISTConfig, render_digits
-from evaluation.order_free import trajectory_error
-from evaluation.tracking import centre_heatmap, extract_crops, find_peaks, track_digits
+from evaluation.judges.order_free import trajectory_error
+from evaluation.judges.tracking import centre_heatmap, extract_crops, find_peaks, track_digits
 
 VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_digits=2, num_frames=6)
 

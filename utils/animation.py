@@ -3,7 +3,7 @@
 Pillow only (plus the optional ``imageio-ffmpeg`` package, which bundles an ffmpeg binary, for the MP4s).
 :func:`save_video_gif` writes one or several videos side by side, each under its label, with the frame
 number on top; :func:`write_gif` and :func:`captioned` are the building blocks other animated figures
-(the swap matrix of :mod:`evaluation.figures`) use. Videos are read as in :mod:`utils.visualization`.
+(the swap matrix of :mod:`evaluation.reporting.figures`) use. Videos are read as in :mod:`utils.visualization`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ def cosine_schedule(step: int, total: int, warmup_steps: int = 0, peak: float = 
     ``peak * (1 + cos(pi * min(1, (step - warmup_steps) / (total - warmup_steps)))) / 2``.
 
     The trainer's per-step cosine (``training.optimizer.make_scheduler``, no warm-up, a
-    ``LambdaLR`` multiplier) and the judges' training (``evaluation.judge_training``, warm-up over a
+    ``LambdaLR`` multiplier) and the judges' training (``evaluation.judges.training``, warm-up over a
     twentieth of the steps) both use it.
 
     Args:

@@ -12,7 +12,7 @@ labels: pixel-exact, and fast even for large grids.
 
 The other figures live beside the code that uses them: GIFs and MP4s in :mod:`utils.animation`, training
 curves in :mod:`utils.curves`, and the figures that run a model (swap matrices, interpolations, the
-evaluation's figure set) in :mod:`evaluation.figures`. They build on the helpers here
+evaluation's figure set) in :mod:`evaluation.reporting.figures`. They build on the helpers here
 (:func:`named_videos`, :func:`montage`, :func:`montage_figure`, :func:`save_figure`).
 """
 

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 
 from data import render_digits
-from evaluation.information import inception_score
+from evaluation.codes.information import inception_score
+from evaluation.judges.order_free import align_trajectories, digit_accuracy, trajectory_error
 from evaluation.metric_names import JUDGED_KEYS, metric_value
-from evaluation.metrics import frame_psnr
-from evaluation.order_free import align_trajectories, digit_accuracy, trajectory_error
-from evaluation.ssim import frame_ssim
+from evaluation.reconstruction.metrics import frame_psnr
+from evaluation.reconstruction.ssim import frame_ssim
 
 # Each chance-rescaled swap score and the (measured, chance) keys it is computed from.
 SWAP_SCORE_SOURCES = {
@@ -148,7 +148,7 @@ def swap_fidelity(
 
     Returns:
         ``(psnr, ssim)``, each ``(B,)``: means over frames of the per-frame PSNR of
-        :mod:`evaluation.metrics` (``+inf`` for an exact match) and of the SSIM of :mod:`evaluation.ssim`.
+        :mod:`evaluation.reconstruction.metrics` (``+inf`` for an exact match) and of the SSIM of :mod:`evaluation.reconstruction.ssim`.
     """
     digit_images = digit_images.to(swapped.device)
     trajectory = torch.as_tensor(trajectory).to(swapped.device)
@@ -176,7 +176,7 @@ def _numpy(values: Any) -> np.ndarray:
 
 def trajectory_correlation(pred: np.ndarray, true: np.ndarray) -> float:
     """Pearson r of predicted and true coordinates, pooled over videos, frames, digits and both axes,
-    after each video's best digit assignment (:func:`evaluation.order_free.align_trajectories`).
+    after each video's best digit assignment (:func:`evaluation.judges.order_free.align_trajectories`).
 
     1 when the prediction follows the truth exactly (up to an affine map); about 0 for unrelated paths;
     NaN when either side is constant or not finite.

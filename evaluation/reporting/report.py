@@ -6,7 +6,7 @@ settings (an ablation) are reported side by side, never averaged (``group_by_mod
 from the JSON files: nothing here is expected or hard-coded, and a value that is missing or not finite is
 shown as ``n/a`` or ``nan``. The tables' rows (label, format, better direction) come from the metric
 registry (:data:`evaluation.metric_names.TABLES`), the models' display names from ``models.MODELS``, and the
-Markdown/HTML writer is :class:`evaluation.report_writer.Report`.
+Markdown/HTML writer is :class:`evaluation.reporting.writer.Report`.
 
 The design document's interface is kept: ``comparison_results.json`` maps a model's display name
 ("Baseline VAE", "LSTM-VAE", "Disentangled VAE") to its reconstruction metrics and cost, and
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from evaluation.metric_names import TABLES, Metric, metric_value
-from evaluation.report_writer import markdown_table
-from evaluation.swap_protocol import swap_score
+from evaluation.reporting.writer import markdown_table
+from evaluation.swaps import swap_score
 from models import MODELS
 from utils.atomic import atomic_write_json, atomic_write_text
 
@@ -395,7 +395,7 @@ def expected_vs_measured(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
     (≈: within 10% for MSE, 0.01 for SSIM). Content swap: ``content_swap_score``, the chance-rescaled judged
     digit accuracy of the swap (``(content_preservation - chance) / (1 - chance)``); motion swap:
     ``motion_swap_score``, the chance-rescaled judged trajectory correlation (both as stored with each run's
-    metrics, or derived by :func:`evaluation.swap_protocol.swap_score` for older files; means over runs);
+    metrics, or derived by :func:`evaluation.swaps.swap_score` for older files; means over runs);
     each labelled Clean (>= 0.8), Partial (>= 0.3) or Fails, and compared with
     Fails / Partial / Clean for Baseline / LSTM-VAE / Disentangled. Disentanglement: the ordering of
     ``overall_disentanglement`` against Low < Medium < High.

@@ -1,7 +1,7 @@
 """Structural similarity (SSIM, Wang et al. 2004) of every frame, as scikit-image computes it.
 
 Videos are ``(B, T, C, H, W)`` floats in [0, 1]. :func:`frame_ssim` gives one value per frame, with Wang et
-al.'s Gaussian window or scikit-image's default 7x7 box (OpenSTL's call); :mod:`evaluation.metrics` averages
+al.'s Gaussian window or scikit-image's default 7x7 box (OpenSTL's call); :mod:`evaluation.reconstruction.metrics` averages
 it into the per-video ``ssim`` and ``ssim_uniform``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from evaluation.video_pairs import check_pair, compute_dtype, pair_as
+from evaluation.reconstruction.tensor_checks import check_pair, compute_dtype, pair_as
 
 # SSIM constants of Wang et al. (2004), as scikit-image uses them with ``gaussian_weights=True``.
 SSIM_SIGMA = 1.5

@@ -1,7 +1,7 @@
 """Order-free scores of a reading against the truth: digits matched as multisets, trajectories by assignment.
 
 Pure functions of tensors. A video's ``D`` digits carry no order, neither in what the judges
-(:mod:`evaluation.judges`) read nor in the data's labels, so :func:`digit_accuracy` matches the digits as
+(:mod:`evaluation.judges.networks`) read nor in the data's labels, so :func:`digit_accuracy` matches the digits as
 multisets and :func:`trajectory_error` takes the best assignment of whole trajectories (minimum over the
 ``D!`` permutations); :func:`align_trajectories` reorders a reading by that assignment.
 """

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from evaluation.information import as_matrix
+from evaluation.codes.information import as_matrix
 
 
 def split_mask(num_groups: int, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:

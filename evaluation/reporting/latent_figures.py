@@ -4,7 +4,7 @@
 :func:`interpolation_frames` and :func:`save_interpolation_grid` walk the latent path between two videos
 (``model.interpolate``). The drawing itself (montages, GIFs) is :mod:`utils.visualization` and
 :mod:`utils.animation`; every ``save_*`` function writes one file and returns its path (a ``.png`` gets a
-``.pdf`` beside it, a GIF an ``.mp4`` where ``imageio-ffmpeg`` is installed). :mod:`evaluation.figures`
+``.pdf`` beside it, a GIF an ``.mp4`` where ``imageio-ffmpeg`` is installed). :mod:`evaluation.reporting.figures`
 uses them for ``evaluate.py``'s figures.
 """
 

@@ -2,7 +2,7 @@
 
 :func:`make_figures` writes them all into one folder, each named after the experiment
 (``NAME_reconstructions.png``, ``NAME_swaps.gif``, ...; ``evaluate.py --help`` lists them), from the first
-videos of the test set. The figures that run the model's latent verbs are :mod:`evaluation.latent_figures`.
+videos of the test set. The figures that run the model's latent verbs are :mod:`evaluation.reporting.latent_figures`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from data import video_of
-from evaluation.generation_figures import save_factor_grid, save_samples_vs_real
-from evaluation.latent_figures import save_interpolation_grid, save_swap_matrix
-from evaluation.swap_protocol import example_pairs
+from evaluation.reporting.generation_figures import save_factor_grid, save_samples_vs_real
+from evaluation.reporting.latent_figures import save_interpolation_grid, save_swap_matrix
+from evaluation.swaps import example_pairs
 from utils.animation import mp4_twin, save_video_gif
 from utils.visualization import pdf_twin, save_frame_grid
 

@@ -1,7 +1,7 @@
-"""The scores of content/motion codes against the true factors (:mod:`evaluation.factors`): SAP, MIG,
+"""The scores of content/motion codes against the true factors (:mod:`evaluation.codes.factors`): SAP, MIG,
 correlation and linear probes, as one pure function of arrays, :func:`code_metrics`. Each key's definition
-is in the table of :mod:`evaluation.disentanglement`; the maths in :mod:`evaluation.sap`,
-:mod:`evaluation.information` (MIG), :mod:`evaluation.correlation` and :mod:`evaluation.probes`.
+is in the table of :mod:`evaluation.disentanglement`; the maths in :mod:`evaluation.codes.sap`,
+:mod:`evaluation.codes.information` (MIG), :mod:`evaluation.codes.correlation` and :mod:`evaluation.codes.probes`.
 
 **Unit.** Motion codes are per frame, so SAP and MIG score (video, frame) rows: the code ``[c, m_t]``
 against ``[n, y_t]`` (content code and factors repeated over frames; repetition leaves R^2, MI and the
@@ -22,12 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.correlation import correlation_scores
-from evaluation.factors import CONTENT_FACTOR_NAMES, MOTION_FACTOR_NAMES, content_factors, motion_factors
-from evaluation.information import mig_score
-from evaluation.probes import classification_probe, regression_probe, split_mask
-from evaluation.sap import best_dimension_scores, sap_score
-from evaluation.swap_protocol import chance_rescaled
+from evaluation.codes.correlation import correlation_scores
+from evaluation.codes.factors import (
+    CONTENT_FACTOR_NAMES,
+    MOTION_FACTOR_NAMES,
+    content_factors,
+    motion_factors,
+)
+from evaluation.codes.information import mig_score
+from evaluation.codes.probes import classification_probe, regression_probe, split_mask
+from evaluation.codes.sap import best_dimension_scores, sap_score
+from evaluation.swaps import chance_rescaled
 
 
 def code_metrics(

@@ -1,6 +1,6 @@
 """How the motion judge reads positions: heatmap geometry, sub-pixel peaks and a digit tracker.
 
-Pure tensor functions, used by :mod:`evaluation.judges`: the centre detector outputs a heatmap at half
+Pure tensor functions, used by :mod:`evaluation.judges.networks`: the centre detector outputs a heatmap at half
 resolution (cells of ``_STRIDE`` pixels); :func:`find_peaks` finds its strongest local maxima with
 sub-cell precision, and :func:`track_digits` links ``D`` digits through the frames with a
 constant-velocity model that reflects off the walls.

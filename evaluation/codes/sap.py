@@ -1,7 +1,7 @@
 """SAP (Separated Attribute Predictability, Kumar et al. 2018) on numpy arrays: the score matrix of single
 code dimensions against factors, its top-two gap, and the best-dimension block scores.
 
-Conventions as :mod:`evaluation.information`: ``codes`` ``(N, Dz)``, ``factors`` ``(N, K)``, ``discrete``
+Conventions as :mod:`evaluation.codes.information`: ``codes`` ``(N, Dz)``, ``factors`` ``(N, K)``, ``discrete``
 per factor.
 """
 
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from evaluation.information import TINY_VARIANCE, check_codes_factors, top_two_gap
-from evaluation.probes import split_mask
+from evaluation.codes.information import TINY_VARIANCE, check_codes_factors, top_two_gap
+from evaluation.codes.probes import split_mask
 
 
 def _r_squared_columns(codes: np.ndarray, code_variance: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ and cached, read any video of that configuration:
 * the **motion judge** finds the digits. A fully convolutional *centre detector* turns every frame into a
   heatmap of digit-box centres (stride 2; target: a Gaussian bump at each digit's centre, so the training
   loss is permutation-invariant by construction). The peaks are refined to sub-pixel precision (a
-  parabola through the log-heat) and a tracker (:func:`evaluation.tracking.track_digits`) links the ``D`` digits through
+  parabola through the log-heat) and a tracker (:func:`evaluation.judges.tracking.track_digits`) links the ``D`` digits through
   the frames with a constant-velocity model that reflects off the walls, coasting or sharing a peak
   while digits overlap. Output: ``(B, T, D, 2)`` top-left corners ``(x, y)`` in pixels, like the
   data's ``trajectory``; the order of the ``D`` digits is arbitrary.
@@ -20,16 +20,16 @@ Why a detector and a tracker rather than a network that regresses ``D`` ordered 
 loss minimised over the ``D!`` assignments: a heatmap gets dense supervision from every pixel, so it
 localises to about a pixel after a minute of CPU training, while a slot regressor must also learn a
 consistent digit order, which it does slowly. The ``D!`` assignment is still how a reading is scored
-(:func:`evaluation.order_free.trajectory_error`).
+(:func:`evaluation.judges.order_free.trajectory_error`).
 
 Both train on fresh videos of the TRAIN digit pool, with mild blur, noise and contrast augmentation so
 that they also read blurry, dim generated videos, and their accuracy is measured on real videos of the
-TEST digit pool (digit images they never saw): :mod:`evaluation.judge_training`. The accuracy travels
+TEST digit pool (digit images they never saw): :mod:`evaluation.judges.training`. The accuracy travels
 with the judges (``Judges.accuracy``) so that every judged number can be reported beside the judge's own
 error.
 
 This file holds the reader: the hyper-parameters, the two networks, :class:`Judges` and the cached
-access (:func:`get_judges`, :func:`judges_key`). Scores are order-free (:mod:`evaluation.order_free`):
+access (:func:`get_judges`, :func:`judges_key`). Scores are order-free (:mod:`evaluation.judges.order_free`):
 digits match as multisets and trajectories by the best assignment of whole trajectories (minimum over
 the ``D!`` permutations).
 """
@@ -50,9 +50,9 @@ from torch import Tensor, nn
 
 from data import MovingMNISTConfig, mnist
 from data.mnist import DigitSet, load_digits
-from evaluation.judge_training import train_judges
-from evaluation.order_free import NUM_CLASSES, digit_accuracy, trajectory_error
-from evaluation.tracking import cells_to_pixels, centre_offset, extract_crops, find_peaks, track_digits
+from evaluation.judges.order_free import NUM_CLASSES, digit_accuracy, trajectory_error
+from evaluation.judges.tracking import cells_to_pixels, centre_offset, extract_crops, find_peaks, track_digits
+from evaluation.judges.training import train_judges
 from utils.atomic import atomic_torch_save
 from utils.devices import resolve_device
 
@@ -215,7 +215,7 @@ class Judges(nn.Module):
         cls, video_config: MovingMNISTConfig, config: JudgeConfig, seed: int, device: torch.device
     ) -> Judges:
         """Untrained judges on ``device`` with initial weights drawn from ``seed`` (the caller's global
-        random state untouched), ready for :func:`evaluation.judge_training.train_judges`."""
+        random state untouched), ready for :func:`evaluation.judges.training.train_judges`."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return cls(video_config, config).to(device)
@@ -383,7 +383,7 @@ def get_judges(
         config: hyper-parameters and training budget (:class:`JudgeConfig`).
         digits: the digit set itself (e.g. ``loader.dataset.digits``); replaces ``mnist_root``.
         retrain: train even when a cached file exists (and overwrite it).
-        num_threads: torch CPU threads while training (see :func:`evaluation.judge_training.train_judges`;
+        num_threads: torch CPU threads while training (see :func:`evaluation.judges.training.train_judges`;
             restored after); None leaves them alone. Not part of the key: it changes the speed, not
             (beyond rounding) the result.
         **overrides: fields of :class:`JudgeConfig` (e.g. ``detector_steps=300``, ``max_seconds=180``).

@@ -2,7 +2,7 @@
 
 :func:`comparison_figures` runs every model on the same test videos (reconstructions, and a content swap
 beside its exact ideal render); :func:`write_report` writes the report from the evaluations'
-``NAME_metrics.json`` documents (:mod:`evaluation.report` builds the tables, :mod:`evaluation.report_writer`
+``NAME_metrics.json`` documents (:mod:`evaluation.reporting.report` builds the tables, :mod:`evaluation.reporting.writer`
 writes Markdown and HTML).
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from data import render_digits
-from evaluation import report as reports
 from evaluation.metric_names import TABLES
-from evaluation.report_writer import Report
-from evaluation.runs import checkpoint_data_config, load_runs, test_loader
-from evaluation.swap_protocol import example_pairs
+from evaluation.reporting import report as reports
+from evaluation.reporting.writer import Report
+from evaluation.swaps import example_pairs
+from evaluation.trained_runs import checkpoint_data_config, load_runs, test_loader
 from utils.animation import save_video_gif
 from utils.provenance import collect as provenance
 from utils.provenance import cpu_description, summary_lines
@@ -130,7 +130,7 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
                 f"prior of the samples: {'; '.join(priors)}. Formulas: `evaluation/generation.py`."
             )
     report.paragraph(
-        "Definitions: every metric, with its formula, is documented in `evaluation/metrics.py` (reconstruction) "
+        "Definitions: every metric, with its formula, is documented in `evaluation/reconstruction/metrics.py` (reconstruction) "
         "and `evaluation/disentanglement.py` (disentanglement, swaps); the README lists them too. Baseline VAE "
         "and LSTM-VAE have no explicit split: their content code is the time-average of the per-frame latent "
         "means and their motion code each frame's deviation from it."

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from evaluation.information import TINY_VARIANCE, as_matrix
+from evaluation.codes.information import TINY_VARIANCE, as_matrix
 
 
 def correlation_scores(content: np.ndarray, motion: np.ndarray) -> dict[str, np.ndarray | float]:

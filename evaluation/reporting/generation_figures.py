@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evaluation.latent_figures import _spread_indices, _strip
+from evaluation.reporting.latent_figures import _spread_indices, _strip
 from utils.animation import captioned, write_gif
 from utils.visualization import CELL_GAP, DPI, montage, montage_figure, save_figure, save_frame_grid
 

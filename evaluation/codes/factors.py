@@ -9,7 +9,7 @@ Moving MNIST's digit slots come in random order, so every factor is symmetric in
   corners) and ``spread_x``, ``spread_y`` (mean over digit pairs of ``|x_i - x_j|``, ``|y_i - y_j|``):
   *where* the digits are (:data:`MOTION_FACTOR_NAMES`). For 2 digits they give the unordered x- and
   y-pairs (only the sign of ``dx * dy`` is lost). A factor that is constant on the evaluated videos
-  (spreads with 1 digit, a class that never occurs) is left out by :func:`evaluation.code_metrics.code_metrics`,
+  (spreads with 1 digit, a class that never occurs) is left out by :func:`evaluation.codes.code_metrics.code_metrics`,
   with a note.
 """
 
@@ -20,7 +20,7 @@ import itertools
 import numpy as np
 import torch
 
-from evaluation.order_free import NUM_CLASSES, label_counts
+from evaluation.judges.order_free import NUM_CLASSES, label_counts
 
 CONTENT_FACTOR_NAMES = tuple(f"count_{k}" for k in range(NUM_CLASSES))
 MOTION_FACTOR_NAMES = ("mean_x", "mean_y", "spread_x", "spread_y")

@@ -1,4 +1,4 @@
-"""How the judges (:mod:`evaluation.judges`) learn to read: augmented training frames, a training loop, and
+"""How the judges (:mod:`evaluation.judges.networks`) learn to read: augmented training frames, a training loop, and
 the measurement of their accuracy.
 
 Both judges train on fresh videos of the TRAIN digit pool, with mild blur, noise and contrast augmentation
@@ -6,7 +6,7 @@ so that they also read blurry, dim generated videos: the motion judge's centre d
 bumps at the digits' centres, the content judge's classifier on jittered crops at the true positions. Each
 runs a plain AdamW loop with the shared cosine schedule (:func:`utils.schedules.cosine_schedule`, linear
 warm-up over a twentieth of the steps). Their accuracy is then measured on real videos of the TEST digit
-pool (digit images they never saw) with the order-free scores of :mod:`evaluation.order_free`.
+pool (digit images they never saw) with the order-free scores of :mod:`evaluation.judges.order_free`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from data import MovingMNIST
 from data.mnist import DigitSet, load_digits
-from evaluation.tracking import centre_heatmap, extract_crops
+from evaluation.judges.tracking import centre_heatmap, extract_crops
 from utils.schedules import cosine_schedule
 
-if TYPE_CHECKING:  # annotations only: evaluation.judges imports this module to train on a cache miss
-    from evaluation.judges import JudgeConfig, Judges
+if TYPE_CHECKING:  # annotations only: evaluation.judges.networks imports this module to train on a cache miss
+    from evaluation.judges.networks import JudgeConfig, Judges
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -226,9 +226,9 @@ def measure_judges(judges: Judges, digits: DigitSet, seed: int = 0, num_videos: 
     """The judges' accuracy on real TEST-pool videos of their configuration (digit images never trained on).
 
     Returns:
-        ``content_digit_accuracy`` (mean :func:`evaluation.order_free.digit_accuracy`),
+        ``content_digit_accuracy`` (mean :func:`evaluation.judges.order_free.digit_accuracy`),
         ``content_video_accuracy`` (share of videos with every digit right), ``motion_trajectory_error_px``
-        (mean :func:`evaluation.order_free.trajectory_error`), ``motion_trajectory_error_px_median`` and
+        (mean :func:`evaluation.judges.order_free.trajectory_error`), ``motion_trajectory_error_px_median`` and
         ``num_test_videos``.
     """
     num_videos = num_videos if num_videos is not None else judges.config.test_videos
