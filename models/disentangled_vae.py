@@ -48,9 +48,9 @@ from models.config import VideoVAEConfig, check_choice, check_positive_int
 from models.decoders import FrameDecoder
 from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
-from models.keypoints import KeypointLocaliser, sprite_centres
+from models.objects.keypoints import KeypointLocaliser, sprite_centres
+from models.objects.slots import glimpses, place_sprites, track_objects
 from models.priors import RecurrentGaussianPrior
-from models.slots import glimpses, place_sprites, track_objects
 
 ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
 # Architectures built on objects (one sprite per object, placed by a position per frame): ``slots`` is their

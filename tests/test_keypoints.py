@@ -10,8 +10,8 @@ import torch
 from data.render import render_digits
 from evaluation.localisation import digit_centres, localisation_scores
 from models import build_model
-from models.keypoints import KeypointLocaliser, sprite_centres, start_points
-from models.slots import place_sprites
+from models.objects.keypoints import KeypointLocaliser, sprite_centres, start_points
+from models.objects.slots import place_sprites
 
 SIZE = 32
 FRAMES = 5

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import build_model
-from models.slots import glimpses, place_sprites, reassociate, track_centroids, track_objects
+from models.objects.slots import glimpses, place_sprites, reassociate, track_centroids, track_objects
 
 SIZE = 32
 FRAMES = 6

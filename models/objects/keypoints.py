@@ -1,6 +1,6 @@
 """A learned localiser for the Disentangled VAE's ``architecture="keypoints"``: K positions per frame.
 
-The ``"slots"`` architecture finds its objects with a parameter-free tracker (:mod:`models.slots`). This
+The ``"slots"`` architecture finds its objects with a parameter-free tracker (:mod:`models.objects.slots`). This
 module replaces that tracker with a network trained end to end by the model's loss: nothing reads labels or
 ground-truth positions, and no rule says what an object is. It follows the keypoint bottleneck of
 Transporter (Kulkarni et al. 2019) and Minderer et al. (2019), made recurrent so that slot k follows one
@@ -19,7 +19,7 @@ object through the video, as DDPAE's pose (Hsieh et al. 2018) does:
 - the head's last layer starts near zero, so a fresh model's slots sit at their start points and move
   only as far as the reconstruction gradient teaches the head to look.
 
-Positions are ``(x, y)`` in [-1, 1] in ``grid_sample`` coordinates (:mod:`models.slots`): a convex
+Positions are ``(x, y)`` in [-1, 1] in ``grid_sample`` coordinates (:mod:`models.objects.slots`): a convex
 combination of pixel centres, so always on the canvas. They carry gradient, which is what lets the sprite
 decoder and the glimpse encoder teach the localiser where the objects are.
 """
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.slots import pixel_centres
+from models.objects.slots import pixel_centres
 
 
 def start_points(slots: int) -> Tensor:
