@@ -49,11 +49,11 @@ from evaluation.reporting.writer import markdown_table
 from evaluation.trained_runs import config_differences, test_loader
 from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from training.cli import given_options
 from training.config import ConfigError, TrainConfig, model_fields
 from training.options import make_configs
-from training.run import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
-from training.run_folder import ResumePoint, resume_point
-from training.train import given_options
+from training.run_folder.prepare import ResumePoint, resume_point
+from training.train import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
 from training.trainer import NonFiniteLossError
 from utils.cli import device_name, given_values, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves

@@ -2,7 +2,7 @@
 
 Trains each model with the demo's settings (``demo.requested_configs``: the same run a ``demo.py
 --steps-per-model STEPS`` would train, in the same run folder), in legs of ``--every`` steps: each leg is
-``training.run.train(..., resume=...)`` up to the next multiple, which continues the run exactly. After
+``training.train.train(..., resume=...)`` up to the next multiple, which continues the run exactly. After
 every leg the run's ``last.pt`` is scored on ``--videos`` test videos by the judges: digits read in the
 reconstruction (``recon_content_accuracy``), A's digits kept in a content swap (``content_preservation``),
 the swap following B's paths (``motion_correlation``), swap fidelity (SSIM), the digit probe on the
@@ -41,8 +41,8 @@ from evaluation.reporting.report import display_name, training_record  # noqa: E
 from evaluation.trained_runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
-from training.run import TRAINING_ERRORS, train  # noqa: E402
-from training.run_folder import resume_point  # noqa: E402
+from training.run_folder.prepare import resume_point  # noqa: E402
+from training.train import TRAINING_ERRORS, train  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
 from utils.cli import positive_int  # noqa: E402
 from utils.devices import bf16_supported  # noqa: E402

@@ -16,8 +16,8 @@ from training.config import TrainConfig
 from training.distributed import DistributedContext, from_environment, process_device
 from training.noise import train_noise_seed
 from training.optimizer import make_optimizer
-from training.run import build_loaders, create_model
-from training.run_lock import RunLock
+from training.run_folder.lock import RunLock
+from training.train import build_loaders, create_model
 
 REPO = Path(__file__).resolve().parents[1]
 

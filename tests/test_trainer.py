@@ -14,7 +14,7 @@ from torch import nn
 from models.checkpoint import BEST, LAST
 from training.config import TrainConfig
 from training.optimizer import make_optimizer, make_scheduler
-from training.run import TrainResult
+from training.train import TrainResult
 from training.trainer import NonFiniteLossError, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

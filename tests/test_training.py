@@ -19,11 +19,11 @@ import pytest
 import torch
 from training_helpers import assert_same_training_state, read_rows, tiny_args
 
-import training.run as run_module
+import training.train as run_module
 import training.trainer as trainer_module
 from models import MODELS
 from models.checkpoint import BEST, LAST, load_checkpoint, load_model
-from training.train import build_parser, main
+from training.cli import build_parser, main
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

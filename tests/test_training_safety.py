@@ -21,10 +21,10 @@ import pytest
 import torch
 from training_helpers import assert_same_training_state, read_rows, tiny_args
 
-import training.train as train_module
+import training.cli as train_module
 import training.trainer as trainer_module
 from models.checkpoint import BEST, LAST, load_checkpoint
-from training.train import main
+from training.cli import main
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ def test_train_checks_its_configs_before_it_creates_the_run_folder(tmp_path):
     from data import DataConfig, MovingMNISTConfig
     from models import MODELS
     from training.config import ConfigError, TrainConfig
-    from training.run import train
+    from training.train import train
 
     data = DataConfig(train_size=4, val_size=4, test_size=4, video=MovingMNISTConfig(num_frames=4))
     model_config = MODELS["baseline"].config_class(image_size=32, width=4)

@@ -55,8 +55,8 @@ from models.checkpoint import (
 )
 from training.config import TrainConfig
 from training.distributed import SINGLE_PROCESS, DistributedContext, all_reduce_max, all_reduce_sum
-from training.messages import format_row, non_finite_hints, non_finite_weights_hint
 from training.noise import train_noise_seed, validation_noise_seed
+from training.trainer_messages import format_row, non_finite_hints, non_finite_weights_hint
 from training.trainer_state import EpochProgress, restore_trainer, trainer_checkpoint
 from utils.devices import bf16_supported
 

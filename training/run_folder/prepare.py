@@ -19,7 +19,7 @@ from typing import Any
 from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, non_finite_weights
 from training.config import ConfigError
 from training.options import RESUME_MAY_CHANGE
-from training.run_lock import RunLock
+from training.run_folder.lock import RunLock
 
 OUTPUTS = (LAST, BEST, "config.json", "metrics.csv", "train.log", "tensorboard")
 

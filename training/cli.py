@@ -1,0 +1,276 @@
+"""Train a video VAE on Moving MNIST: ``python -m training.train --model NAME --name RUN [options]``.
+
+Outputs go to ``CHECKPOINT_DIR/RUN/``: ``last.pt`` (every epoch, and on any early stop), ``best_model.pt``
+(lowest finite validation loss), ``config.json``, ``metrics.csv`` (one row per epoch), ``train.log`` and
+``tensorboard/``. ``--resume`` continues ``last.pt`` exactly; see ``--help`` for every option,
+:mod:`training.trainer` for the loop's guarantees and :func:`training.train.train` for the same as a library
+function (this module only turns the command line into its configs and its exceptions into exit codes).
+
+One process at a time per run folder: the process holds an advisory lock on it (:mod:`training.run_folder.lock`)
+from before it reads the folder until it exits, and a second process is refused in one line naming the
+first. Under torchrun only rank 0 locks (only it writes), before it writes anything, and it then checks
+that the files the ranks planned from have not changed.
+
+Exit codes: 0 done (or the ``--max-minutes`` budget reached, with ``last.pt`` written), 1 non-finite
+loss, validation loss or weights (never saved), 2 invalid options, a run folder in use by another process,
+or an unusable run folder or checkpoint, 3 an output could not be written (e.g. "No space left on
+device"; the checkpoints keep the last state written), 130 SIGINT and 143 SIGTERM (both after writing
+``last.pt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data import DataConfig, load_digits
+from models import MODELS
+from models.checkpoint import LAST
+from training import distributed
+from training.config import ConfigError, TrainConfig, config_from_dict
+from training.options import add_config_options, config_options, make_configs
+from training.run_folder.lock import RunFolderBusy, RunLock
+from training.run_folder.prepare import (
+    ResumePoint,
+    lock_existing_run_folder,
+    refuse_existing_run,
+    resume_point,
+)
+from training.train import OtherProcessFailed, RunWriteError, TrainingInterrupted, train
+from training.trainer import NonFiniteLossError
+from utils.cli import INVOCATION, RESUMABLE, given_values
+from utils.devices import resolve_device
+
+PROG = "python -m training.train"
+EXIT_NON_FINITE, EXIT_USAGE, EXIT_WRITE = 1, 2, 3
+# Options of the command itself; every other one sets a config field (training.options).
+COMMAND_OPTIONS = ("model", "name", "resume", "overwrite", "quiet")
+
+# ----------------------------------------------------------------------------------------------------
+# The command line
+
+
+def _flags(role: str) -> str:
+    flags = [spec["flags"][0] for spec in config_options().values() if spec["role"] == role]
+    return ", ".join(flags[:-1]) + " and " + flags[-1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (model choices and model defaults come from the ``MODELS`` registry)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train a video VAE on Moving MNIST. Outputs go to CHECKPOINT_DIR/NAME/: last.pt (every "
+        "epoch), best_model.pt (lowest finite validation loss), config.json, metrics.csv, train.log and "
+        "tensorboard/.",
+        epilog="Optimizer: Adam (betas 0.9, 0.999). Stopping: SIGINT/SIGTERM and --max-minutes end training "
+        "after the current optimizer step (possibly mid-epoch) and write last.pt; --resume then continues "
+        "exactly where it stopped (same weights as an uninterrupted run). A resumed run keeps its model, "
+        f"data and training options; it may change {_flags(RESUMABLE)}, and takes {_flags(INVOCATION)} from "
+        "its own command line. "
+        "Several devices: torchrun --nproc_per_node=N -m training.train ... (DDP; NCCL on GPUs, gloo on "
+        "CPUs): --batch-size is per process, each process trains on a disjoint share of every epoch, "
+        "validation is split across processes and summed, only rank 0 writes. One process per run "
+        "folder: a second one is refused (an advisory lock, released when its holder exits or dies). Exit "
+        "codes: 0 done or budget reached, 1 non-finite loss or weights (never saved), 2 invalid option, run "
+        "folder in use, or unusable run folder or checkpoint, 3 an output could not be written (e.g. disk "
+        "full; the checkpoints keep the last state written), 130 SIGINT, 143 SIGTERM.",
+    )
+    groups = {"run": parser.add_argument_group("run")}
+    run = groups["run"]
+    run.add_argument("--model", choices=list(MODELS), default=None,
+                     help="model to train (required, except with --resume, which reads it from last.pt)")
+    run.add_argument("--name", required=True, help="experiment name: outputs go to CHECKPOINT_DIR/NAME")
+    run.add_argument("--resume", action="store_true",
+                     help="continue CHECKPOINT_DIR/NAME/last.pt exactly (its model, data and training options)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over in a run folder that already holds checkpoints (deletes the old run's "
+                     "outputs); without it such a start is refused")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is "
+                     "not a terminal)")
+    groups["training"] = parser.add_argument_group("training")
+    groups["model"] = parser.add_argument_group(
+        "model (an option the chosen model lacks is ignored, with a note)",
+        "The frame size, the channels and, for an object-structured Disentangled VAE (architecture=slots), "
+        "the slots follow the data (--image-size, --digits); an explicit model option that contradicts them "
+        "is an error.")
+    groups["data"] = parser.add_argument_group("data")
+    add_config_options(groups)
+    return parser
+
+
+def given_options(argv: list[str]) -> dict[str, Any]:
+    """The options the command line sets explicitly, by destination (``--name`` is not required here:
+    options for a run planned elsewhere, such as the demo's ``--train-args``, lack it).
+
+    Raises:
+        SystemExit: an option that does not parse (argparse has printed why).
+    """
+    return given_values(build_parser(), argv)
+
+
+def explicit_options(argv: list[str]) -> set[str]:
+    """Destinations the command line sets explicitly."""
+    return set(given_options(argv))
+
+
+def config_options_of(args: argparse.Namespace, explicit: set[str]) -> dict[str, Any]:
+    """The explicit options that set config fields, by destination (for :func:`training.options.make_configs`)."""
+    return {dest: getattr(args, dest) for dest in explicit if dest not in COMMAND_OPTIONS}
+
+
+# ----------------------------------------------------------------------------------------------------
+# From options to configs
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, decided before anything is written (the arguments of :func:`train`)."""
+
+    model_name: str
+    model_config: Any
+    train_config: TrainConfig
+    data_config: DataConfig
+    run_dir: Path
+    resume: ResumePoint | None
+    overwrite: bool
+    quiet: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def resumed_configs(args: argparse.Namespace, explicit: set[str], checkpoint: dict[str, Any],
+                    source: Path) -> tuple[str, Any, TrainConfig, DataConfig, list[str]]:
+    """The configs of a resumed run: the checkpoint's, with the options a resumed run may change.
+
+    Raises:
+        ConfigError: another model, an explicit option that contradicts the run, or checkpoint configs that
+            do not rebuild.
+    """
+    name = checkpoint["model_name"]
+    if args.model is not None and args.model != name:
+        raise ConfigError(f"--resume: {source} holds a {name!r} model, not {args.model!r}")
+    try:
+        model_config = MODELS[name].config_class(**checkpoint["model_config"])
+        data_config = DataConfig.from_checkpoint(checkpoint, strict=True)
+        saved_train = config_from_dict(TrainConfig, checkpoint["train_config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"--resume: {source} holds configs this code cannot rebuild: {error}") from None
+    model_config, train_config, data_config, notes = make_configs(
+        name, args.name, config_options_of(args, explicit), (model_config, saved_train, data_config), resume=True)
+    return name, model_config, train_config, data_config, notes
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """``CHECKPOINT_DIR/NAME``.
+
+    Raises:
+        ConfigError: ``--name`` is not a plain folder name.
+    """
+    name = args.name
+    if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"argument --name: must be a plain folder name, got {name!r}", usage=True)
+    return Path(args.checkpoint_dir) / name
+
+
+def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
+    """Check the options and the run folder and build the configs; writes nothing.
+
+    Raises:
+        ConfigError: invalid options, a run folder that is not what the flags expect, or an unusable
+            checkpoint.
+    """
+    run_dir = run_folder(args)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: pick one", usage=True)
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        raise ConfigError(f"argument --device: {error}", usage=True) from None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a folder")
+    if args.resume:
+        point = resume_point(run_dir)
+        model_name, model_config, train_config, data_config, notes = resumed_configs(
+            args, explicit, point.checkpoint, run_dir / LAST)
+        if point.best_note is not None:
+            notes.append(point.best_note)
+        return RunPlan(model_name, model_config, train_config, data_config, run_dir, point, False, args.quiet, notes)
+    if not args.overwrite:
+        refuse_existing_run(run_dir)
+    if args.model is None:
+        raise ConfigError("the following arguments are required: --model (or --resume)", usage=True)
+    model_name = args.model
+    model_config, train_config, data_config, notes = make_configs(model_name, args.name,
+                                                                  config_options_of(args, explicit))
+    if data_config.mnist_root is not None:
+        try:
+            load_digits(data_config.mnist_root)  # cached: the loaders reuse it
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigError(f"argument --mnist-root: {error}", usage=True) from None
+    return RunPlan(model_name, model_config, train_config, data_config, run_dir, None, args.overwrite,
+                   args.quiet, notes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+
+
+def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
+    """Train as planned (:func:`training.train.train`); returns the exit code."""
+    try:
+        result = train(plan.model_name, plan.model_config, plan.train_config, plan.data_config, plan.run_dir,
+                       resume=plan.resume, overwrite=plan.overwrite, quiet=plan.quiet, notes=plan.notes,
+                       context=context, lock=lock)
+    except OtherProcessFailed:  # rank 0 reports it
+        return EXIT_USAGE
+    except (ConfigError, RunFolderBusy) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NonFiniteLossError:  # logged by the run
+        return EXIT_NON_FINITE
+    except RunWriteError:  # logged by the run
+        return EXIT_WRITE
+    except TrainingInterrupted as interrupt:  # logged by the run
+        return interrupt.exit_status
+    return result.exit_status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse errors and ``--help`` included)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    explicit = explicit_options(argv)
+    lock = None
+    try:
+        try:
+            context = distributed.from_environment()
+            if not context.enabled:  # under torchrun rank 0 locks in run(), where every rank learns of it
+                lock = lock_existing_run_folder(run_folder(args))
+            plan = plan_run(args, explicit)
+        except ConfigError as error:
+            if error.usage:
+                parser.print_usage(sys.stderr)
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ValueError, RunFolderBusy) as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return run(plan, context, lock)
+    except KeyboardInterrupt as interrupt:
+        print(f"{PROG}: {interrupt or 'interrupted'}: stopped at once; the last checkpoint written is intact",
+              file=sys.stderr)
+        return 130
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
