@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from data import DataConfig, MovingMNISTConfig
-from evaluation.judges.networks import get_judges
+from evaluation.judges.cache import get_judges
 from evaluation.metric_names import TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
 from evaluation.reporting import report as reports

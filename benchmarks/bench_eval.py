@@ -19,7 +19,7 @@ import torch
 from benchmarks.common import checked_device, format_table
 from data import get_moving_mnist_dataloaders
 from evaluation.disentanglement import compute_all_disentanglement_metrics
-from evaluation.judges.networks import get_judges
+from evaluation.judges.cache import get_judges
 from evaluation.reconstruction.metrics import compare_models
 from models import MODELS, build_model
 from utils.cli import device_name, positive_int

@@ -99,7 +99,7 @@ key                                      definition                             
 
 Digit accuracy is order-free (multiset overlap / D) and trajectory error is the mean Euclidean distance
 in pixels under the best digit permutation (the definitions of
-:mod:`evaluation.judges.networks`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
+:mod:`evaluation.judges.order_free`). The judged keys need ``judges`` (``None`` leaves them NaN with a note) and the
 resampling keys need ``model.sample_factors``. The Inception Score uses
 ``judges.content_probabilities(video) -> (B, 10)`` when the judges have it, else the per-digit class
 probabilities of ``judges.read_content_log_probs(video) -> (B, D, 10)`` (each tracked digit is one
@@ -123,7 +123,7 @@ import torch
 from torch import Tensor, nn
 
 from evaluation.codes.code_metrics import code_metrics
-from evaluation.judges import networks as judges_module
+from evaluation.judges import cache as judges_cache
 from evaluation.localisation import LocalisationTally
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
 from evaluation.reconstruction.metrics import eval_mode
@@ -141,7 +141,7 @@ def _resolve_judges(judges: Any, loader: Any, device: torch.device, notes: list[
         config = getattr(dataset, "config", None)
         if config is None:
             raise ValueError("judges='auto' needs loader.dataset.config (a MovingMNISTConfig) to build the judges")
-        return judges_module.get_judges(config, device, digits=getattr(dataset, "digits", None))
+        return judges_cache.get_judges(config, device, digits=getattr(dataset, "digits", None))
     if judges is None:
         notes.append("judges=None: judged swap/resampling/sample metrics are NaN")
     return judges
@@ -192,7 +192,7 @@ def compute_all_disentanglement_metrics(
             ``loader.dataset.digit_images`` renders the ideal swaps.
         device: where the model runs.
         max_samples: number of videos evaluated.
-        judges: ``"auto"`` (``evaluation.judges.networks.get_judges(loader.dataset.config, device)``), ``None``
+        judges: ``"auto"`` (``evaluation.judges.cache.get_judges(loader.dataset.config, device)``), ``None``
             (judged keys NaN, with a note) or any object with ``read_content(video) -> (B, D)`` labels and
             ``read_motion(video) -> (B, T, D, 2)`` corners (or both at once from ``read(video)``), and
             optionally ``content_probabilities(video) -> (B, 10)`` or ``read_content_log_probs(video) ->

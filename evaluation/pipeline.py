@@ -34,7 +34,7 @@ import torch
 from data import DataConfig, get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.generation import compute_generation_metrics
-from evaluation.judges.networks import get_judges
+from evaluation.judges.cache import get_judges
 from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures

@@ -17,6 +17,7 @@ import evaluation.disentanglement as disentanglement
 from data import MovingMNIST, get_moving_mnist_dataloaders, render_digits
 from evaluation.codes.factors import content_factors
 from evaluation.disentanglement import compute_all_disentanglement_metrics
+from evaluation.judges import cache as judges_cache
 from evaluation.judges import networks as judges_module
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, JUDGED_KEYS
 from models import MODELS, build_model
@@ -233,7 +234,7 @@ def test_auto_judges_come_from_evaluation_judges(test_loader, monkeypatch):
         calls.append((config, device, digits))
         return OracleJudges(world)
 
-    monkeypatch.setattr(judges_module, "get_judges", get_judges)
+    monkeypatch.setattr(judges_cache, "get_judges", get_judges)
     results = compute_all_disentanglement_metrics(OracleModel(world), test_loader, "cpu", max_samples=12)
     # The judges are those of the loader's own video config and digit set (embedded or official files).
     assert calls == [(test_loader.dataset.config, torch.device("cpu"), test_loader.dataset.digits)]

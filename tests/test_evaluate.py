@@ -18,7 +18,7 @@ from PIL import Image
 
 import evaluate
 from evaluation import pipeline
-from evaluation.judges.networks import get_judges
+from evaluation.judges.cache import get_judges
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
 from evaluation.metric_names import GENERATION_KEYS, JUDGED_KEYS, RECONSTRUCTION_KEYS
 from models.checkpoint import atomic_torch_save, load_model, save_fitted_prior

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from data import MovingMNIST, MovingMNISTConfig
-from evaluation.judges.networks import JudgeConfig, Judges, get_judges, judges_key
+from evaluation.judges.cache import get_judges, judges_key
+from evaluation.judges.networks import JudgeConfig, Judges
 from evaluation.judges.order_free import digit_accuracy, trajectory_error
 
 TINY_VIDEO = MovingMNISTConfig(image_size=32, digit_size=14, num_digits=2, num_frames=6)

@@ -107,11 +107,11 @@ def test_readme_commands_and_snippets_run(tmp_path, monkeypatch):
     assert len(list((tmp_path / "ablation_results").glob("dis_*_metrics.json"))) == 6
 
     # The python snippets, in the same folder (judges stubbed: their own tests train them).
-    import evaluation.judges.networks
+    import evaluation.judges.cache
 
     (tmp_path / "eval_results" / "comparison_results.json").unlink()  # the custom script writes it again
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(evaluation.judges.networks, "get_judges", lambda *args, **kwargs: None)
+    monkeypatch.setattr(evaluation.judges.cache, "get_judges", lambda *args, **kwargs: None)
     for snippet in blocks("python"):
         exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102 - our own README
     assert (tmp_path / "eval_results" / "comparison_results.json").is_file()

@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +23,9 @@ from tqdm import tqdm
 
 from data import MovingMNIST
 from data.mnist import DigitSet, load_digits
+from evaluation.judges.networks import JudgeConfig, Judges
 from evaluation.judges.tracking import centre_heatmap, extract_crops
 from utils.schedules import cosine_schedule
-
-if TYPE_CHECKING:  # annotations only: evaluation.judges.networks imports this module to train on a cache miss
-    from evaluation.judges.networks import JudgeConfig, Judges
-
 
 # ----------------------------------------------------------------------------------------------------
 # Training frames
