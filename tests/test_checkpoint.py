@@ -26,7 +26,7 @@ from models.checkpoint import (
     load_model,
     load_weights,
 )
-from training.rng_state import rng_state, set_rng_state
+from training.trainer_state import rng_state, set_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -127,7 +127,7 @@ class Trainer:
         self.saved: tuple[int, int, int] | None = None  # (epoch, step, batches) that last.pt holds
         self._generator = torch.Generator(device=device)
         self._deadline: float | None = None
-        self._sum_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sum_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
     # -- control ----------------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -315,7 +315,7 @@ class Trainer:
         progress = self.progress
         names = list(progress.sums)
         local = torch.tensor([*(progress.sums[name] for name in names), progress.videos],
-                             device=self.device, dtype=self._sum_dtype)
+                             device=self.device, dtype=self.sum_dtype)
         totals = all_reduce_sum(local, self.context).tolist()
         videos = max(totals[-1], 1.0)
         train_metrics = {f"train_{name}": total / videos for name, total in zip(names, totals[:-1], strict=True)}

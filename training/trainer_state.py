@@ -1,20 +1,19 @@
-"""What a :class:`training.trainer.Trainer` saves and restores so that a resumed run continues exactly:
-the model, optimizer, scheduler and random states, the counters and the progress of an unfinished epoch."""
+"""What a trainer (:class:`training.trainer.Trainer`) saves and restores so that a resumed run continues
+exactly: the model, optimizer, scheduler and global random states, the counters and the progress of an
+unfinished epoch. It reads the trainer through :class:`ResumableTrainer`, so it does not import the trainer."""
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from models.checkpoint import build_checkpoint, load_weights
-from training.distributed import all_reduce_sum
-from training.rng_state import rng_state, set_rng_state
-
-if TYPE_CHECKING:
-    from training.trainer import Trainer
+from training.distributed import DistributedContext, all_reduce_sum
 
 
 @dataclass
@@ -27,15 +26,70 @@ class EpochProgress:
     sums: dict[str, float] = field(default_factory=dict)
 
 
+class ResumableTrainer(Protocol):
+    """What of a trainer its checkpoint holds (:class:`training.trainer.Trainer` has all of it)."""
 
-def trainer_checkpoint(trainer: Trainer) -> dict[str, Any]:
+    metadata: dict[str, Any]
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    context: DistributedContext
+    device: torch.device
+    sum_dtype: torch.dtype  # of the all-reduced metric sums
+    epoch: int
+    step: int
+    best_metric: float
+    progress: EpochProgress
+    steps_per_epoch: int
+    last_kl_scale: float
+    saved: tuple[int, int, int]
+
+    def kl_scale(self, step: int) -> float: ...
+
+
+# ----------------------------------------------------------------------------------------------------
+# The global random states (python, numpy, torch, CUDA), in checkpointable types
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy, torch and CUDA random states, in types ``weights_only`` loading accepts."""
+    numpy_state = np.random.get_state()  # noqa: NPY002 - libraries may use the legacy global state
+    state = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA only where available)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))  # noqa: NPY002
+    # .cpu(): a checkpoint loaded with map_location="cuda" puts these byte tensors on the GPU.
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        # One state per GPU of the saving machine; restore those this machine has.
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The trainer's state
+
+
+def trainer_checkpoint(trainer: ResumableTrainer) -> dict[str, Any]:
     """Everything needed to resume, plus the trainer's ``metadata``, as a checkpoint of
     :mod:`models.checkpoint`. Collective under DDP (the epoch's partial sums are all-reduced)."""
     progress = asdict(trainer.progress)
     if trainer.context.enabled and progress["sums"]:
         names = list(progress["sums"])
         local = torch.tensor([progress["sums"][name] for name in names] + [progress["videos"]],
-                             device=trainer.device, dtype=trainer._sum_dtype)
+                             device=trainer.device, dtype=trainer.sum_dtype)
         totals = all_reduce_sum(local, trainer.context).tolist()
         progress["sums"] = dict(zip(names, totals[:-1], strict=True))
         progress["videos"] = int(totals[-1])
@@ -51,7 +105,8 @@ def trainer_checkpoint(trainer: Trainer) -> dict[str, Any]:
         epoch_progress=progress,
     )
 
-def restore_trainer(trainer: Trainer, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
+
+def restore_trainer(trainer: ResumableTrainer, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
     """Restore what :func:`trainer_checkpoint` saved (weights, optimizer, scheduler, RNG, counters, progress).
 
     Raises:
