@@ -16,7 +16,6 @@ after training:
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from evaluation.metric_names import LOCALISATION_KEYS
 from models.disentangled_vae import OBJECT_ARCHITECTURES
+from utils.orders import all_orders
 
 
 def tracks_objects(model: object) -> bool:
@@ -67,7 +67,7 @@ def localisation_scores(positions: Tensor, centres: Tensor, image_size: int, apa
     batch, frames, slots, _ = positions.shape
     scale = image_size / 2  # normalised units -> pixels
     positions, centres = positions.float(), centres.float()
-    orders = torch.tensor(list(itertools.permutations(range(slots))))  # (P, K)
+    orders = all_orders(slots)  # (P, K)
     # cost[b, p] = mean distance when slot k follows digit orders[p, k]
     matched = centres[:, :, orders]  # (B, T, P, K, 2)
     distance = (positions[:, :, None] - matched).norm(dim=-1)  # (B, T, P, K)

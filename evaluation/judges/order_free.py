@@ -8,11 +8,11 @@ multisets and :func:`trajectory_error` takes the best assignment of whole trajec
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from utils.orders import all_orders
 
 NUM_CLASSES = 10  # digit classes 0-9
 
@@ -64,7 +64,7 @@ def trajectory_errors_per_assignment(pred: Tensor, true: Tensor) -> tuple[Tensor
     """
     _check_trajectories(pred, true)
     num_digits = pred.shape[2]
-    permutations = torch.tensor(list(itertools.permutations(range(num_digits))), device=pred.device)
+    permutations = all_orders(num_digits, pred.device)
     true = true.to(device=pred.device, dtype=pred.dtype)
     reordered = pred[:, :, permutations]  # (B, T, D!, D, 2)
     distances = (reordered - true[:, :, None]).norm(dim=-1)  # (B, T, D!, D)

@@ -20,11 +20,11 @@ a side ``S`` has its centre at ``(2 i + 1) / S - 1``.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from utils.orders import all_orders
 
 BACKGROUND_LOGIT = -10.0  # what a sprite adds outside its window: sigmoid(-10) = 4.5e-5
 
@@ -198,7 +198,7 @@ def reassociate(video: Tensor, positions: Tensor, window: int, rounds: int = 2) 
     slots = positions.shape[2]
     if slots < 2:
         return positions
-    orders = torch.tensor(list(itertools.permutations(range(slots))), device=positions.device)  # (P, K)
+    orders = all_orders(slots, positions.device)  # (P, K)
     for _ in range(rounds):
         looks = glimpses(video, positions, window).flatten(3).float()  # (B, T, K, C * w * w)
         means = looks.mean(dim=1)  # (B, K, D)
