@@ -124,10 +124,11 @@ from torch import Tensor, nn
 
 from evaluation.codes.code_metrics import code_metrics
 from evaluation.judges import cache as judges_cache
+from evaluation.judges.tally import JudgedTally
 from evaluation.localisation import LocalisationTally
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, FIDELITY_KEYS, JUDGED_KEYS
 from evaluation.reconstruction.metrics import eval_mode
-from evaluation.swaps import JudgedTally, motion_partners, swap_fidelity
+from evaluation.swaps import motion_partners, swap_fidelity
 from utils.devices import resolve_device
 
 _REQUIRED_BATCH_KEYS = ("video", "labels", "digit_ids", "trajectory")

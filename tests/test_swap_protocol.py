@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from data import MovingMNIST, render_digits
+from evaluation.codes.chance import chance_rescaled
+from evaluation.judges.tally import trajectory_correlation
 from evaluation.swaps import (
-    chance_rescaled,
     example_pairs,
     motion_partners,
     motion_sources,
     swap_fidelity,
     swap_score,
     swap_scores,
-    trajectory_correlation,
 )
 
 

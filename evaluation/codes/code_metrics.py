@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.codes.chance import chance_rescaled
 from evaluation.codes.correlation import correlation_scores
 from evaluation.codes.factors import (
     CONTENT_FACTOR_NAMES,
@@ -32,7 +33,6 @@ from evaluation.codes.factors import (
 from evaluation.codes.information import mig_score
 from evaluation.codes.probes import classification_probe, regression_probe, split_mask
 from evaluation.codes.sap import best_dimension_scores, sap_score
-from evaluation.swaps import chance_rescaled
 
 
 def code_metrics(

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from data import render_digits
 from evaluation.metric_names import TABLES
 from evaluation.reporting import report as reports
 from evaluation.reporting.writer import Report
-from evaluation.swaps import example_pairs
+from evaluation.swaps import example_pairs, ideal_swap
 from evaluation.trained_runs import checkpoint_data_config, load_runs, test_loader
 from utils.animation import save_video_gif
 from utils.provenance import collect as provenance
@@ -45,7 +44,7 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str | os.PathLike, 
     (a, b), = example_pairs(3, 1)  # content A = test video 1, motion B = its source under the swap protocol
     batch = dataset[[0, a, b]]
     video = batch["video"].to(device)
-    ideal = render_digits(dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])
+    ideal = ideal_swap(dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])
     rows = {"ground truth": video[0]}
     swap_rows = {"A (content source)": video[1], "B (motion source)": video[2],
                  "ideal: A's digits on B's paths": ideal[0]}
