@@ -48,7 +48,7 @@ from evaluation.reporting.comparison import comparison_figures, write_report
 from evaluation.reporting.writer import markdown_table
 from evaluation.trained_runs import config_differences, test_loader
 from models import MODELS
-from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from models.checkpoint import BEST, LAST, CheckpointError, RunFiles, RunRecord, load_checkpoint
 from training.cli import given_options
 from training.config import ConfigError, TrainConfig, model_fields
 from training.options import make_configs
@@ -378,9 +378,10 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         if differences:
             stale.append(f"{name}: {', '.join(differences)}")
             continue
-        stored = checkpoint.get("train_config") or {}
+        record = RunRecord.of(checkpoint)
+        stored = record.train_config or {}
         epochs = stored.get("epochs", train_config.epochs)
-        finished = checkpoint.get("epoch", epochs) >= epochs or stored.get("max_minutes") is not None
+        finished = (record.epoch if record.epoch is not None else epochs) >= epochs or stored.get("max_minutes") is not None
         if best.exists() and (finished or source == best):
             plans[name] = None
         elif finished:  # a finished run whose best_model.pt is gone: nothing to continue, nothing to evaluate
@@ -515,7 +516,7 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     reports.write_summary(documents, out / "tables")
     first_seed = {run_label(model, name): name for model, seed, name in runs if seed == 42}
     bce = all(document["metadata"].get("model_config", {}).get("recon_loss", "bce") == "bce" for document in documents)
-    plot_training_curves({label: Path(args.checkpoint_dir) / name / "metrics.csv" for label, name in first_seed.items()},
+    plot_training_curves({label: Path(args.checkpoint_dir) / name / RunFiles.METRICS for label, name in first_seed.items()},
                          out / "figures" / "training_curves.png", title="Training curves",
                          unit="nats per video" if bce else "loss per video")
     comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)

@@ -39,7 +39,7 @@ from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures
 from evaluation.trained_runs import checkpoint_data_config, test_loader
-from models.checkpoint import CheckpointError, library_versions, load_model
+from models.checkpoint import CheckpointError, Key, RunRecord, library_versions, load_model
 from utils.atomic import atomic_write_json
 from utils.devices import resolve_device
 from utils.provenance import collect as provenance
@@ -220,7 +220,7 @@ def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
         if isinstance(error, FileNotFoundError):
             raise
         raise CheckpointError(f"cannot load {checkpoint_path}: {one_line(error)}") from error
-    name = _safe_name(config.name or checkpoint.get("experiment_name") or Path(checkpoint_path).resolve().parent.name)
+    name = _safe_name(config.name or RunRecord.of(checkpoint).experiment_name or Path(checkpoint_path).resolve().parent.name)
     ignored = DataConfig.unknown_keys(checkpoint)
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")
@@ -326,7 +326,7 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
 
 
 def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
-    checkpoint, config = setup.checkpoint, setup.config
+    record, config = RunRecord.of(setup.checkpoint), setup.config
     versions = {
         **library_versions(),
         "matplotlib": matplotlib.__version__,
@@ -336,14 +336,14 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
     return {
         "checkpoint": str(Path(setup.checkpoint_path).resolve()),
         "checkpoint_sha256": file_sha256(setup.checkpoint_path),  # what summarize.py identifies a run by
-        "experiment_name": checkpoint.get("experiment_name"),
-        "model_name": checkpoint["model_name"],
-        "epoch": checkpoint.get("epoch"),
-        "step": checkpoint.get("step"),
-        "best_metric": checkpoint.get("best_metric"),
-        "model_config": checkpoint.get("model_config"),
-        "train_config": checkpoint.get("train_config"),
-        "data_config": checkpoint.get("data_config"),
+        "experiment_name": record.experiment_name,
+        "model_name": record.model_name,
+        "epoch": record.epoch,
+        "step": record.step,
+        "best_metric": record.best_metric,
+        "model_config": record.model_config,
+        "train_config": record.train_config,
+        "data_config": record.data_config,
         "evaluation_data_config": setup.data_config.to_dict(),
         "evaluation": {
             "test_size": setup.data_config.test_size,
@@ -359,7 +359,7 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "versions": versions,
-        "checkpoint_versions": checkpoint.get("versions"),
+        "checkpoint_versions": record.versions,
         "judges": setup.judge_accuracy,
         # which prior model.sample drew from: N(0, I) or the checkpoint's ex-post fitted prior
         "prior": setup.model.prior_description(),
@@ -394,16 +394,17 @@ def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: 
     config = config if config is not None else EvalConfig()
     setup = _prepare(str(checkpoint), config)
     data = setup.data_config
+    record = RunRecord.of(setup.checkpoint)
     log(
-        f"model {setup.checkpoint['model_name']!r} of experiment {setup.name!r}, epoch "
-        f"{setup.checkpoint.get('epoch', '?')}; test set: {data.test_size} videos of {data.video.num_frames} "
+        f"model {record.model_name!r} of experiment {setup.name!r}, epoch "
+        f"{record.epoch if Key.EPOCH in setup.checkpoint else '?'}; test set: {data.test_size} videos of {data.video.num_frames} "
         f"frames, {data.video.image_size}x{data.video.image_size}, seed {data.seed}"
     )
     results = _compute_metrics(setup)
     metrics_path = setup.save_dir / f"{setup.name}_metrics.json"
     document = to_jsonable({
         "experiment_name": setup.name,
-        "model_name": setup.checkpoint["model_name"],
+        "model_name": record.model_name,
         **results,
         "metadata": _metadata(setup, command if command is not None else " ".join(sys.argv)),
     })

@@ -18,7 +18,16 @@ from torch.utils.data import DataLoader
 
 from data import DataConfig, data_loaders
 from models import MODELS
-from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model
+from models.checkpoint import (
+    BEST,
+    LAST,
+    NOT_COMPARED_ON_REUSE,
+    CheckpointError,
+    Key,
+    RunRecord,
+    load_checkpoint,
+    load_model,
+)
 from training.linking import data_mismatches
 
 # Fields that size the splits but do not change which videos a split holds (video i is fixed by the seed).
@@ -56,17 +65,12 @@ def test_videos_key(data_config: DataConfig) -> dict[str, Any]:
     return {key: value for key, value in data_config.to_dict().items() if key not in _SIZE_FIELDS}
 
 
-# Settings that do not change what a run learns: its name, where and with how many workers it ran, and
-# how many test videos it keeps (an evaluation picks its own).
-_NOT_COMPARED = {"train_config": {"experiment_name", "device", "num_workers", "checkpoint_dir"},
-                 "data_config": {"test_size"}}
-
-
 def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_config: Any, train_config: Any,
                        data_config: Any) -> list[str]:
     """The settings in which a trained run differs from the configs a new run would be given.
 
-    Every field of the three config dataclasses is compared (but those in ``_NOT_COMPARED``); a field the
+    Every field of the three config dataclasses is compared (but those in
+    :data:`models.checkpoint.NOT_COMPARED_ON_REUSE`); a field the
     checkpoint lacks (written before the field existed) counts as its default, as :func:`load_model`
     rebuilds it.
 
@@ -79,13 +83,15 @@ def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_con
         ``"FIELD RUN_VALUE (asked VALUE)"`` for each differing setting; empty when the run is the one asked for.
     """
     differences = []
-    if checkpoint.get("model_name") != model_name:
-        differences.append(f"model {checkpoint.get('model_name')} (asked {model_name})")
-    for section, wanted in (("model_config", model_config), ("train_config", train_config),
-                            ("data_config", data_config)):
-        stored = checkpoint.get(section) or {}
+    record = RunRecord.of(checkpoint)
+    if record.model_name != model_name:
+        differences.append(f"model {record.model_name} (asked {model_name})")
+    for section, stored, wanted in ((Key.MODEL_CONFIG, record.model_config, model_config),
+                                    (Key.TRAIN_CONFIG, record.train_config, train_config),
+                                    (Key.DATA_CONFIG, record.data_config, data_config)):
+        stored = stored or {}
         for name, (default, asked) in _fields_and_defaults(wanted).items():
-            if name in _NOT_COMPARED.get(section, ()):
+            if name in NOT_COMPARED_ON_REUSE.get(section, ()):
                 continue
             had = stored.get(name, default)
             if had != asked:
@@ -98,7 +104,7 @@ def _model_name_of_missing_run(run_dir: Path) -> str:
     ``last.pt`` stores; without one, the folder's prefix when it names a model (the design document's runs
     are named MODEL_vae), else ``MODEL``."""
     try:
-        return str(load_checkpoint(run_dir / LAST)["model_name"])
+        return str(RunRecord.of(load_checkpoint(run_dir / LAST)).model_name)
     except (FileNotFoundError, CheckpointError):
         prefix = run_dir.name.split("_")[0]
         return prefix if prefix in MODELS else "MODEL"

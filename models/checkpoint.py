@@ -1,5 +1,7 @@
 """The checkpoint format: its keys and files, building, saving and loading it; checkpoints that never lose
-work and never run code.
+work and never run code. The run record lives here: :class:`Key` names the keys, :class:`RunFiles` the run
+folder's files, :class:`RunRecord` reads a checkpoint as attributes, and :data:`NOT_COMPARED_ON_REUSE` and
+:data:`EXPERIMENT_FIELDS` say which config fields tell runs apart.
 
 Format (a plain dict, loadable with ``torch.load(..., weights_only=True)``; :func:`run_metadata` and
 :func:`build_checkpoint` build it):
@@ -33,6 +35,7 @@ import platform
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +46,118 @@ from models import MODELS, VideoVAE, build_model
 from models.fitted_prior import FittedPrior
 from utils.atomic import atomic_torch_save  # noqa: F401 - part of the checkpoint API
 
-# The files of a run folder: the latest state (every epoch and on any stop) and the best by validation loss.
-LAST = "last.pt"
-BEST = "best_model.pt"
+# ----------------------------------------------------------------------------------------------------
+# The run record: the one place that names a checkpoint's keys and a run folder's files
+
+
+class RunFiles:
+    """The files of a run folder ``CHECKPOINT_DIR/NAME/``."""
+
+    LAST = "last.pt"  # the latest state: every epoch and on any stop
+    BEST = "best_model.pt"  # the lowest finite validation loss
+    CONFIG = "config.json"  # the run's configs (run_metadata) and library versions, as JSON
+    METRICS = "metrics.csv"  # one row per epoch
+    LOG = "train.log"
+    TENSORBOARD = "tensorboard"  # a folder
+    ALL = (LAST, BEST, CONFIG, METRICS, LOG, TENSORBOARD)
+
+
+LAST, BEST = RunFiles.LAST, RunFiles.BEST
+
+
+class Key:
+    """The keys of a checkpoint dict (the format of the module docstring; :class:`RunRecord` reads them)."""
+
+    MODEL_STATE = "model_state_dict"
+    MODEL_NAME = "model_name"
+    MODEL_CONFIG = "model_config"
+    TRAIN_CONFIG = "train_config"
+    DATA_CONFIG = "data_config"
+    EXPERIMENT_NAME = "experiment_name"
+    WORLD_SIZE = "world_size"
+    OPTIMIZER_STATE = "optimizer_state_dict"
+    SCHEDULER_STATE = "scheduler_state_dict"
+    RNG_STATE = "rng_state"
+    EPOCH = "epoch"
+    STEP = "step"
+    BEST_METRIC = "best_metric"
+    EPOCH_PROGRESS = "epoch_progress"
+    VERSIONS = "versions"
+    FORMAT_VERSION = "format_version"
+    FITTED_PRIOR = "fitted_prior"
+    CONFIGS = (MODEL_NAME, MODEL_CONFIG, DATA_CONFIG, TRAIN_CONFIG)  # what a run is, as config.json records it
+
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("model_state_dict", "model_name", "model_config")
+REQUIRED_KEYS = (Key.MODEL_STATE, Key.MODEL_NAME, Key.MODEL_CONFIG)
+
+# Which config fields say what a run is. A resume may change the options whose role (``utils.cli``:
+# ``resumable``, ``invocation``) is not ``run``: ``training.options.RESUME_MAY_CHANGE`` derives them from
+# the config fields' metadata. The two rules below compare finished runs.
+# Settings that do not change what a run learns, left out when a trained run is reused for the configs asked
+# for: its name, where and with how many workers it ran, and how many test videos it keeps (an evaluation
+# picks its own).
+NOT_COMPARED_ON_REUSE = {Key.TRAIN_CONFIG: {"experiment_name", "device", "num_workers", "checkpoint_dir"},
+                         Key.DATA_CONFIG: {"test_size"}}
+# What makes two runs the same experiment (their seeds aside): the model's configuration, and these
+# fields of the data and training configurations. Runs that differ only in seed, name, device, worker
+# count or test-set size are repeats of one experiment and are averaged; any other difference makes them
+# variants, reported side by side.
+EXPERIMENT_FIELDS = {
+    Key.DATA_CONFIG: ("image_size", "digit_size", "num_digits", "num_frames", "min_speed", "max_speed",
+                      "train_size", "fresh_train"),
+    Key.TRAIN_CONFIG: ("epochs", "batch_size", "lr", "grad_clip", "scheduler", "kl_warmup_epochs", "max_minutes"),
+}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A checkpoint dict read as attributes (:meth:`of`); ``None`` where a checkpoint written by an older
+    version lacks the entry. The dict itself stays the on-disk format."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    train_config: dict[str, Any] | None
+    data_config: Any  # a dict, unless the file is damaged (data.DataConfig.from_checkpoint says so)
+    experiment_name: str | None
+    world_size: int | None
+    optimizer_state: dict[str, Any] | None
+    scheduler_state: dict[str, Any] | None
+    rng_state: dict[str, Any] | None
+    epoch: int | None
+    step: int | None
+    best_metric: float | None
+    epoch_progress: dict[str, Any] | None
+    versions: dict[str, str] | None
+    fitted_prior: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, checkpoint: Mapping[str, Any]) -> RunRecord:
+        """The record of a loaded checkpoint (:func:`load_checkpoint` has checked the required keys)."""
+        return cls(
+            model_name=checkpoint.get(Key.MODEL_NAME),
+            model_config=checkpoint.get(Key.MODEL_CONFIG),
+            model_state=checkpoint.get(Key.MODEL_STATE),
+            train_config=checkpoint.get(Key.TRAIN_CONFIG),
+            data_config=checkpoint.get(Key.DATA_CONFIG),
+            experiment_name=checkpoint.get(Key.EXPERIMENT_NAME),
+            world_size=checkpoint.get(Key.WORLD_SIZE),
+            optimizer_state=checkpoint.get(Key.OPTIMIZER_STATE),
+            scheduler_state=checkpoint.get(Key.SCHEDULER_STATE),
+            rng_state=checkpoint.get(Key.RNG_STATE),
+            epoch=checkpoint.get(Key.EPOCH),
+            step=checkpoint.get(Key.STEP),
+            best_metric=checkpoint.get(Key.BEST_METRIC),
+            epoch_progress=checkpoint.get(Key.EPOCH_PROGRESS),
+            versions=checkpoint.get(Key.VERSIONS),
+            fitted_prior=checkpoint.get(Key.FITTED_PRIOR),
+        )
+
+    def configs(self) -> dict[str, Any]:
+        """``model_name`` and the three configs, keyed as the checkpoint and ``config.json`` key them."""
+        return {Key.MODEL_NAME: self.model_name, Key.MODEL_CONFIG: self.model_config,
+                Key.DATA_CONFIG: self.data_config, Key.TRAIN_CONFIG: self.train_config}
 
 
 class CheckpointError(ValueError):
@@ -73,12 +182,12 @@ def run_metadata(model_name: str, model_config: Any, train_config: Any, data_con
         world_size: processes that train the run.
     """
     return {
-        "model_name": model_name,
-        "model_config": dataclasses.asdict(model_config),
-        "train_config": dataclasses.asdict(train_config),
-        "data_config": data_config.to_dict(),
-        "experiment_name": train_config.experiment_name,
-        "world_size": world_size,
+        Key.MODEL_NAME: model_name,
+        Key.MODEL_CONFIG: dataclasses.asdict(model_config),
+        Key.TRAIN_CONFIG: dataclasses.asdict(train_config),
+        Key.DATA_CONFIG: data_config.to_dict(),
+        Key.EXPERIMENT_NAME: train_config.experiment_name,
+        Key.WORLD_SIZE: world_size,
     }
 
 
@@ -98,16 +207,16 @@ def build_checkpoint(
     library versions and the format version."""
     return {
         **metadata,
-        "model_state_dict": model_state_dict,
-        "optimizer_state_dict": optimizer_state_dict,
-        "scheduler_state_dict": scheduler_state_dict,
-        "rng_state": rng_state,
-        "epoch": epoch,
-        "step": step,
-        "best_metric": best_metric,
-        "epoch_progress": epoch_progress,
-        "versions": library_versions(),
-        "format_version": FORMAT_VERSION,
+        Key.MODEL_STATE: model_state_dict,
+        Key.OPTIMIZER_STATE: optimizer_state_dict,
+        Key.SCHEDULER_STATE: scheduler_state_dict,
+        Key.RNG_STATE: rng_state,
+        Key.EPOCH: epoch,
+        Key.STEP: step,
+        Key.BEST_METRIC: best_metric,
+        Key.EPOCH_PROGRESS: epoch_progress,
+        Key.VERSIONS: library_versions(),
+        Key.FORMAT_VERSION: FORMAT_VERSION,
     }
 
 
@@ -160,9 +269,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint of this project: it lacks {missing}")
-    if checkpoint["model_name"] not in MODELS:
+    if checkpoint[Key.MODEL_NAME] not in MODELS:
         raise CheckpointError(
-            f"{path} holds a model named {checkpoint['model_name']!r}; this project knows {list(MODELS)}"
+            f"{path} holds a model named {checkpoint[Key.MODEL_NAME]!r}; this project knows {list(MODELS)}"
         )
     return checkpoint
 
@@ -188,21 +297,22 @@ def load_model(
             finite (its run diverged: every use would fail deep inside, e.g. a loss on NaN outputs).
     """
     checkpoint = load_checkpoint(path, map_location=device)
-    name = checkpoint["model_name"]
+    record = RunRecord.of(checkpoint)
+    name = record.model_name
     if expected_model is not None and name != expected_model:
         raise CheckpointError(f"{path} holds a {name!r} model, not the {expected_model!r} model asked for")
     try:
-        model = build_model(name, checkpoint["model_config"])
+        model = build_model(name, record.model_config)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its model config does not build a {name!r} model: {error}") from error
-    load_weights(model, checkpoint["model_state_dict"], source=str(path))
-    problem = non_finite_weights(checkpoint["model_state_dict"])
+    load_weights(model, record.model_state, source=str(path))
+    problem = non_finite_weights(record.model_state)
     if problem is not None:
         raise CheckpointError(f"{path} holds non-finite weights ({problem}): its run diverged; use a checkpoint "
                               "written before that")
-    if checkpoint.get("fitted_prior") is not None:
+    if record.fitted_prior is not None:
         try:
-            model.set_fitted_prior(FittedPrior.from_state_dict(checkpoint["fitted_prior"]))
+            model.set_fitted_prior(FittedPrior.from_state_dict(record.fitted_prior))
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{path} holds a damaged fitted prior: {error}") from error
     return model.to(device).eval(), checkpoint
@@ -212,7 +322,7 @@ def save_fitted_prior(path: str | os.PathLike, prior: FittedPrior) -> Path:
     """Store an ex-post fitted prior inside the checkpoint at ``path`` (read, then written back atomically:
     a crash leaves the previous file whole). Raises as :func:`load_checkpoint`."""
     checkpoint = load_checkpoint(path)
-    checkpoint["fitted_prior"] = prior.state_dict()
+    checkpoint[Key.FITTED_PRIOR] = prior.state_dict()
     return atomic_torch_save(checkpoint, path)
 
 

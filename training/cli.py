@@ -29,7 +29,7 @@ from typing import Any
 
 from data import DataConfig, load_digits
 from models import MODELS
-from models.checkpoint import LAST
+from models.checkpoint import LAST, Key, RunRecord
 from training import distributed
 from training.config import ConfigError, TrainConfig, config_from_dict
 from training.options import add_config_options, config_options, make_configs
@@ -149,13 +149,16 @@ def resumed_configs(args: argparse.Namespace, explicit: set[str], checkpoint: di
         ConfigError: another model, an explicit option that contradicts the run, or checkpoint configs that
             do not rebuild.
     """
-    name = checkpoint["model_name"]
+    record = RunRecord.of(checkpoint)
+    name = record.model_name
     if args.model is not None and args.model != name:
         raise ConfigError(f"--resume: {source} holds a {name!r} model, not {args.model!r}")
     try:
-        model_config = MODELS[name].config_class(**checkpoint["model_config"])
+        model_config = MODELS[name].config_class(**record.model_config)
         data_config = DataConfig.from_checkpoint(checkpoint, strict=True)
-        saved_train = config_from_dict(TrainConfig, checkpoint["train_config"])
+        if Key.TRAIN_CONFIG not in checkpoint:
+            raise KeyError(Key.TRAIN_CONFIG)
+        saved_train = config_from_dict(TrainConfig, record.train_config)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"--resume: {source} holds configs this code cannot rebuild: {error}") from None
     model_config, train_config, data_config, notes = make_configs(

@@ -21,7 +21,15 @@ from typing import Any
 import torch
 
 from data import DataConfig, data_loaders
-from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, load_model, save_fitted_prior
+from models.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    RunRecord,
+    load_checkpoint,
+    load_model,
+    save_fitted_prior,
+)
 from models.fitted_prior import (
     COVARIANCES,
     DEFAULT_COMPONENTS,
@@ -66,7 +74,7 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
         path = Path(run_dir) / name
         if not path.is_file():
             continue
-        weights = load_checkpoint(path)["model_state_dict"]
+        weights = RunRecord.of(load_checkpoint(path)).model_state
         prior = next((prior for seen, prior in fitted if _same_weights(seen, weights)), None)
         if prior is None:
             prior = fit_checkpoint_prior(path, loader, device, **options)
@@ -99,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         _, checkpoint = load_model(args.checkpoint, device)
-        data_config = DataConfig.from_checkpoint(checkpoint, image_size=checkpoint["model_config"].get("image_size"))
+        image_size = RunRecord.of(checkpoint).model_config.get("image_size")
+        data_config = DataConfig.from_checkpoint(checkpoint, image_size=image_size)
         loader = data_loaders(data_config, args.batch_size)[0]
         prior = fit_checkpoint_prior(args.checkpoint, loader, device, max_videos=args.videos,
                                      components=args.components, covariance=args.covariance, steps=args.steps,

@@ -20,7 +20,7 @@ import torch
 
 from data import DataConfig, data_loaders, video_of
 from models import MODELS, build_model
-from models.checkpoint import LAST, CheckpointError, library_versions, run_metadata
+from models.checkpoint import LAST, CheckpointError, Key, RunFiles, library_versions, run_metadata
 from training import distributed
 from training.config import ConfigError, TrainConfig
 from training.fit_prior import fit_run_priors
@@ -267,7 +267,7 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
         if resume is not None:
             _restore(trainer, resume, run_dir, context)
         if context.is_main:
-            atomic_write_json(run_dir / "config.json", {**metadata, "versions": library_versions()})
+            atomic_write_json(run_dir / RunFiles.CONFIG, {**metadata, Key.VERSIONS: library_versions()})
             preview = video_of(next(iter(val_loader)))[:IMAGE_VIDEOS, :IMAGE_FRAMES]
             run_logger = RunLogger(run_dir, trainer.epoch, preview)
             trainer.callbacks.append(run_logger)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.checkpoint import build_checkpoint, load_weights
+from models.checkpoint import Key, RunRecord, build_checkpoint, load_weights
 from training.distributed import DistributedContext, all_reduce_sum
 
 
@@ -113,16 +113,20 @@ def restore_trainer(trainer: ResumableTrainer, checkpoint: dict[str, Any], sourc
         CheckpointError: the weights do not fit the model.
         ValueError: the checkpoint stopped mid-epoch past the end of an epoch of this run.
     """
-    load_weights(trainer.module, checkpoint["model_state_dict"], source)
-    trainer.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    if trainer.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
-        trainer.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
-    if checkpoint.get("rng_state") is not None:
-        set_rng_state(checkpoint["rng_state"])
-    trainer.epoch = int(checkpoint["epoch"])
-    trainer.step = int(checkpoint["step"])
-    trainer.best_metric = float(checkpoint.get("best_metric", math.inf))
-    progress = dict(checkpoint.get("epoch_progress") or {})
+    missing = [key for key in (Key.OPTIMIZER_STATE, Key.EPOCH, Key.STEP) if key not in checkpoint]
+    if missing:
+        raise KeyError(f"the checkpoint lacks {missing}")
+    record = RunRecord.of(checkpoint)
+    load_weights(trainer.module, record.model_state, source)
+    trainer.optimizer.load_state_dict(record.optimizer_state)
+    if trainer.scheduler is not None and record.scheduler_state is not None:
+        trainer.scheduler.load_state_dict(record.scheduler_state)
+    if record.rng_state is not None:
+        set_rng_state(record.rng_state)
+    trainer.epoch = int(record.epoch)
+    trainer.step = int(record.step)
+    trainer.best_metric = float(record.best_metric if record.best_metric is not None else math.inf)
+    progress = dict(record.epoch_progress or {})
     if not trainer.context.is_main:  # rank 0 carries the (already all-reduced) partial sums
         progress.update(sums={}, videos=0)
     trainer.progress = EpochProgress(**progress)

@@ -31,6 +31,7 @@ from evaluation.metric_names import TABLES, Metric, metric_value
 from evaluation.reporting.writer import markdown_table
 from evaluation.swaps import swap_score
 from models import MODELS
+from models.checkpoint import EXPERIMENT_FIELDS, RunFiles
 from utils.atomic import atomic_write_json, atomic_write_text
 
 # The registry's display names, in its order (baseline, lstm, disentangled).
@@ -133,25 +134,15 @@ def training_record(run_dir: str | Path) -> tuple[float, float]:
     """``(optimizer steps, seconds of training)`` of a run folder: its ``metrics.csv``'s last step and the sum
     of the per-epoch ``seconds`` (NaN for both when the file is missing or unreadable)."""
     try:
-        history = pd.read_csv(Path(run_dir) / "metrics.csv")
+        history = pd.read_csv(Path(run_dir) / RunFiles.METRICS)
         return float(history["step"].iloc[-1]), float(history["seconds"].sum())
     except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return math.nan, math.nan
 
 
-# What makes two runs the same experiment (their seeds aside): the model's configuration, and these
-# fields of the data and training configurations. Runs that differ only in seed, name, device, worker
-# count or test-set size are repeats of one experiment and are averaged; any other difference makes them
-# variants, reported side by side.
-EXPERIMENT_FIELDS = {
-    "data_config": ("image_size", "digit_size", "num_digits", "num_frames", "min_speed", "max_speed",
-                    "train_size", "fresh_train"),
-    "train_config": ("epochs", "batch_size", "lr", "grad_clip", "scheduler", "kl_warmup_epochs", "max_minutes"),
-}
-
-
 def experiment_settings(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that define a run's experiment (``model_config`` and the ``EXPERIMENT_FIELDS``), flat."""
+    """The settings that define a run's experiment (``model_config`` and the fields of
+    :data:`models.checkpoint.EXPERIMENT_FIELDS`), flat."""
     metadata = document.get("metadata", {})
     settings = dict(metadata.get("model_config", {}))
     for section, names in EXPERIMENT_FIELDS.items():

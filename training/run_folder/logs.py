@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from models.checkpoint import RunFiles
 from training import distributed
 from training.trainer import Trainer
 
@@ -28,11 +29,11 @@ class RunLogger:
     def __init__(self, run_dir: Path, start_epoch: int, preview: torch.Tensor) -> None:
         from torch.utils.tensorboard import SummaryWriter  # slow import: only where needed
 
-        self.csv_path = run_dir / "metrics.csv"
+        self.csv_path = run_dir / RunFiles.METRICS
         self.preview = preview
         # Rows past the checkpoint (only if a run wrote them and then lost its last.pt) would repeat epochs.
         self._truncate_csv(start_epoch)
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch + 1)
+        self.writer = SummaryWriter(str(run_dir / RunFiles.TENSORBOARD), purge_step=start_epoch + 1)
 
     def _truncate_csv(self, start_epoch: int) -> None:
         if not self.csv_path.exists():
@@ -106,7 +107,7 @@ def setup_logging(context: distributed.DistributedContext, run_dir: Path | None)
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
             handlers.append(handler)
         if run_dir is not None:
-            file_handler = _LogFile(run_dir / "train.log")
+            file_handler = _LogFile(run_dir / RunFiles.LOG)
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             handlers.append(file_handler)
     else:

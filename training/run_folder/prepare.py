@@ -16,12 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, non_finite_weights
+from models.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    Key,
+    RunFiles,
+    RunRecord,
+    load_checkpoint,
+    non_finite_weights,
+)
 from training.config import ConfigError
 from training.options import RESUME_MAY_CHANGE
 from training.run_folder.lock import RunLock
 
-OUTPUTS = (LAST, BEST, "config.json", "metrics.csv", "train.log", "tensorboard")
+OUTPUTS = RunFiles.ALL
 
 
 @dataclass
@@ -57,7 +66,7 @@ def resume_point(run_dir: Path) -> ResumePoint:
     except (CheckpointError, FileNotFoundError) as error:
         raise ConfigError(f"--resume: {error}") from None
     check_belongs_to_run(checkpoint, source)
-    problem = non_finite_weights(checkpoint["model_state_dict"])
+    problem = non_finite_weights(RunRecord.of(checkpoint).model_state)
     if problem is not None:  # written by a version that saved diverged weights
         raise ConfigError(f"--resume: {source} holds non-finite weights ({problem}); copy {BEST} over it "
                           "to resume from the best epoch, or start over with --overwrite")
@@ -109,7 +118,7 @@ def check_belongs_to_run(checkpoint: dict[str, Any], source: Path) -> None:
     Raises:
         ConfigError: ``config.json`` is unreadable or describes another run (one line naming both files).
     """
-    record_path = source.parent / "config.json"
+    record_path = source.parent / RunFiles.CONFIG
     if not record_path.is_file():
         return
     try:
@@ -120,9 +129,8 @@ def check_belongs_to_run(checkpoint: dict[str, Any], source: Path) -> None:
         raise ConfigError(f"--resume: cannot read {record_path} to check that {source} is this run's "
                           f"checkpoint ({error}); restore it, or delete it to resume from {source} alone") from None
     # Through JSON, as config.json was written (tuples become lists).
-    saved = json.loads(json.dumps({key: checkpoint.get(key) for key in
-                                   ("model_name", "model_config", "data_config", "train_config")}, default=str))
-    ignored = {"data_config": RESUME_MAY_CHANGE, "train_config": RESUME_MAY_CHANGE | {"experiment_name"}}
+    saved = json.loads(json.dumps(RunRecord.of(checkpoint).configs(), default=str))
+    ignored = {Key.DATA_CONFIG: RESUME_MAY_CHANGE, Key.TRAIN_CONFIG: RESUME_MAY_CHANGE | {"experiment_name"}}
     differences = []
     for key, value in saved.items():
         recorded = record.get(key)
@@ -151,13 +159,14 @@ def _newer_best(checkpoint: dict[str, Any], run_dir: Path) -> tuple[float, str |
         best = load_checkpoint(best_path, map_location="cpu")
     except (CheckpointError, FileNotFoundError):
         return math.inf, None  # a damaged best_model.pt: the next best epoch replaces it
-    same_run = all(best.get(key) == checkpoint.get(key) for key in ("model_name", "model_config"))
-    if not same_run or int(best.get("step", -1)) <= int(checkpoint.get("step", 0)):
+    best, last = RunRecord.of(best), RunRecord.of(checkpoint)
+    same_run = best.model_name == last.model_name and best.model_config == last.model_config
+    if not same_run or int(best.step if best.step is not None else -1) <= int(last.step or 0):
         return math.inf, None
-    note = (f"{best_path} (epoch {best.get('epoch')}) is newer than {LAST} (epoch {checkpoint.get('epoch')}): "
+    note = (f"{best_path} (epoch {best.epoch}) is newer than {LAST} (epoch {last.epoch}): "
                  "the run stopped between the two writes; that epoch is trained again, and best_model.pt is "
             "only replaced by a lower validation loss")
-    return float(best.get("best_metric", math.inf)), note
+    return float(best.best_metric if best.best_metric is not None else math.inf), note
 
 
 def _file_identity(path: Path) -> tuple[int, int, int]:
