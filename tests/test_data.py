@@ -364,7 +364,7 @@ def test_render_rejects_trajectories_off_the_canvas():
                                                                (10, 10, "train 10, val 0, test 10")])
 def test_mnist_files_too_small_for_the_pools_are_one_clear_error(tmp_path, capsys, num_train, num_test, sizes):
     """Valid headers but 0 or 10 images: the generator would fail with an IndexError on an empty pool."""
-    from training.cli import main as train
+    from training.train import main as train
 
     write_fake_mnist(tmp_path / "small", compress=False, num_train=num_train, num_test=num_test)
     with pytest.raises(ValueError, match=f"too few digits for the train/val/test pools: {sizes} digits") as caught:

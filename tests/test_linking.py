@@ -17,11 +17,11 @@ import demo
 from data import DataConfig, MovingMNISTConfig
 from models import MODELS
 from models.checkpoint import BEST, load_checkpoint
-from training.cli import build_parser, main
+from training.cli import build_parser
 from training.config import ConfigError, TrainConfig
 from training.linking import data_mismatches, link_configs
 from training.options import RESUME_MAY_CHANGE, make_configs
-from training.train import train
+from training.train import main, train
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")

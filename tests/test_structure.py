@@ -116,8 +116,21 @@ def test_the_graph_reads_the_projects_imports():
     assert "evaluation.pipeline" in graph and "training.train" in graph and "demo" in graph
     assert "evaluation.trained_runs" in graph["evaluation.pipeline"]
     assert "torch" not in graph["evaluation.pipeline"]  # outside the project
-    assert "training.cli" not in graph["training.train"]  # the `python -m training.train` block is skipped
+    assert "training.cli" in graph["training.train"] and "training.train" not in graph["training.cli"]
     assert "evaluation.judges.cache" in graph["evaluation.disentanglement"]  # `from package import module`
+
+
+def test_imports_in_functions_and_type_checking_count_but_not_a_main_block():
+    source = """
+import a
+if TYPE_CHECKING:
+    import b
+def f():
+    import c
+if __name__ == "__main__":
+    import d
+"""
+    assert [statement.names[0].name for statement in _imports(ast.parse(source))] == ["a", "b", "c"]
 
 
 def test_the_cycle_finder_finds_a_circle():

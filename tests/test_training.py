@@ -23,7 +23,8 @@ import training.train as run_module
 import training.trainer as trainer_module
 from models import MODELS
 from models.checkpoint import BEST, LAST, load_checkpoint, load_model
-from training.cli import build_parser, main
+from training.cli import build_parser
+from training.train import main
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from training_helpers import assert_same_training_state, read_rows, tiny_args
 import training.cli as train_module
 import training.trainer as trainer_module
 from models.checkpoint import BEST, LAST, load_checkpoint
-from training.cli import main
+from training.train import main
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,11 @@
-"""Train a video VAE on Moving MNIST: ``python -m training.train --model NAME --name RUN [options]``.
+"""The command line of ``python -m training.train --model NAME --name RUN [options]``: its parser, and the plan
+of a run (configs, run folder, resume) made from it; :func:`training.train.main` runs the plan.
 
 Outputs go to ``CHECKPOINT_DIR/RUN/``: ``last.pt`` (every epoch, and on any early stop), ``best_model.pt``
 (lowest finite validation loss), ``config.json``, ``metrics.csv`` (one row per epoch), ``train.log`` and
 ``tensorboard/``. ``--resume`` continues ``last.pt`` exactly; see ``--help`` for every option,
 :mod:`training.trainer` for the loop's guarantees and :func:`training.train.train` for the same as a library
-function (this module only turns the command line into its configs and its exceptions into exit codes).
+function (this module only turns the command line into its configs; ``main`` its exceptions into exit codes).
 
 One process at a time per run folder: the process holds an advisory lock on it (:mod:`training.run_folder.lock`)
 from before it reads the folder until it exits, and a second process is refused in one line naming the
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,13 @@ from typing import Any
 from data import DataConfig, load_digits
 from models import MODELS
 from models.checkpoint import LAST, Key, RunRecord
-from training import distributed
 from training.config import ConfigError, TrainConfig, config_from_dict
 from training.options import add_config_options, config_options, make_configs
-from training.run_folder.lock import RunFolderBusy, RunLock
 from training.run_folder.prepare import (
     ResumePoint,
-    lock_existing_run_folder,
     refuse_existing_run,
     resume_point,
 )
-from training.train import OtherProcessFailed, RunWriteError, TrainingInterrupted, train
-from training.trainer import NonFiniteLossError
 from utils.cli import INVOCATION, RESUMABLE, given_values
 from utils.devices import resolve_device
 
@@ -215,65 +210,3 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
             raise ConfigError(f"argument --mnist-root: {error}", usage=True) from None
     return RunPlan(model_name, model_config, train_config, data_config, run_dir, None, args.overwrite,
                    args.quiet, notes)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The run
-
-
-def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
-    """Train as planned (:func:`training.train.train`); returns the exit code."""
-    try:
-        result = train(plan.model_name, plan.model_config, plan.train_config, plan.data_config, plan.run_dir,
-                       resume=plan.resume, overwrite=plan.overwrite, quiet=plan.quiet, notes=plan.notes,
-                       context=context, lock=lock)
-    except OtherProcessFailed:  # rank 0 reports it
-        return EXIT_USAGE
-    except (ConfigError, RunFolderBusy) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except NonFiniteLossError:  # logged by the run
-        return EXIT_NON_FINITE
-    except RunWriteError:  # logged by the run
-        return EXIT_WRITE
-    except TrainingInterrupted as interrupt:  # logged by the run
-        return interrupt.exit_status
-    return result.exit_status
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (argparse errors and ``--help`` included)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    explicit = explicit_options(argv)
-    lock = None
-    try:
-        try:
-            context = distributed.from_environment()
-            if not context.enabled:  # under torchrun rank 0 locks in run(), where every rank learns of it
-                lock = lock_existing_run_folder(run_folder(args))
-            plan = plan_run(args, explicit)
-        except ConfigError as error:
-            if error.usage:
-                parser.print_usage(sys.stderr)
-            print(f"{PROG}: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        except (ValueError, RunFolderBusy) as error:
-            print(f"{PROG}: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        return run(plan, context, lock)
-    except KeyboardInterrupt as interrupt:
-        print(f"{PROG}: {interrupt or 'interrupted'}: stopped at once; the last checkpoint written is intact",
-              file=sys.stderr)
-        return 130
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
 """Train one run as a library function: :func:`train` takes the configs (dataclasses), writes the run
-folder and returns a :class:`TrainResult`; problems are exceptions (``python -m training.train`` maps them
-to its exit codes).
+folder and returns a :class:`TrainResult`; problems are exceptions. :func:`main` is ``python -m
+training.train``: the command line parsed and planned by :mod:`training.cli`, trained, its exceptions
+mapped to exit codes.
 
 One process at a time per run folder: rank 0 holds the folder's advisory lock (:mod:`training.run_folder.lock`)
 while it trains (only it writes); under torchrun every rank learns when rank 0 cannot go on.
@@ -22,13 +23,24 @@ from data import DataConfig, data_loaders, video_of
 from models import MODELS, build_model
 from models.checkpoint import LAST, CheckpointError, Key, RunFiles, library_versions, run_metadata
 from training import distributed
+from training.cli import (
+    EXIT_NON_FINITE,
+    EXIT_USAGE,
+    EXIT_WRITE,
+    PROG,
+    RunPlan,
+    build_parser,
+    explicit_options,
+    plan_run,
+    run_folder,
+)
 from training.config import ConfigError, TrainConfig
 from training.fit_prior import fit_run_priors
 from training.linking import data_mismatches
 from training.optimizer import make_optimizer, make_scheduler
 from training.run_folder.lock import RunFolderBusy, RunLock
 from training.run_folder.logs import RunLogger, logger, setup_logging
-from training.run_folder.prepare import ResumePoint, prepare_run_dir
+from training.run_folder.prepare import ResumePoint, lock_existing_run_folder, prepare_run_dir
 from training.trainer import NonFiniteLossError, Trainer
 from utils.atomic import atomic_write_json
 from utils.devices import bf16_supported, resolve_device
@@ -357,7 +369,63 @@ def _stop_handler(trainer: Trainer):
     return handle
 
 
-if __name__ == "__main__":  # `python -m training.train` runs the command line of training/cli.py
-    from training.cli import main
+# ----------------------------------------------------------------------------------------------------
+# The command line (python -m training.train): parsed and planned by training.cli, then trained
 
+
+def run(plan: RunPlan, context: distributed.DistributedContext, lock: RunLock | None = None) -> int:
+    """Train as planned (:func:`training.train.train`); returns the exit code."""
+    try:
+        result = train(plan.model_name, plan.model_config, plan.train_config, plan.data_config, plan.run_dir,
+                       resume=plan.resume, overwrite=plan.overwrite, quiet=plan.quiet, notes=plan.notes,
+                       context=context, lock=lock)
+    except OtherProcessFailed:  # rank 0 reports it
+        return EXIT_USAGE
+    except (ConfigError, RunFolderBusy) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NonFiniteLossError:  # logged by the run
+        return EXIT_NON_FINITE
+    except RunWriteError:  # logged by the run
+        return EXIT_WRITE
+    except TrainingInterrupted as interrupt:  # logged by the run
+        return interrupt.exit_status
+    return result.exit_status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse errors and ``--help`` included)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    explicit = explicit_options(argv)
+    lock = None
+    try:
+        try:
+            context = distributed.from_environment()
+            if not context.enabled:  # under torchrun rank 0 locks in run(), where every rank learns of it
+                lock = lock_existing_run_folder(run_folder(args))
+            plan = plan_run(args, explicit)
+        except ConfigError as error:
+            if error.usage:
+                parser.print_usage(sys.stderr)
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ValueError, RunFolderBusy) as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return run(plan, context, lock)
+    except KeyboardInterrupt as interrupt:
+        print(f"{PROG}: {interrupt or 'interrupted'}: stopped at once; the last checkpoint written is intact",
+              file=sys.stderr)
+        return 130
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+if __name__ == "__main__":
     sys.exit(main())
