@@ -83,8 +83,8 @@ class VideoVAE(nn.Module):
         """Sample from an ex-post fitted prior (:mod:`models.fitted_prior`) from now on; None restores the
         model's original prior. Raises ``ValueError`` for a prior of other code sizes."""
         if prior is not None:
-            if prior.content.dim != self.content_dim:
-                raise ValueError(f"the fitted prior's content size {prior.content.dim} does not match the "
+            if prior.content_dim != self.content_dim:
+                raise ValueError(f"the fitted prior's content size {prior.content_dim} does not match the "
                                  f"model's content_dim {self.content_dim}")
             if prior.motion is not None and prior.motion.dim != self.motion_dim:
                 raise ValueError(f"the fitted prior's motion size {prior.motion.dim} does not match the "
@@ -138,6 +138,12 @@ class VideoVAE(nn.Module):
     def motion_dim(self) -> int:
         """Size of the per-frame motion code of ``split``."""
         raise NotImplementedError
+
+    @property
+    def content_slots(self) -> int:
+        """How many exchangeable per-object codes the content code concatenates (1: it is one code); the
+        ex-post prior fits one mixture to them all (:mod:`models.fitted_prior`)."""
+        return 1
 
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Content ``(B, Dc)`` and motion ``(B, T, Dm)`` codes of latent codes (the keys of ``latent_layout``)."""

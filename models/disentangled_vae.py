@@ -204,6 +204,11 @@ class DisentangledVAE(VideoVAE):
     def motion_dim(self) -> int:
         return self.config.motion_dim
 
+    @property
+    def content_slots(self) -> int:
+        """The object architectures' content is one code per slot (each ``content_dim / slots`` long)."""
+        return self.config.slots if self.config.architecture in OBJECT_ARCHITECTURES else 1
+
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:
         the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""

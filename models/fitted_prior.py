@@ -9,13 +9,20 @@ The rule, the same for every model, in the ``split`` form of :mod:`models.base` 
 motion ``(B, T, Dm)``):
 
 * **content**: a Gaussian mixture fitted to the posterior means of the content codes of training videos
-  (the Disentangled VAE's content code; the time-average of z for the Baseline VAE and the LSTM-VAE);
+  (the Disentangled VAE's content code; the time-average of z for the Baseline VAE and the LSTM-VAE), per
+  **content unit**: a model whose content code is the concatenation of K exchangeable per-object codes
+  (``content_slots`` = K: the Disentangled VAE's object architectures, one code per digit) gets one
+  mixture of ``Dc / K`` dimensions fitted to every object's code, and a sample draws its K objects
+  independently (the data's digits are drawn independently too); every other model has one unit, the
+  whole code;
 * **motion**: a model with a learned motion prior (``has_motion_prior``: the LSTM-VAE's and the
   Disentangled VAE's recurrent prior) keeps it; a model whose motion prior is N(0, I) per frame (the
   Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn independently per frame
   (its prior had no temporal model before either).
 
-The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
+The defaults (100 components, diagonal covariances) are those that drew the most data-like samples in the
+comparison of benchmarks/NOTES.md (rows 38-40): full covariances reach a far higher held-out likelihood
+but worse samples. The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
 (:func:`fit_gaussian_mixture`); :func:`fit_prior` gathers the codes and fits both. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
 loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
@@ -33,8 +40,10 @@ import torch
 from torch import Tensor
 
 COVARIANCES = ("full", "diag")
-FORMAT_VERSION = 1
-DEFAULT_COMPONENTS = 10
+FORMAT_VERSION = 2  # 2 added content_slots; a version-1 prior reads as one content unit
+READABLE_VERSIONS = (1, 2)
+DEFAULT_COMPONENTS = 100
+DEFAULT_COVARIANCE = "diag"
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 
@@ -127,7 +136,7 @@ def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
     return torch.log(mixture.weights)[None] - 0.5 * (mahalanobis + log_det[None] + dim * math.log(2 * math.pi))
 
 
-def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, covariance: str = "full",
+def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE,
                          steps: int = DEFAULT_STEPS, seed: int = 0, regularization: float = 1e-3) -> GaussianMixture:
     """Fit a Gaussian mixture to points by expectation-maximisation (Dempster et al. 1977), in float64.
 
@@ -198,13 +207,23 @@ class FittedPrior:
     for a model without a learned motion prior.
 
     Args:
-        content: mixture of the content codes ``(Dc)``.
+        content: mixture of one content unit's codes ``(Dc / content_slots)``.
         motion: mixture of the per-frame motion codes ``(Dm)``, or None to keep the model's motion prior.
         num_videos: how many training videos it was fitted to.
+        content_slots: content units per video, drawn independently and concatenated (1: the whole code).
     """
 
-    def __init__(self, content: GaussianMixture, motion: GaussianMixture | None = None, num_videos: int = 0) -> None:
+    def __init__(self, content: GaussianMixture, motion: GaussianMixture | None = None, num_videos: int = 0,
+                 content_slots: int = 1) -> None:
+        if int(content_slots) < 1:
+            raise ValueError(f"content_slots must be at least 1, got {content_slots}")
         self.content, self.motion, self.num_videos = content, motion, int(num_videos)
+        self.content_slots = int(content_slots)
+
+    @property
+    def content_dim(self) -> int:
+        """Size of the content code it draws, ``(Dc)``: the units' sizes added up."""
+        return self.content.dim * self.content_slots
 
     def draw(self, content: Tensor, motion: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Replace the prior draws ``content (N, Dc)`` and ``motion (N, T, Dm)`` by the fitted prior's.
@@ -213,7 +232,8 @@ class FittedPrior:
         function of the generator's seed.
         """
         batch, frames, motion_dim = motion.shape
-        content = self.content.sample(batch, generator, device=content.device, dtype=content.dtype)
+        units = self.content.sample(batch * self.content_slots, generator, device=content.device, dtype=content.dtype)
+        content = units.view(batch, self.content_dim)  # (N, K * Dc / K): video n's units are rows nK .. nK + K - 1
         if self.motion is not None:
             motion = self.motion.sample(batch * frames, generator, device=motion.device, dtype=motion.dtype)
             motion = motion.view(batch, frames, motion_dim)
@@ -221,15 +241,17 @@ class FittedPrior:
 
     def describe(self) -> dict[str, str]:
         """What the prior is, in words: ``{"content": ..., "motion": ...}`` (motion None: the model's own)."""
-        def words(mixture: GaussianMixture) -> str:
-            return (f"Gaussian mixture, {mixture.components} components, {mixture.covariance} covariance, "
+        def words(mixture: GaussianMixture, unit: str = "") -> str:
+            return (f"Gaussian mixture{unit}, {mixture.components} components, {mixture.covariance} covariance, "
                     f"fitted to the posterior means of {self.num_videos} training videos")
-        return {"content": words(self.content), "motion": words(self.motion) if self.motion is not None else None}
+        unit = f" per object ({self.content_slots} drawn independently)" if self.content_slots > 1 else ""
+        return {"content": words(self.content, unit),
+                "motion": words(self.motion) if self.motion is not None else None}
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (loads with ``torch.load(weights_only=True)``)."""
         state: dict[str, Any] = {"format_version": FORMAT_VERSION, "num_videos": self.num_videos,
-                                 "content": self.content.state_dict()}
+                                 "content_slots": self.content_slots, "content": self.content.state_dict()}
         if self.motion is not None:
             state["motion"] = self.motion.state_dict()
         return state
@@ -239,17 +261,17 @@ class FittedPrior:
         """Rebuild a prior from :meth:`state_dict`; ``ValueError`` for a malformed one."""
         if not isinstance(state, Mapping) or "content" not in state:
             raise ValueError("a fitted prior needs a 'content' mixture")
-        if state.get("format_version") != FORMAT_VERSION:
+        if state.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unknown fitted prior format {state.get('format_version')!r}")
         motion = state.get("motion")
         return cls(GaussianMixture.from_state_dict(state["content"]),
                    GaussianMixture.from_state_dict(motion) if motion is not None else None,
-                   int(state.get("num_videos", 0)))
+                   int(state.get("num_videos", 0)), int(state.get("content_slots", 1)))
 
 
 def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
-              components: int = DEFAULT_COMPONENTS, covariance: str = "full", steps: int = DEFAULT_STEPS,
-              seed: int = 0) -> FittedPrior:
+              components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE, steps: int = DEFAULT_STEPS,
+              seed: int = 0, per_object: bool = True) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
     Args:
@@ -258,6 +280,8 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         max_videos: how many videos to encode at most; a per-frame motion mixture (a model without a learned
             motion prior) is fitted to as many of their frames, drawn at random (seeded).
         components, covariance, steps, seed: those of :func:`fit_gaussian_mixture`.
+        per_object: fit one mixture to every object's code for a model with ``content_slots`` K > 1 (module
+            docstring); False fits the whole content code as one unit (the rule of format version 1).
 
     Returns:
         The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
@@ -282,7 +306,10 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         model.train(was_training)
     if seen < 2:
         raise ValueError(f"fitting a prior needs at least 2 videos, got {seen}")
-    content_mixture = fit_gaussian_mixture(torch.cat(contents), components, covariance, steps, seed)
+    slots = int(getattr(model, "content_slots", 1)) if per_object else 1
+    units = torch.cat(contents)  # (N, Dc)
+    units = units.reshape(units.shape[0] * slots, units.shape[1] // slots)  # (N * K, Dc / K): one row per object
+    content_mixture = fit_gaussian_mixture(units, components, covariance, steps, seed)
     motion_mixture = None
     if motions:
         frames = torch.cat(motions)  # (N * T, Dm): T times as many points as videos
@@ -290,4 +317,4 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
             keep = torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_videos]
             frames = frames[keep.sort().values]  # the content's, and the mixture hardly changes
         motion_mixture = fit_gaussian_mixture(frames, components, covariance, steps, seed + 1)
-    return FittedPrior(content_mixture, motion_mixture, seen)
+    return FittedPrior(content_mixture, motion_mixture, seen, slots)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -85,10 +86,9 @@ def test_fitted_prior_drives_sample_and_sample_factors(name):
         assert torch.equal(fitted, model.combine(content, motion))
         assert not torch.equal(fitted, plain)
         # The content draws come from the mixture: within the span of the fitted codes, not N(0, I).
-        codes = model.split(videos())[0]
-        assert prior.content.log_prob(content.double()).mean() > prior.content.log_prob(
-            torch.randn(3, codes.shape[1], dtype=torch.float64)
-        ).mean()
+        units = content.double().reshape(-1, prior.content.dim)  # one row per object (object architectures)
+        assert units.shape[0] == 3 * model.content_slots
+        assert prior.content.log_prob(units).mean() > prior.content.log_prob(torch.randn_like(units)).mean()
         model.set_fitted_prior(None)
         assert torch.equal(model.sample(3, 4, torch.Generator().manual_seed(5)), plain)
 
@@ -128,8 +128,6 @@ def test_damaged_prior_in_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_a_run_fits_once_when_best_and_last_hold_the_same_weights(tmp_path, monkeypatch):
-    import shutil
-
     from training import fit_prior as fit_prior_module
 
     best = write_checkpoint(tmp_path / "run")
@@ -157,3 +155,76 @@ def test_a_per_frame_motion_mixture_is_fitted_to_as_many_frames_as_videos(monkey
                       max_videos=5, components=2, steps=2)
     assert prior.motion is not None and prior.num_videos == 5
     assert sizes == [5, 5]  # 5 content codes, and 5 of the 30 frames' motion codes
+
+
+class _TwoObjectCodes(torch.nn.Module):
+    """A stand-in model whose content is two per-object codes of 2 numbers: in every video one object's code
+    sits near (+5, 0) and the other's near (-5, 0), so the whole code only ever pairs + with -."""
+
+    has_motion_prior = True
+    content_slots = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def split(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = video.shape[0]
+        generator = torch.Generator().manual_seed(count)
+        sign = torch.where(torch.rand(count, generator=generator) < 0.5, -1.0, 1.0)
+        first = torch.stack([5 * sign, torch.zeros(count)], dim=1)
+        content = torch.cat([first, -first], dim=1) + 0.1 * torch.randn(count, 4, generator=generator)
+        return content, torch.zeros(count, video.shape[1], 1)
+
+
+def test_per_object_prior_draws_the_objects_independently():
+    model, batches = _TwoObjectCodes(), [torch.zeros(200, 2, 1, 4, 4)]
+    prior = fit_prior(model, batches, components=2, covariance="diag", steps=10)
+    assert prior.content_slots == 2 and prior.content.dim == 2 and prior.content_dim == 4
+    assert "per object (2 drawn independently)" in prior.describe()["content"]
+    content, _ = prior.draw(torch.zeros(4000, 4), torch.zeros(4000, 3, 1), torch.Generator().manual_seed(0))
+    same_side = (torch.sign(content[:, 0]) == torch.sign(content[:, 2])).double().mean()
+    assert 0.45 < same_side < 0.55  # (+, +) and (-, -) as often as chance, though never in the data
+    whole = fit_prior(model, batches, components=2, covariance="full", steps=10, per_object=False)
+    assert whole.content_slots == 1 and whole.content.dim == 4
+    content, _ = whole.draw(torch.zeros(4000, 4), torch.zeros(4000, 3, 1), torch.Generator().manual_seed(0))
+    assert (torch.sign(content[:, 0]) == torch.sign(content[:, 2])).double().mean() < 0.01  # the pairing kept
+
+
+@pytest.mark.parametrize("architecture", ["slots", "keypoints", "pooled"])
+def test_object_architectures_fit_one_mixture_per_object(architecture):
+    model = tiny_model(f"disentangled:{architecture}").eval()
+    expected = model.config.slots if architecture != "pooled" else 1
+    assert model.content_slots == expected
+    with torch.no_grad():
+        prior = fit_prior(model, [videos()], components=2, steps=2)
+        assert prior.content_slots == expected and prior.content.dim == model.content_dim // expected
+        model.set_fitted_prior(prior)
+        assert model.sample_factors(3, 4, torch.Generator().manual_seed(0))[0].shape == (3, model.content_dim)
+    state = prior.state_dict()
+    assert FittedPrior.from_state_dict(state).content_slots == expected
+    # A prior written before format 2 (no content_slots) still loads, as one content unit.
+    old = {**state, "format_version": 1}
+    old.pop("content_slots")
+    assert FittedPrior.from_state_dict(old).content_slots == 1
+
+
+def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
+    from training.fit_prior import main
+
+    best = write_checkpoint(tmp_path / "run")
+    shutil.copy(best, best.parent / "last.pt")
+    assert main(["--checkpoint", str(best.parent), "--components", "2", "--steps", "2", "--videos", "8",
+                 "--device", "cpu"]) == 0
+    model, _ = load_model(best)
+    for name in ("best_model.pt", "last.pt"):
+        stored = load_checkpoint(best.parent / name)["fitted_prior"]
+        assert stored["content_slots"] == model.content_slots and stored["num_videos"] == 8
+    assert "per object" in capsys.readouterr().out
+    assert main(["--checkpoint", str(best.parent), "--whole-content", "--components", "2", "--steps", "2",
+                 "--videos", "8", "--device", "cpu"]) == 0
+    assert load_checkpoint(best)["fitted_prior"]["content_slots"] == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["--checkpoint", str(tmp_path / "empty"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "holds neither best_model.pt nor last.pt" in error and len(error.strip().splitlines()) == 1

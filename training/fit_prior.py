@@ -1,9 +1,11 @@
 """Fit the ex-post prior of a trained checkpoint and store it inside the checkpoint (:mod:`models.fitted_prior`).
 
-    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 10] [--covariance full]
+    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 100] [--covariance diag]
+    python -m training.fit_prior --checkpoint checkpoints/NAME      # a run folder: best_model.pt and last.pt
 
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
-and ``last.pt``, so this command is for checkpoints written before that, or to refit with other options.
+and ``last.pt``, so this command is for checkpoints written before that (or before the per-object content
+prior, format 2), or to refit with other options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
 ``evaluate.py --checkpoint X`` and ``model.sample``. A bad checkpoint or option prints one line on stderr and
@@ -33,6 +35,7 @@ from models.checkpoint import (
 from models.fitted_prior import (
     COVARIANCES,
     DEFAULT_COMPONENTS,
+    DEFAULT_COVARIANCE,
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
     FittedPrior,
@@ -92,12 +95,18 @@ def _same_weights(first: dict, second: dict) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="the checkpoint file to add the prior to")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="the checkpoint file to add the prior to, or a run folder (its best_model.pt and "
+                             "last.pt, fitted once when they hold the same weights)")
     parser.add_argument("--videos", type=positive_int, default=DEFAULT_VIDEOS, metavar="N",
                         help=f"training videos whose codes are fitted (default: {DEFAULT_VIDEOS})")
     parser.add_argument("--components", type=positive_int, default=DEFAULT_COMPONENTS, metavar="K",
                         help=f"mixture components (default: {DEFAULT_COMPONENTS})")
-    parser.add_argument("--covariance", choices=COVARIANCES, default="full", help="covariance of each component")
+    parser.add_argument("--covariance", choices=COVARIANCES, default=DEFAULT_COVARIANCE,
+                        help=f"covariance of each component (default: {DEFAULT_COVARIANCE})")
+    parser.add_argument("--whole-content", action="store_true",
+                        help="fit the content code as one unit even where it is one code per object (the "
+                             "object architectures); the default fits one mixture to every object's code")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
@@ -106,17 +115,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
-        _, checkpoint = load_model(args.checkpoint, device)
+        first = Path(args.checkpoint)
+        run_dir = first if first.is_dir() else None
+        if run_dir is not None:
+            found = [run_dir / name for name in (BEST, LAST) if (run_dir / name).is_file()]
+            if not found:
+                raise FileNotFoundError(f"the run folder {run_dir} holds neither {BEST} nor {LAST}")
+            first = found[0]
+        _, checkpoint = load_model(first, device)
         image_size = RunRecord.of(checkpoint).model_config.get("image_size")
         data_config = DataConfig.from_checkpoint(checkpoint, image_size=image_size)
         loader = data_loaders(data_config, args.batch_size)[0]
-        prior = fit_checkpoint_prior(args.checkpoint, loader, device, max_videos=args.videos,
-                                     components=args.components, covariance=args.covariance, steps=args.steps,
-                                     seed=args.seed)
+        options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
+                       steps=args.steps, seed=args.seed, per_object=not args.whole_content)
+        if run_dir is not None:
+            written = fit_run_priors(run_dir, loader, device, **options)
+        else:
+            fit_checkpoint_prior(first, loader, device, **options)
+            written = [first]
+        described = load_model(written[0], device)[0].prior_description()
     except (FileNotFoundError, CheckpointError, ValueError, OSError) as error:
         print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    print(f"{args.checkpoint}: content prior: {prior.describe()['content']}")
+    for path in written:
+        print(f"{path}: content prior: {described['content']}")
     return 0
 
 
