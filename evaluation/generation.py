@@ -15,6 +15,11 @@ Three kinds of generated videos (the **modes**), each scored against real test v
 * ``new_motion``: ``combine(c_A, m ~ prior)``, a real video's content with new motion;
 * ``new_content``: ``combine(c ~ prior, m_A)``, new content moving like a real video.
 
+Two references are scored the same way: ``real`` (the real videos themselves) and ``reconstruction``
+(``model.reconstruct`` of the real videos: what the decoder draws from codes the encoder made, so a prior
+can at best bring its samples to these numbers; a gap between them and the samples' is the prior's, a gap
+between them and the real videos' is the decoder's).
+
 **Halves.** The N real test videos are split into halves R1 (the first n = N // 2) and R2 (the next n).
 Each mode's n videos are those generated alongside R1 (one per real video), and every two-set score
 compares them with R2; the same score between R1 and R2 is the real-vs-real reference (``real_*``). Both
@@ -23,7 +28,7 @@ reference and for the models.
 
 ========================================= ================================================================
 key (``MODE_`` is prior, new_motion,       definition
-new_content or real)
+new_content, real or reconstruction)
 ========================================= ================================================================
 ``MODE_frechet_distance``                  :func:`frechet_distance` of the judge features of the mode's n
                                            videos and R2's (lower is better; ``real_``: R1 vs R2, the
@@ -65,7 +70,8 @@ from evaluation.judges.order_free import NUM_CLASSES, label_counts
 from evaluation.metric_names import GENERATION_KEYS
 from evaluation.reconstruction.metrics import eval_mode
 
-MODES = ("prior", "new_motion", "new_content")
+MODES = ("prior", "new_motion", "new_content")  # generated
+REFERENCES = ("real", "reconstruction")
 NEAREST_NEIGHBOURS = 3  # Kynkäänniemi et al. 2019's default k
 MIN_BOUNCE_SPEED_PX = 0.5  # a velocity component smaller than this flips sign by tracking noise alone
 
@@ -253,12 +259,13 @@ def judge_reading(judges: Any, video: Tensor) -> dict[str, Tensor | None]:
 
 
 def _mode_videos(model: Any, video: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-    """The three generated modes for one batch of real videos (module docstring), and the real videos."""
+    """The three generated modes for one batch of real videos (module docstring), and the two references."""
     batch, frames = video.shape[:2]
     content, motion = model.split(video)  # (B, Dc), (B, T, Dm)
     prior_content, prior_motion = model.sample_factors(batch, frames, generator=generator)
     return {
         "real": video,
+        "reconstruction": model.reconstruct(video),
         "prior": model.sample(batch, frames, generator=generator),
         "new_motion": model.combine(content, prior_motion),
         "new_content": model.combine(prior_content, motion),
@@ -303,7 +310,7 @@ def compute_generation_metrics(model: Any, loader: Iterable, judges: Any, device
         return results
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    readings: dict[str, list[dict[str, Tensor | None]]] = {mode: [] for mode in ("real", *MODES)}
+    readings: dict[str, list[dict[str, Tensor | None]]] = {mode: [] for mode in (*REFERENCES, *MODES)}
     with eval_mode(model), torch.no_grad():
         for video in _video_batches(loader, max_videos):
             videos = _mode_videos(model, video.to(device=device, dtype=torch.float32), generator)

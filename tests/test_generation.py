@@ -130,3 +130,22 @@ def test_generation_metrics_on_a_tiny_model():
 def test_every_generation_key_is_registered_and_tabled():
     assert {metric.key for metric in TABLES["generation"]} == set(GENERATION_KEYS)
     assert all(METRICS[key].section == "generation" for key in GENERATION_KEYS)
+
+
+def test_a_perfect_reconstruction_scores_as_the_real_videos():
+    """The reconstruction reference reads model.reconstruct: a decoder that gave the input back would sit
+    exactly on the real videos' numbers, and a worse one falls below them."""
+    model = tiny_model("disentangled").eval()
+    judges = Judges(MovingMNISTConfig(image_size=32, digit_size=14, num_frames=4)).eval()
+    videos = torch.rand(10, 4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    loader = [{"video": videos}]
+    model.reconstruct = lambda video: video.clone()
+    results = compute_generation_metrics(model, loader, judges)
+    for quantity in ("frechet_distance", "inception_score", "entropy_conditional", "identity_consistency",
+                     "speed_w1_px", "bounce_rate", "precision", "recall"):
+        assert results[f"reconstruction_{quantity}"] == pytest.approx(results[f"real_{quantity}"])
+    model.reconstruct = lambda video: torch.zeros_like(video)
+    blank = compute_generation_metrics(model, loader, judges)
+    assert blank["reconstruction_frechet_distance"] > results["real_frechet_distance"]
+    # The generated modes do not depend on the reconstructions (the draws consume the same generator).
+    assert blank["prior_frechet_distance"] == results["prior_frechet_distance"]
