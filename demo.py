@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data import DataConfig, MovingMNISTConfig
+from data import DataConfig, MovingMNISTConfig, data_loaders
 from evaluation.judges.cache import get_judges
 from evaluation.metric_names import TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
@@ -51,6 +51,7 @@ from models import MODELS
 from models.checkpoint import BEST, LAST, CheckpointError, RunFiles, RunRecord, load_checkpoint
 from training.cli import given_options
 from training.config import ConfigError, TrainConfig, model_fields
+from training.fit_prior import fit_run_priors, stale_prior
 from training.options import make_configs
 from training.run_folder.prepare import ResumePoint, resume_point
 from training.train import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
@@ -469,6 +470,12 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         best = run_dir / BEST
         if name in plans and plans[name] is None:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
+            stale = stale_prior(best)
+            if stale is not None:  # a run trained before the current prior rule samples with it from now on
+                log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
+                _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
+                fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
+                               seed=train_config.seed)
         else:
             resume = plans.get(name)
             log(f"{'continuing' if resume else 'training'} {name} ({model}, seed {seed})"

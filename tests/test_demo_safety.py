@@ -13,7 +13,8 @@ import shutil
 import pytest
 
 import demo
-from models.checkpoint import BEST, LAST, load_checkpoint
+from models.checkpoint import BEST, LAST, atomic_torch_save, load_checkpoint
+from training.fit_prior import stale_prior
 from training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,3 +141,17 @@ def test_the_readme_says_on_which_test_videos_each_seed_is_judged():
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert "then judged on the same 500 test videos" not in readme
     assert "each seed's runs on that seed's own 500 test videos (the test set of the run's data seed)" in readme
+
+
+def test_a_reused_run_with_an_older_prior_gets_it_fitted_again(stopped_then_continued, tmp_path, monkeypatch):
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    best = runs / "lstm_vae" / BEST
+    checkpoint = load_checkpoint(best)
+    checkpoint["fitted_prior"] = {**checkpoint["fitted_prior"], "format_version": 1}  # an older rule's
+    atomic_torch_save(checkpoint, best)
+    assert stale_prior(best) is not None and stale_prior(runs / "baseline_vae" / BEST) is None
+    monkeypatch.setattr(demo, "evaluate", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out, _ = run_demo(tmp_path)
+    assert code == 130 and out.count("reusing") == 4
+    assert out.count("fitting it again") == 1 and "lstm_vae: its ex-post prior is of format 1" in out
+    assert stale_prior(best) is None and stale_prior(runs / "lstm_vae" / LAST) is None

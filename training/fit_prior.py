@@ -38,6 +38,7 @@ from models.fitted_prior import (
     DEFAULT_COVARIANCE,
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
+    FORMAT_VERSION,
     FittedPrior,
     fit_prior,
 )
@@ -86,6 +87,17 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
             save_fitted_prior(path, prior)
         written.append(path)
     return written
+
+
+def stale_prior(path: str | os.PathLike) -> str | None:
+    """Why the checkpoint's ex-post prior should be fitted again, or None when it is current: it has none,
+    or one of an older format (fitted by an older rule: format 1 fitted the whole content code as one unit)."""
+    stored = RunRecord.of(load_checkpoint(path)).fitted_prior
+    if stored is None:
+        return "it has no ex-post prior"
+    if stored.get("format_version") != FORMAT_VERSION:
+        return f"its ex-post prior is of format {stored.get('format_version')}, fitted by an older rule"
+    return None
 
 
 def _same_weights(first: dict, second: dict) -> bool:
