@@ -35,7 +35,7 @@ new_content, real or reconstruction)
                                            floor)
 ``MODE_precision``, ``MODE_recall``        :func:`precision_recall` (k = 3) of the mode's features against
                                            R2's (higher; ``real_``: R1 vs R2, the ceiling)
-``MODE_inception_score``                   :func:`evaluation.information.inception_score` of the content
+``MODE_inception_score``                   :func:`evaluation.codes.information.inception_score` of the content
                                            judge's class probabilities over all N videos, one row per tracked
                                            digit (``real_``: the real videos, the ceiling)
 ``MODE_entropy_conditional``               ``H(y|x)`` of the same (nats, lower)

@@ -7,7 +7,7 @@
 The model is rebuilt from the checkpoint (:func:`models.checkpoint.load_model`), the test set from the
 checkpoint's data config (the same fixed test videos training never saw), and every output is named after
 the checkpoint's experiment: ``NAME_metrics.json`` (written atomically), ``NAME_reconstructions.png`` and the
-other figures of :mod:`evaluation.figures` (:data:`OUTPUTS` lists them). ``evaluate.py`` is the command line
+other figures of :mod:`evaluation.reporting.figures` (:data:`OUTPUTS` lists them). ``evaluate.py`` is the command line
 over this module: its options are the fields of :class:`EvalConfig`.
 """
 

@@ -3,7 +3,7 @@
 Four architectures (``architecture=``), measured side by side in benchmarks/NOTES.md:
 
 - ``"slots"`` (default): the video is K objects on K paths. A parameter-free tracker
-  (:func:`models.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
+  (:func:`models.objects.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
   re-association by appearance) finds each object's position in every frame. **Motion** is a code per
   frame computed from those positions alone (their values and steps, an MLP and a bidirectional LSTM, plus a
   fixed embedding of the positions), so it cannot see what the objects look like. **Content** is one code per
@@ -14,9 +14,9 @@ Four architectures (``architecture=``), measured side by side in benchmarks/NOTE
   transformer with translation only; DDPAE, Hsieh et al. 2018, has the same structure with a learned
   tracker). The content code is ``(B, K * Dc/K)``: slot k's share is its k-th block.
 - ``"keypoints"``: ``"slots"`` with the tracker replaced by a learned localiser
-  (:class:`models.keypoints.KeypointLocaliser`, trained by the model's loss alone). Its positions are the
+  (:class:`models.objects.keypoints.KeypointLocaliser`, trained by the model's loss alone). Its positions are the
   motion code's first 2K numbers exactly (no ``pose_readout``), and each sprite is placed by its ink centre
-  (:func:`models.keypoints.sprite_centres`) rather than its window's centre.
+  (:func:`models.objects.keypoints.sprite_centres`) rather than its window's centre.
 - ``"pooled"``: content from every frame's conv features averaged over time (DSVAE and C-DSVAE pool
   per-frame features too): invariant to frame order; motion and decoder as ``"average"``.
 - ``"average"``: the design document's sketch. Content from a conv encoder over the frame average

@@ -176,7 +176,7 @@ def test_json_says_which_prior_sampled(evaluated, tmp_path):
                                   "--max-samples", "5"))
     assert code == 0, err
     prior = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")["generation"]["prior"]
-    assert prior["fitted"] is True and "Gaussian mixture, 2 components" in prior["content"]
+    assert prior["fitted"] is True and "Gaussian mixture per object (2 drawn independently), 2 components" in prior["content"]
 
 
 def test_non_finite_values_are_written_not_dropped(evaluated):
