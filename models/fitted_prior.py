@@ -21,7 +21,7 @@ motion ``(B, T, Dm)``):
   (its prior had no temporal model before either).
 
 The defaults (100 components, diagonal covariances) are those that drew the most data-like samples in the
-comparison of benchmarks/NOTES.md (rows 38-40): full covariances reach a far higher held-out likelihood
+comparison of benchmarks/NOTES.md (rows 38-42): full covariances reach a far higher held-out likelihood
 but worse samples. The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
 (:func:`fit_gaussian_mixture`); :func:`fit_prior` gathers the codes and fits both. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still

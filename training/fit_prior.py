@@ -69,10 +69,14 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
 
 
 def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
-                   **options: Any) -> list[Path]:
+                   **options: Any) -> dict[Path, FittedPrior]:
     """Fit and store the prior of a run folder's ``best_model.pt`` and ``last.pt`` (those that exist); where
-    both hold the same weights (the last epoch was the best), the one fit is stored in both."""
-    written: list[Path] = []
+    both hold the same weights (the last epoch was the best), the one fit is stored in both.
+
+    Returns:
+        ``{checkpoint written: the prior stored in it}``.
+    """
+    written: dict[Path, FittedPrior] = {}
     fitted: list[tuple[dict, FittedPrior]] = []  # (weights, prior) of each checkpoint fitted so far
     for name in (BEST, LAST):
         path = Path(run_dir) / name
@@ -85,7 +89,7 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
             fitted.append((weights, prior))
         else:
             save_fitted_prior(path, prior)
-        written.append(path)
+        written[path] = prior
     return written
 
 
@@ -143,14 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
-            fit_checkpoint_prior(first, loader, device, **options)
-            written = [first]
-        described = load_model(written[0], device)[0].prior_description()
+            written = {first: fit_checkpoint_prior(first, loader, device, **options)}
     except (FileNotFoundError, CheckpointError, ValueError, OSError) as error:
         print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    for path in written:
-        print(f"{path}: content prior: {described['content']}")
+    for path, prior in written.items():
+        print(f"{path}: content prior: {prior.describe()['content']}")
     return 0
 
 
