@@ -89,6 +89,12 @@ class VideoVAE(nn.Module):
             if prior.motion is not None and prior.motion.dim != self.motion_dim:
                 raise ValueError(f"the fitted prior's motion size {prior.motion.dim} does not match the "
                                  f"model's motion_dim {self.motion_dim}")
+            if prior.content_slots not in (1, self.content_slots):
+                raise ValueError(f"the fitted prior draws {prior.content_slots} content codes per video, but the "
+                                 f"model's content is {self.content_slots} code(s): refit it for this model")
+            if prior.paths is not None and prior.paths.slots != self.object_slots:
+                raise ValueError(f"the fitted prior draws paths of {prior.paths.slots} objects, but the model's "
+                                 f"motion code places {self.object_slots}: refit it for this model")
         self.fitted_prior = prior
 
     def prior_description(self) -> dict[str, Any]:
@@ -144,6 +150,21 @@ class VideoVAE(nn.Module):
         """How many exchangeable per-object codes the content code concatenates (1: it is one code); the
         ex-post prior fits one mixture to them all (:mod:`models.fitted_prior`)."""
         return 1
+
+    @property
+    def object_slots(self) -> int:
+        """How many objects the motion code places (0: it is not a code of object positions). With K > 0 the
+        decoder reads nothing of the motion code but :meth:`object_positions`, and the ex-post prior draws
+        the objects' paths (:mod:`models.fitted_prior`)."""
+        return 0
+
+    def object_positions(self, motion: Tensor) -> Tensor:
+        """The objects' positions ``(B, T, K, 2)`` that the decoder reads from motion codes ``(B, T, Dm)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no object positions in its motion code")
+
+    def with_object_positions(self, motion: Tensor, positions: Tensor) -> Tensor:
+        """Motion codes changed so that :meth:`object_positions` of them is ``positions (B, T, K, 2)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no object positions in its motion code")
 
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Content ``(B, Dc)`` and motion ``(B, T, Dm)`` codes of latent codes (the keys of ``latent_layout``)."""
@@ -288,14 +309,18 @@ class VideoVAE(nn.Module):
 
         ``combine`` of the two equals ``sample`` with the same generator state. Used to keep one factor of
         a video and resample the other (``combine(split(x)[0], sample_factors(...)[1])``). With a fitted prior
-        (:meth:`set_fitted_prior`) the model's own draws are made first, then replaced by the fitted prior's
-        (the content code; the motion code too for a model without a learned motion prior).
+        (:meth:`set_fitted_prior`) the model's own draws are made first, then replaced by the fitted prior's:
+        the content code; the objects' positions in the motion code where the prior has a path prior; the
+        whole motion code for a model without a learned motion prior.
         """
         check_positive_int("num_samples", num_samples)
         check_positive_int("num_frames", num_frames)
         content, motion = self._factors(self._sample_latents(num_samples, num_frames, generator))
         if self.fitted_prior is not None:
             content, motion = self.fitted_prior.draw(content, motion, generator)
+            paths = self.fitted_prior.draw_paths(num_samples, num_frames, generator, motion.device, torch.float32)
+            if paths is not None:
+                motion = self.with_object_positions(motion, paths)
         return content, motion
 
     def combine(self, content: Tensor, motion: Tensor) -> Tensor:

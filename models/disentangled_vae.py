@@ -209,6 +209,39 @@ class DisentangledVAE(VideoVAE):
         """The object architectures' content is one code per slot (each ``content_dim / slots`` long)."""
         return self.config.slots if self.config.architecture in OBJECT_ARCHITECTURES else 1
 
+    @property
+    def object_slots(self) -> int:
+        """The object architectures' motion code places ``slots`` objects (the decoder reads nothing else of it)."""
+        return self.config.slots if self.config.architecture in OBJECT_ARCHITECTURES else 0
+
+    def object_positions(self, motion: Tensor) -> Tensor:
+        """Where the decoder places each slot, ``(B, T, K, 2)`` in [-1, 1], from motion codes ``(B, T, Dm)``:
+        ``pose_readout(m)`` (``"slots"``: the sprite window's centre) or the first 2K numbers (``"keypoints"``:
+        the sprite's ink centre)."""
+        if not self.object_slots:
+            return super().object_positions(motion)
+        batch, frames, _ = motion.shape
+        with torch.autocast(motion.device.type, enabled=False):  # sub-pixel placement needs fp32
+            if self.config.architecture == "slots":
+                positions = self.pose_readout(motion.float())
+            else:
+                positions = motion[..., : 2 * self.object_slots].float()
+        return positions.reshape(batch, frames, self.object_slots, 2)
+
+    def with_object_positions(self, motion: Tensor, positions: Tensor) -> Tensor:
+        """Motion codes whose :meth:`object_positions` are ``positions (B, T, K, 2)``: the first 2K numbers
+        replaced (``"keypoints"``), or the smallest change of the code that makes the linear ``pose_readout``
+        read them, ``m + W^+ (p - W m - b)`` (``"slots"``; exact, W being 2K x Dm of full rank)."""
+        if not self.object_slots:
+            return super().with_object_positions(motion, positions)
+        target = positions.reshape(*motion.shape[:2], 2 * self.object_slots).to(motion.device, torch.float32)
+        if self.config.architecture == "slots":
+            with torch.autocast(motion.device.type, enabled=False):
+                residual = target - self.pose_readout(motion.float())  # (B, T, 2K)
+                inverse = torch.linalg.pinv(self.pose_readout.weight.double()).float()  # (Dm, 2K)
+                return (motion.float() + residual @ inverse.T).to(motion.dtype)
+        return torch.cat([target.to(motion.dtype), motion[..., 2 * self.object_slots:]], dim=-1)
+
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:
         the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""
@@ -274,11 +307,9 @@ class DisentangledVAE(VideoVAE):
         if cfg.architecture in OBJECT_ARCHITECTURES:
             sprites = self.decoder(content.reshape(batch * cfg.slots, -1))  # (B * K, C, w, w): once per video
             sprites = sprites.view(batch, cfg.slots, *sprites.shape[1:])  # (B, K, C, w, w)
+            positions = self.object_positions(motion)  # (B, T, K, 2)
             with torch.autocast(motion.device.type, enabled=False):  # sub-pixel placement needs fp32
-                if cfg.architecture == "slots":
-                    positions = self.pose_readout(motion.float()).view(batch, frames, cfg.slots, 2)  # (B, T, K, 2)
-                else:
-                    positions = motion[..., : 2 * cfg.slots].float().reshape(batch, frames, cfg.slots, 2)
+                if cfg.architecture == "keypoints":
                     # A position names where the sprite's ink centre goes, not its window's centre: otherwise
                     # a sprite drawn off-centre and a position off by as much draw the same frames.
                     positions = positions - sprite_centres(sprites.float(), cfg.image_size)[:, None]

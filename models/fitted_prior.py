@@ -15,14 +15,21 @@ motion ``(B, T, Dm)``):
   mixture of ``Dc / K`` dimensions fitted to every object's code, and a sample draws its K objects
   independently (the data's digits are drawn independently too); every other model has one unit, the
   whole code;
-* **motion**: a model with a learned motion prior (``has_motion_prior``: the LSTM-VAE's and the
-  Disentangled VAE's recurrent prior) keeps it; a model whose motion prior is N(0, I) per frame (the
-  Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn independently per frame
-  (its prior had no temporal model before either).
+* **motion**, per **motion unit**: a model whose motion code places K objects (``object_slots`` = K: the
+  Disentangled VAE's object architectures, whose decoder reads nothing of the motion code but each object's
+  position in every frame) gets one full-covariance mixture fitted to every object's path, ``2 F`` numbers
+  for the ``F`` frames of the training videos (:class:`PathPrior`), and a sample draws its K paths
+  independently (the data's digits move independently too) and writes them into the motion code
+  (``model.with_object_positions``); a video longer than ``F`` frames continues frame by frame from the
+  mixture's conditional on the previous ``F - 1`` frames. Otherwise a model with a learned motion prior
+  (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
+  N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
+  independently per frame (its prior had no temporal model before either).
 
-The defaults (100 components, diagonal covariances) are those that drew the most data-like samples in the
-comparison of benchmarks/NOTES.md (rows 38-42): full covariances reach a far higher held-out likelihood
-but worse samples. The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
+The defaults (100 components, diagonal covariances for the content) are those that drew the most data-like
+samples in the comparison of benchmarks/NOTES.md (rows 38-42): full covariances reach a far higher held-out
+likelihood but worse samples. The paths take full covariances (:data:`PATH_COVARIANCE`): a path's frames
+are strongly correlated, and with diagonal ones the drawn paths jitter from frame to frame (rows 43, 45). The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
 (:func:`fit_gaussian_mixture`); :func:`fit_prior` gathers the codes and fits both. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
 loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
@@ -40,8 +47,10 @@ import torch
 from torch import Tensor
 
 COVARIANCES = ("full", "diag")
-FORMAT_VERSION = 2  # 2 added content_slots; a version-1 prior reads as one content unit
-READABLE_VERSIONS = (1, 2)
+# 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+PATH_COVARIANCE = "full"
 DEFAULT_COMPONENTS = 100
 DEFAULT_COVARIANCE = "diag"
 DEFAULT_STEPS = 30
@@ -202,23 +211,98 @@ def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, c
     return mixture
 
 
+class PathPrior:
+    """Where each of K objects is in every frame: a Gaussian mixture over one object's path of ``frames``
+    positions, ``(x_0, y_0, x_1, y_1, ...)``, drawn independently for each object (module docstring).
+
+    Args:
+        mixture: the mixture, of ``2 * frames`` dimensions.
+        frames: F, the frames of the fitted paths.
+        slots: K, the objects of a video.
+    """
+
+    def __init__(self, mixture: GaussianMixture, frames: int, slots: int) -> None:
+        if int(frames) < 1 or int(slots) < 1 or mixture.dim != 2 * int(frames):
+            raise ValueError(f"a path prior of {slots} objects over {frames} frames needs a mixture of "
+                             f"{2 * int(frames)} dimensions, got {mixture.dim}")
+        self.mixture, self.frames, self.slots = mixture, int(frames), int(slots)
+
+    def draw(self, num_samples: int, num_frames: int, generator: torch.Generator | None = None,
+             device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``(N, T, K, 2)`` positions: K independent paths per video. The first ``min(T, F)`` frames are a
+        draw of the mixture (its marginal when T < F); each further frame is drawn from the mixture's
+        conditional on the previous ``F - 1`` frames (:meth:`continue_paths`)."""
+        paths = self.mixture.sample(num_samples * self.slots, generator, device, torch.float64)  # (N * K, 2F)
+        paths = paths.view(num_samples * self.slots, self.frames, 2)[:, :num_frames]
+        if num_frames > self.frames:
+            paths = self.continue_paths(paths, num_frames - self.frames, generator)
+        paths = paths.view(num_samples, self.slots, num_frames, 2).transpose(1, 2)  # (N, T, K, 2)
+        return paths.to(dtype)
+
+    def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None) -> Tensor:
+        """Extend ``(M, t, 2)`` paths (t >= F - 1) by ``extra`` frames, each drawn from the mixture's
+        conditional given the last ``F - 1`` positions: component k is chosen with probability
+        ``∝ w_k N(x_o | mu_o,k, S_oo,k)``, then the new frame ``~ N(mu_n,k + S_no,k S_oo,k^-1 (x_o - mu_o,k),
+        S_nn,k - S_no,k S_oo,k^-1 S_on,k)`` (o: the observed ``2F - 2`` numbers, n: the new frame's 2)."""
+        mixture = self.mixture
+        device = paths.device
+        means = mixture.means.to(device, torch.float64)
+        scales = mixture.scales.to(device, torch.float64)
+        covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
+        observed = 2 * self.frames - 2
+        if observed == 0:  # one-frame paths: nothing to condition on, every frame is a fresh draw
+            fresh = [mixture.sample(paths.shape[0], generator, device, torch.float64) for _ in range(extra)]
+            return torch.cat([paths.double(), torch.stack(fresh, 1)], 1)
+        s_oo = covariances[:, :observed, :observed]
+        s_no = covariances[:, observed:, :observed]
+        gain = torch.linalg.solve(s_oo, s_no.transpose(1, 2)).transpose(1, 2)  # S_no S_oo^-1, (K, 2, 2F - 2)
+        conditional = covariances[:, observed:, observed:] - gain @ s_no.transpose(1, 2)  # (K, 2, 2)
+        conditional_scale = torch.linalg.cholesky(conditional + 1e-12 * torch.eye(2, dtype=torch.float64, device=device))
+        marginal = GaussianMixture(mixture.weights.to(device, torch.float64), means[:, :observed],
+                                   torch.linalg.cholesky(s_oo), "full")
+        paths = paths.double()
+        for _ in range(extra):
+            last = paths[:, -(self.frames - 1):].flatten(1)  # (M, 2F - 2)
+            chosen = torch.multinomial(torch.softmax(_component_log_probs(last, marginal), 1), 1,
+                                       generator=generator)[:, 0]  # (M,)
+            offset = (gain[chosen] @ (last - means[chosen, :observed])[:, :, None])[:, :, 0]
+            noise = torch.randn(paths.shape[0], 2, 1, generator=generator, device=device, dtype=torch.float64)
+            step = means[chosen, observed:] + offset + (conditional_scale[chosen] @ noise)[:, :, 0]  # (M, 2)
+            paths = torch.cat([paths, step[:, None]], 1)
+        return paths
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mixture": self.mixture.state_dict(), "frames": self.frames, "slots": self.slots}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> PathPrior:
+        if not isinstance(state, Mapping) or set(state) != {"mixture", "frames", "slots"}:
+            raise ValueError("a path prior needs exactly the keys mixture, frames, slots")
+        return cls(GaussianMixture.from_state_dict(state["mixture"]), int(state["frames"]), int(state["slots"]))
+
+
 class FittedPrior:
-    """The ex-post prior of one model (module docstring): a content mixture, and a per-frame motion mixture
-    for a model without a learned motion prior.
+    """The ex-post prior of one model (module docstring): a content mixture, and for the motion a per-object
+    path prior, a per-frame motion mixture (a model without a learned motion prior) or neither.
 
     Args:
         content: mixture of one content unit's codes ``(Dc / content_slots)``.
-        motion: mixture of the per-frame motion codes ``(Dm)``, or None to keep the model's motion prior.
+        motion: mixture of the per-frame motion codes ``(Dm)``, or None.
         num_videos: how many training videos it was fitted to.
         content_slots: content units per video, drawn independently and concatenated (1: the whole code).
+        paths: the objects' path prior, or None. With neither ``motion`` nor ``paths`` the model's own motion
+            prior is kept.
     """
 
     def __init__(self, content: GaussianMixture, motion: GaussianMixture | None = None, num_videos: int = 0,
-                 content_slots: int = 1) -> None:
+                 content_slots: int = 1, paths: PathPrior | None = None) -> None:
         if int(content_slots) < 1:
             raise ValueError(f"content_slots must be at least 1, got {content_slots}")
+        if motion is not None and paths is not None:
+            raise ValueError("a fitted prior draws its motion from a per-frame mixture or from a path prior, not both")
         self.content, self.motion, self.num_videos = content, motion, int(num_videos)
         self.content_slots = int(content_slots)
+        self.paths = paths
 
     @property
     def content_dim(self) -> int:
@@ -226,7 +310,8 @@ class FittedPrior:
         return self.content.dim * self.content_slots
 
     def draw(self, content: Tensor, motion: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Replace the prior draws ``content (N, Dc)`` and ``motion (N, T, Dm)`` by the fitted prior's.
+        """Replace the prior draws ``content (N, Dc)`` and ``motion (N, T, Dm)`` by the fitted prior's (the
+        motion only with a per-frame motion mixture; the paths are :meth:`draw_paths`).
 
         The model's own draws come first (same generator), so a model's sample stays a deterministic
         function of the generator's seed.
@@ -239,14 +324,27 @@ class FittedPrior:
             motion = motion.view(batch, frames, motion_dim)
         return content, motion
 
+    def draw_paths(self, num_samples: int, num_frames: int, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor | None:
+        """``(N, T, K, 2)`` object positions from the path prior (:meth:`PathPrior.draw`), or None without one."""
+        if self.paths is None:
+            return None
+        return self.paths.draw(num_samples, num_frames, generator, device, dtype)
+
     def describe(self) -> dict[str, str]:
         """What the prior is, in words: ``{"content": ..., "motion": ...}`` (motion None: the model's own)."""
         def words(mixture: GaussianMixture, unit: str = "") -> str:
             return (f"Gaussian mixture{unit}, {mixture.components} components, {mixture.covariance} covariance, "
                     f"fitted to the posterior means of {self.num_videos} training videos")
         unit = f" per object ({self.content_slots} drawn independently)" if self.content_slots > 1 else ""
-        return {"content": words(self.content, unit),
-                "motion": words(self.motion) if self.motion is not None else None}
+        if self.paths is not None:
+            frames = self.paths.frames
+            motion = (words(self.paths.mixture, f" per object path ({self.paths.slots} drawn independently, "
+                                                f"{frames} frames)")
+                      + f"; frames past the {frames}th drawn from its conditional on the previous {frames - 1}")
+        else:
+            motion = words(self.motion) if self.motion is not None else None
+        return {"content": words(self.content, unit), "motion": motion}
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (loads with ``torch.load(weights_only=True)``)."""
@@ -254,6 +352,8 @@ class FittedPrior:
                                  "content_slots": self.content_slots, "content": self.content.state_dict()}
         if self.motion is not None:
             state["motion"] = self.motion.state_dict()
+        if self.paths is not None:
+            state["paths"] = self.paths.state_dict()
         return state
 
     @classmethod
@@ -263,15 +363,16 @@ class FittedPrior:
             raise ValueError("a fitted prior needs a 'content' mixture")
         if state.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unknown fitted prior format {state.get('format_version')!r}")
-        motion = state.get("motion")
+        motion, paths = state.get("motion"), state.get("paths")
         return cls(GaussianMixture.from_state_dict(state["content"]),
                    GaussianMixture.from_state_dict(motion) if motion is not None else None,
-                   int(state.get("num_videos", 0)), int(state.get("content_slots", 1)))
+                   int(state.get("num_videos", 0)), int(state.get("content_slots", 1)),
+                   PathPrior.from_state_dict(paths) if paths is not None else None)
 
 
 def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
               components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE, steps: int = DEFAULT_STEPS,
-              seed: int = 0, per_object: bool = True) -> FittedPrior:
+              seed: int = 0, per_object: bool = True, object_paths: bool = True) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
     Args:
@@ -282,12 +383,16 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         components, covariance, steps, seed: those of :func:`fit_gaussian_mixture`.
         per_object: fit one mixture to every object's code for a model with ``content_slots`` K > 1 (module
             docstring); False fits the whole content code as one unit (the rule of format version 1).
+        object_paths: fit the path prior of a model with ``object_slots`` K > 0 (module docstring; always
+            ``components`` components of full covariance); False keeps its learned motion prior (the rule of
+            format versions 1 and 2).
 
     Returns:
         The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
     """
     parameter = next(model.parameters())
-    contents, motions, seen = [], [], 0
+    objects = int(getattr(model, "object_slots", 0)) if object_paths else 0
+    contents, motions, paths, seen = [], [], [], 0
     was_training = model.training
     model.eval()
     try:
@@ -299,7 +404,10 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
                 video = video[: max_videos - seen].to(device=parameter.device, dtype=torch.float32)
                 content, motion = model.split(video)  # (B, Dc), (B, T, Dm)
                 contents.append(content.double().cpu())
-                if not model.has_motion_prior:
+                if objects:
+                    positions = model.object_positions(motion).double().cpu()  # (B, T, K, 2)
+                    paths.append(positions.transpose(1, 2).flatten(0, 1).flatten(1))  # (B * K, 2T): x_0, y_0, x_1, ...
+                elif not model.has_motion_prior:
                     motions.append(motion.double().flatten(0, 1).cpu())  # (B * T, Dm)
                 seen += video.shape[0]
     finally:
@@ -317,4 +425,9 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
             keep = torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_videos]
             frames = frames[keep.sort().values]  # the content's, and the mixture hardly changes
         motion_mixture = fit_gaussian_mixture(frames, components, covariance, steps, seed + 1)
-    return FittedPrior(content_mixture, motion_mixture, seen, slots)
+    path_prior = None
+    if paths:
+        points = torch.cat(paths)  # (N * K, 2T)
+        path_prior = PathPrior(fit_gaussian_mixture(points, components, PATH_COVARIANCE, steps, seed + 2),
+                               points.shape[1] // 2, objects)
+    return FittedPrior(content_mixture, motion_mixture, seen, slots, path_prior)

@@ -10,7 +10,7 @@ import torch
 
 from models import MODELS
 from models.checkpoint import CheckpointError, load_checkpoint, load_model, save_fitted_prior
-from models.fitted_prior import FittedPrior, GaussianMixture, fit_gaussian_mixture, fit_prior
+from models.fitted_prior import FittedPrior, GaussianMixture, PathPrior, fit_gaussian_mixture, fit_prior
 from tests.evaluation_helpers import write_checkpoint
 from tests.test_models import tiny_model
 
@@ -220,11 +220,138 @@ def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
     for name in ("best_model.pt", "last.pt"):
         stored = load_checkpoint(best.parent / name)["fitted_prior"]
         assert stored["content_slots"] == model.content_slots and stored["num_videos"] == 8
-    assert "per object" in capsys.readouterr().out
-    assert main(["--checkpoint", str(best.parent), "--whole-content", "--components", "2", "--steps", "2",
-                 "--videos", "8", "--device", "cpu"]) == 0
-    assert load_checkpoint(best)["fitted_prior"]["content_slots"] == 1
+        assert stored["paths"]["slots"] == model.object_slots  # the objects' paths, by default
+    printed = capsys.readouterr().out
+    assert "per object (" in printed and "motion prior: Gaussian mixture per object path" in printed
+    assert main(["--checkpoint", str(best.parent), "--whole-content", "--learned-motion", "--components", "2",
+                 "--steps", "2", "--videos", "8", "--device", "cpu"]) == 0
+    stored = load_checkpoint(best)["fitted_prior"]
+    assert stored["content_slots"] == 1 and "paths" not in stored and "motion" not in stored
     (tmp_path / "empty").mkdir()
     assert main(["--checkpoint", str(tmp_path / "empty"), "--device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert "holds neither best_model.pt nor last.pt" in error and len(error.strip().splitlines()) == 1
+
+
+class _TwoObjectPaths(torch.nn.Module):
+    """A stand-in model whose motion code is two objects' positions, ``(B, T, 2 * 2)``: in every video both
+    move in straight lines at 0.1 a frame along x, one to the right and the other to the left, from random
+    starts, so a whole video only ever pairs opposite directions."""
+
+    has_motion_prior = True
+    content_slots = 1
+    object_slots = 2
+
+    def __init__(self, frames: int = 5) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.frames = frames
+
+    def split(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = video.shape[0]
+        generator = torch.Generator().manual_seed(count)
+        sign = torch.where(torch.rand(count, generator=generator) < 0.5, -1.0, 1.0)
+        starts = torch.rand(count, 2, 2, generator=generator) - 0.5  # (B, K, 2)
+        velocity = torch.stack([sign, -sign], 1)[:, :, None] * torch.tensor([0.1, 0.0])  # (B, K, 2)
+        time = torch.arange(self.frames, dtype=torch.float32)[None, :, None, None]
+        positions = starts[:, None] + time * velocity[:, None]  # (B, T, K, 2)
+        return torch.randn(count, 3, generator=generator), positions.flatten(2)
+
+    def object_positions(self, motion: torch.Tensor) -> torch.Tensor:
+        return motion.reshape(*motion.shape[:2], 2, 2)
+
+
+def test_path_prior_draws_each_objects_path_whole_and_the_objects_independently():
+    model = _TwoObjectPaths()
+    prior = fit_prior(model, [torch.zeros(400, 5, 1, 4, 4)], components=4, steps=20)
+    assert prior.motion is None and prior.paths is not None
+    assert (prior.paths.frames, prior.paths.slots, prior.paths.mixture.covariance) == (5, 2, "full")
+    assert "per object path (2 drawn independently, 5 frames)" in prior.describe()["motion"]
+    paths = prior.draw_paths(2000, 5, torch.Generator().manual_seed(0), dtype=torch.float64)  # (N, T, K, 2)
+    assert paths.shape == (2000, 5, 2, 2)
+    steps = paths[:, 1:, :, 0] - paths[:, :-1, :, 0]  # (N, T - 1, K): x steps
+    # Each path is drawn whole (full covariance): a straight line at 0.1 a frame, up to the fit's ridge (a
+    # standard deviation of about 0.01 per number), not frames drawn apart (steps would spread by about 0.4).
+    assert (steps.abs().mean() - 0.1).abs() < 0.005 and steps.std(dim=1).quantile(0.99) < 0.04
+    same_direction = (torch.sign(steps[:, 0, 0]) == torch.sign(steps[:, 0, 1])).double().mean()
+    assert 0.45 < same_direction < 0.55  # the two objects independently: pairs never seen in the data
+    kept = fit_prior(model, [torch.zeros(400, 5, 1, 4, 4)], components=4, steps=2, object_paths=False)
+    assert kept.paths is None and kept.motion is None  # the model's learned motion prior stays
+
+
+def _conditional_mean_from_precision(mean, covariance, observed, split):
+    """Reference: the conditional mean of a Gaussian's last numbers given the first ``split`` ones, from
+    the precision matrix: mu_n - P_nn^-1 P_no (x_o - mu_o)."""
+    precision = torch.linalg.inv(covariance)
+    p_nn, p_no = precision[split:, split:], precision[split:, :split]
+    return mean[split:] - torch.linalg.solve(p_nn, p_no @ (observed - mean[:split]))
+
+
+def test_paths_past_the_fitted_frames_follow_the_conditional_of_the_mixture():
+    generator = torch.Generator().manual_seed(0)
+    frames = 3
+    factor = torch.randn(2 * frames, 2 * frames, generator=generator, dtype=torch.float64)
+    covariance = factor @ factor.T / (2 * frames) + 0.1 * torch.eye(2 * frames, dtype=torch.float64)
+    mean = torch.randn(2 * frames, generator=generator, dtype=torch.float64)
+    mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), mean[None],
+                              torch.linalg.cholesky(covariance)[None], "full")
+    prior = PathPrior(mixture, frames, slots=1)
+    start = torch.randn(1, frames - 1, 2, generator=generator, dtype=torch.float64)  # the last F - 1 frames
+    extended = prior.continue_paths(start.expand(20000, -1, -1), 1, torch.Generator().manual_seed(1))
+    assert extended.shape == (20000, frames, 2) and torch.equal(extended[:, : frames - 1], start.expand(20000, -1, -1))
+    expected = _conditional_mean_from_precision(mean, covariance, start.flatten(), 2 * frames - 2)
+    assert torch.allclose(extended[:, -1].mean(0), expected, atol=0.03)
+    # Straight lines stay straight far past the fitted frames.
+    lines = _TwoObjectPaths(frames=4)
+    line_prior = fit_prior(lines, [torch.zeros(400, 4, 1, 4, 4)], components=4, steps=20)
+    long = line_prior.draw_paths(200, 12, torch.Generator().manual_seed(2), dtype=torch.float64)
+    steps = long[:, 1:, :, 0] - long[:, :-1, :, 0]  # (N, 11, K)
+    assert (steps.abs().mean() - 0.1).abs() < 0.005 and steps.std(dim=1).quantile(0.99) < 0.04
+    assert (torch.sign(steps) == torch.sign(steps[:, :1])).all()  # no path turns back
+    short = line_prior.draw_paths(5, 2, torch.Generator().manual_seed(2))
+    assert short.shape == (5, 2, 2, 2)
+
+
+@pytest.mark.parametrize("architecture", ["slots", "keypoints"])
+def test_object_architectures_place_the_drawn_paths(architecture):
+    model = tiny_model(f"disentangled:{architecture}").eval()
+    assert model.object_slots == model.config.slots
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        if architecture == "slots":  # a readout that is not the identity: the inverse must be exact anyway
+            model.pose_readout.weight.add_(0.3 * torch.randn(model.pose_readout.weight.shape, generator=generator))
+        motion = torch.randn(3, 4, model.motion_dim, generator=generator)
+        wanted = torch.rand(3, 4, model.object_slots, 2, generator=generator) * 2 - 1
+        placed = model.with_object_positions(motion, wanted)
+        assert torch.allclose(model.object_positions(placed), wanted, atol=1e-5)
+        prior = fit_prior(model, [videos()], components=2, steps=2)
+        assert prior.paths is not None and prior.paths.slots == model.object_slots
+        # A path prior that allows one path only: every sampled object goes exactly there.
+        path = torch.linspace(-0.5, 0.5, 2 * prior.paths.frames, dtype=torch.float64)
+        one_path = GaussianMixture(torch.ones(1, dtype=torch.float64), path[None],
+                                   torch.full((1, path.numel()), 1e-6, dtype=torch.float64), "diag")
+        prior.paths = PathPrior(one_path, prior.paths.frames, prior.paths.slots)
+        model.set_fitted_prior(prior)
+        _, sampled = model.sample_factors(2, prior.paths.frames, torch.Generator().manual_seed(1))
+        positions = model.object_positions(sampled)  # (2, T, K, 2)
+        assert torch.allclose(positions, path.view(-1, 1, 2).float().expand_as(positions), atol=1e-4)
+    state = prior.state_dict()
+    again = FittedPrior.from_state_dict(state)
+    assert again.paths.frames == prior.paths.frames and torch.equal(again.paths.mixture.means, path[None])
+    older = {key: value for key, value in state.items() if key != "paths"} | {"format_version": 2}
+    assert FittedPrior.from_state_dict(older).paths is None  # a format-2 prior keeps the learned motion prior
+
+
+def test_a_prior_for_other_objects_is_refused():
+    model = tiny_model("disentangled:pooled")
+    content = fit_gaussian_mixture(torch.randn(20, model.content_dim // 2), components=2, steps=1)
+    with pytest.raises(ValueError, match="draws 2 content codes per video"):
+        model.set_fitted_prior(FittedPrior(content, content_slots=2))
+    whole = fit_gaussian_mixture(torch.randn(20, model.content_dim), components=2, steps=1)
+    paths = PathPrior(fit_gaussian_mixture(torch.randn(20, 8), components=2, steps=1), frames=4, slots=2)
+    with pytest.raises(ValueError, match="paths of 2 objects, but the model's motion code places 0"):
+        model.set_fitted_prior(FittedPrior(whole, paths=paths))
+    with pytest.raises(ValueError, match="not both"):
+        FittedPrior(whole, motion=whole, paths=paths)
+    with pytest.raises(ValueError, match="needs a mixture of 6 dimensions"):
+        PathPrior(paths.mixture, frames=3, slots=2)

@@ -5,7 +5,7 @@
 
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
 and ``last.pt``, so this command is for checkpoints written before that (or before the per-object content
-prior, format 2), or to refit with other options.
+prior, format 2, and the per-object path prior, format 3), or to refit with other options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
 ``evaluate.py --checkpoint X`` and ``model.sample``. A bad checkpoint or option prints one line on stderr and
@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole-content", action="store_true",
                         help="fit the content code as one unit even where it is one code per object (the "
                              "object architectures); the default fits one mixture to every object's code")
+    parser.add_argument("--learned-motion", action="store_true",
+                        help="keep the model's learned motion prior even where its motion code places objects "
+                             "(the object architectures); the default fits one full-covariance mixture of "
+                             "--components components to every object's path. --covariance does not change "
+                             "the paths' covariance")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         data_config = DataConfig.from_checkpoint(checkpoint, image_size=image_size)
         loader = data_loaders(data_config, args.batch_size)[0]
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
-                       steps=args.steps, seed=args.seed, per_object=not args.whole_content)
+                       steps=args.steps, seed=args.seed, per_object=not args.whole_content,
+                       object_paths=not args.learned_motion)
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
@@ -152,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     for path, prior in written.items():
-        print(f"{path}: content prior: {prior.describe()['content']}")
+        described = prior.describe()
+        print(f"{path}: content prior: {described['content']}")
+        if described["motion"] is not None:
+            print(f"{path}: motion prior: {described['motion']}")
     return 0
 
 
