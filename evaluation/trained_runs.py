@@ -70,8 +70,9 @@ def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_con
     """The settings in which a trained run differs from the configs a new run would be given.
 
     Every field of the three config dataclasses is compared (but those in
-    :data:`models.checkpoint.NOT_COMPARED_ON_REUSE`); a field the
-    checkpoint lacks (written before the field existed) counts as its default, as :func:`load_model`
+    :data:`models.checkpoint.NOT_COMPARED_ON_REUSE`, and the model fields that have no effect on the model
+    asked for: ``idle_fields``); a field the checkpoint lacks (written before the field existed) counts as
+    its legacy value (the config class's ``legacy_values``) or else its default, as :func:`load_model`
     rebuilds it.
 
     Args:
@@ -90,8 +91,9 @@ def config_differences(checkpoint: Mapping[str, Any], model_name: str, model_con
                                     (Key.TRAIN_CONFIG, record.train_config, train_config),
                                     (Key.DATA_CONFIG, record.data_config, data_config)):
         stored = stored or {}
+        idle = wanted.idle_fields() if section == Key.MODEL_CONFIG else ()
         for name, (default, asked) in _fields_and_defaults(wanted).items():
-            if name in NOT_COMPARED_ON_REUSE.get(section, ()):
+            if name in NOT_COMPARED_ON_REUSE.get(section, ()) or name in idle:
                 continue
             had = stored.get(name, default)
             if had != asked:

@@ -137,7 +137,7 @@ class RunRecord:
         """The record of a loaded checkpoint (:func:`load_checkpoint` has checked the required keys)."""
         return cls(
             model_name=checkpoint.get(Key.MODEL_NAME),
-            model_config=checkpoint.get(Key.MODEL_CONFIG),
+            model_config=_with_legacy_values(checkpoint.get(Key.MODEL_NAME), checkpoint.get(Key.MODEL_CONFIG)),
             model_state=checkpoint.get(Key.MODEL_STATE),
             train_config=checkpoint.get(Key.TRAIN_CONFIG),
             data_config=checkpoint.get(Key.DATA_CONFIG),
@@ -158,6 +158,15 @@ class RunRecord:
         """``model_name`` and the three configs, keyed as the checkpoint and ``config.json`` key them."""
         return {Key.MODEL_NAME: self.model_name, Key.MODEL_CONFIG: self.model_config,
                 Key.DATA_CONFIG: self.data_config, Key.TRAIN_CONFIG: self.train_config}
+
+
+def _with_legacy_values(model_name: Any, model_config: Any) -> Any:
+    """A stored model config with the fields it lacks because they were added after it was written filled
+    with the values that reproduce its model (the config class's ``legacy_values``); others keep their
+    defaults when the model is built."""
+    if model_name not in MODELS or not isinstance(model_config, Mapping):
+        return model_config
+    return {**MODELS[model_name].config_class.legacy_values, **model_config}
 
 
 class CheckpointError(ValueError):

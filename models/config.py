@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -24,6 +24,12 @@ def check_positive_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_non_negative_int(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def check_finite_number(name: str, value: Any, minimum: float | None = None) -> None:
@@ -109,6 +115,10 @@ class VideoVAEConfig:
             background is black; 0 (the earlier default) starts every pixel at grey (sigmoid 0.5).
     """
 
+    # Fields added after checkpoints were first written, with the value that reproduces those checkpoints'
+    # models (e.g. a behaviour that did not exist then is off): what a stored config lacking the field means.
+    legacy_values: ClassVar[dict[str, Any]] = {}
+
     image_size: int = 64
     channels: int = 1
     width: int = 32
@@ -120,6 +130,10 @@ class VideoVAEConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def idle_fields(self) -> tuple[str, ...]:
+        """Fields that have no effect on this config's model (e.g. options of another architecture)."""
+        return ()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field and its allowed values."""

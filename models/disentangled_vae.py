@@ -4,7 +4,8 @@ Four architectures (``architecture=``), measured side by side in benchmarks/NOTE
 
 - ``"slots"`` (default): the video is K objects on K paths. A parameter-free tracker
   (:func:`models.objects.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
-  re-association by appearance) finds each object's position in every frame. **Motion** is a code per
+  re-association by appearance, then ``track_alignment`` rounds of moving each position to where the slot's
+  glimpse matches its mean glimpse) finds each object's position in every frame. **Motion** is a code per
   frame computed from those positions alone (their values and steps, an MLP and a bidirectional LSTM, plus a
   fixed embedding of the positions), so it cannot see what the objects look like. **Content** is one code per
   slot from glimpses: a window of ``glimpse_size`` pixels around the slot's position in every frame, a conv
@@ -25,7 +26,9 @@ Four architectures (``architecture=``), measured side by side in benchmarks/NOTE
   one image to every frame); one conv decoder generates frame t from ``concat(c, m_t)``.
 
 In every architecture motion is one code PER FRAME with the learned recurrent prior ``p(m_t | m_<t)``
-(DSVAE's dynamic prior, Li & Mandt 2018), and the content prior is N(0, I).
+(DSVAE's dynamic prior, Li & Mandt 2018), and the content prior is N(0, I). After training, the ex-post
+prior (:mod:`models.fitted_prior`) replaces both for sampling: per object and per object path in the object
+architectures (``content_slots``, ``object_slots``, ``object_positions``).
 
 Leakage paths of the conv-decoder architectures, and their options (off by default): the frame average
 still shows where the digits went, so the content code can encode positions (``content_pooling="global"``
@@ -38,13 +41,14 @@ content sees windows that follow the objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import VideoVAE
-from models.config import VideoVAEConfig, check_choice, check_positive_int
+from models.config import VideoVAEConfig, check_choice, check_non_negative_int, check_positive_int
 from models.decoders import FrameDecoder
 from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
@@ -58,6 +62,7 @@ ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
 OBJECT_ARCHITECTURES = ("slots", "keypoints")
 OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
+SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,13 @@ class DisentangledVAEConfig(VideoVAEConfig):
             ``"pooled"`` and ``"average"``).
         motion_blur: Odd box-blur kernel size applied to the frame differences; 1 (default) is no blur
             (``"pooled"`` and ``"average"``).
+        track_alignment: Rounds of :func:`models.objects.slots.align_to_template` after the hand tracker
+            (``"slots"`` only): each slot's position moved, frame by frame, to where its glimpse matches
+            its mean glimpse. 0 keeps the soft K-means centres, which jitter by about a pixel, so the
+            sprites blur (benchmarks/NOTES.md row 47). Checkpoints written before the field have 0.
     """
+
+    legacy_values: ClassVar[dict[str, Any]] = {"track_alignment": 0}
 
     feature_dim: int = 128
     architecture: str = "slots"
@@ -95,6 +106,13 @@ class DisentangledVAEConfig(VideoVAEConfig):
     glimpse_size: int = 32
     content_pooling: str = "flatten"
     motion_blur: int = 1
+    track_alignment: int = 2
+
+    def idle_fields(self) -> tuple[str, ...]:
+        """The options of the other architectures (the module's ``*_ONLY_FIELDS``)."""
+        if self.architecture not in OBJECT_ARCHITECTURES:
+            return OBJECT_ONLY_FIELDS + SLOTS_ONLY_FIELDS
+        return CONV_ONLY_FIELDS + (SLOTS_ONLY_FIELDS if self.architecture != "slots" else ())
 
     def validate(self) -> None:
         super().validate()
@@ -103,6 +121,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
             check_positive_int(name, getattr(self, name))
         check_choice("content_pooling", self.content_pooling, POOLINGS)
         check_positive_int("motion_blur", self.motion_blur)
+        check_non_negative_int("track_alignment", self.track_alignment)
         if self.motion_blur % 2 == 0 or self.motion_blur >= self.image_size:
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
@@ -247,7 +266,7 @@ class DisentangledVAE(VideoVAE):
         the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""
         if self.config.architecture == "keypoints":
             return self.localiser(video)
-        return track_objects(video, self.config.slots, self.config.glimpse_size)
+        return track_objects(video, self.config.slots, self.config.glimpse_size, self.config.track_alignment)
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
         architecture = self.config.architecture

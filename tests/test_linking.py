@@ -71,6 +71,10 @@ def test_options_without_effect_are_noted_and_unset_values_follow_the_data():
     _, _, _, notes = make_configs("disentangled", "run", {"model_option": ["architecture=pooled", "glimpse_size=48"]})
     assert notes == ["--model-option glimpse_size=48 has no effect under architecture='pooled': it applies only "
                      "under the object architectures ['slots', 'keypoints']"]
+    _, _, _, notes = make_configs("disentangled", "run", {"model_option": ["architecture=keypoints",
+                                                                           "track_alignment=0"]})
+    assert notes == ["--model-option track_alignment=0 has no effect under architecture='keypoints': it applies "
+                     "only under architecture='slots' (the hand tracker)"]
     model_config, _, _, notes = make_configs("disentangled", "run", {"num_digits": 3,
                                                                      "model_option": ["architecture=average"]})
     assert model_config.slots == 2 and notes == []  # a conv architecture has no objects to link
@@ -166,3 +170,27 @@ def test_the_demo_notes_options_without_effect_and_keeps_its_step_budget():
 def test_the_demo_help_says_only_what_is_true():
     text = " ".join(demo.build_parser().format_help().split())
     assert "within 10%" not in text and "--digits N" in text
+
+
+def test_a_checkpoint_from_before_a_field_reads_as_the_model_it_holds():
+    """A field added later (``legacy_values``): a stored config without it builds the model it was trained
+    as, and a run asked for with the new default differs from it only where the field has an effect."""
+    import dataclasses
+
+    from evaluation.trained_runs import config_differences
+    from models.checkpoint import RunRecord
+    from models.disentangled_vae import DisentangledVAEConfig
+    from training.config import TrainConfig
+
+    for architecture, differs in (("slots", True), ("keypoints", False)):
+        asked = DisentangledVAEConfig(architecture=architecture)
+        assert asked.track_alignment == 2
+        stored = dataclasses.asdict(asked)
+        stored.pop("track_alignment")  # written before the field existed: trained without alignment
+        data = DataConfig()
+        checkpoint = {"model_name": "disentangled", "model_config": stored,
+                      "train_config": dataclasses.asdict(TrainConfig(experiment_name="run", model="disentangled")),
+                      "data_config": data.to_dict()}
+        assert RunRecord.of(checkpoint).model_config["track_alignment"] == 0
+        differences = config_differences(checkpoint, "disentangled", asked, TrainConfig(experiment_name="run", model="disentangled"), data)
+        assert ("track_alignment 0 (asked 2)" in differences) == differs

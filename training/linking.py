@@ -16,7 +16,13 @@ from typing import Any
 
 from data import DataConfig
 from models import MODELS
-from models.disentangled_vae import ARCHITECTURES, CONV_ONLY_FIELDS, OBJECT_ARCHITECTURES, OBJECT_ONLY_FIELDS
+from models.disentangled_vae import (
+    ARCHITECTURES,
+    CONV_ONLY_FIELDS,
+    OBJECT_ARCHITECTURES,
+    OBJECT_ONLY_FIELDS,
+    SLOTS_ONLY_FIELDS,
+)
 from training.config import ConfigError, data_option_label, model_fields, model_option_label
 
 CHANNELS = 1  # Moving MNIST videos are grayscale: (B, T, 1, H, W)
@@ -93,18 +99,14 @@ def link_configs(model_name: str, model_config: Any, data_config: DataConfig,
             notes.append(f"content_dim {content_dim} -> {adapted}: each of the {slots} slots gets an equal share of "
                          f"the content code (--content-dim sets another multiple of {slots})")
             values["content_dim"] = current["content_dim"] = adapted
-        idle = [name for name in CONV_ONLY_FIELDS if name in given]
-        where = f"only under the architectures {[a for a in ARCHITECTURES if a not in OBJECT_ARCHITECTURES]}"
-    else:
-        idle = [name for name in OBJECT_ONLY_FIELDS if name in given and name in fields]
-        where = f"only under the object architectures {list(OBJECT_ARCHITECTURES)}"
-    for name in idle:
-        notes.append(f"{model_option_label(name, current[name])} has no effect under architecture="
-                     f"{architecture!r}: it applies {where}")
     try:
         config = MODELS[model_name].config_class(**values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid {model_name} model option: {error}", usage=True) from None
+    for name in config.idle_fields():
+        if name in given:
+            notes.append(f"{model_option_label(name, current[name])} has no effect under architecture="
+                         f"{architecture!r}: it applies {_where_it_applies(name)}")
     glimpse = getattr(config, "glimpse_size", None)
     if architecture in OBJECT_ARCHITECTURES and glimpse is not None and glimpse < data_config.video.digit_size:
         digit_size = data_config.video.digit_size
@@ -129,3 +131,13 @@ def data_mismatches(model_name: str, model_config: Any, data_config: DataConfig,
     return [f"{name} {values[name]} (the data: {source})"
             for name, (value, source) in linked_values(model_name, values, data_config).items()
             if (fields is None or name in fields) and values[name] != value]
+
+
+def _where_it_applies(name: str) -> str:
+    """The architectures under which a Disentangled VAE option has an effect, in words."""
+    if name in SLOTS_ONLY_FIELDS:
+        return "only under architecture='slots' (the hand tracker)"
+    if name in OBJECT_ONLY_FIELDS:
+        return f"only under the object architectures {list(OBJECT_ARCHITECTURES)}"
+    assert name in CONV_ONLY_FIELDS, name
+    return f"only under the architectures {[a for a in ARCHITECTURES if a not in OBJECT_ARCHITECTURES]}"

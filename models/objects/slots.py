@@ -8,6 +8,8 @@ object and a spatial transformer), so that the two factors travel on separate pa
   weighted by their intensity, started on frame 0 along the mass's principal axis and on every later
   frame from the previous positions moved by their last velocity, so slot k follows the same object.
   It has no parameters and sees only pixels: no labels, no ground-truth paths.
+- :func:`align_to_template` then moves each slot's position, frame by frame, to where its glimpse
+  matches the slot's mean glimpse best: the K-means centres jitter by about a pixel around a digit.
 - :func:`glimpses` crops a window around each slot's position in every frame (a spatial transformer:
   translation only), so what a content encoder sees of a slot does not depend on where the slot is.
 - :func:`place_sprites` pastes each slot's sprite (logits of a glimpse-sized image) at that slot's
@@ -214,13 +216,76 @@ def reassociate(video: Tensor, positions: Tensor, window: int, rounds: int = 2) 
     return positions
 
 
-def track_objects(video: Tensor, slots: int, window: int) -> Tensor:
-    """Track K objects: :func:`track_centroids` on frames at half resolution, then :func:`reassociate`.
+def _parabola_vertex(minus: Tensor, centre: Tensor, plus: Tensor) -> Tensor:
+    """Where the parabola through ``(-1, minus), (0, centre), (1, plus)`` has its minimum, in [-0.5, 0.5]
+    (0 where the three do not curve upwards)."""
+    curvature = minus - 2 * centre + plus
+    vertex = 0.5 * (minus - plus) / curvature.clamp_min(1e-12)
+    return torch.where(curvature > 1e-12, vertex, torch.zeros_like(vertex)).clamp(-0.5, 0.5)
+
+
+@torch.no_grad()
+def align_to_template(video: Tensor, positions: Tensor, window: int, rounds: int = 2, radius: int = 3) -> Tensor:
+    """Move each slot's position, frame by frame, to where its glimpse best matches the slot's mean glimpse.
+
+    The soft K-means centres of :func:`track_centroids` move with every pixel that a slot shares with
+    the other objects, so they jitter by about a pixel around a digit from frame to frame (NOTES row 47),
+    and a sprite pasted at them must be blurred to fit every frame. A Moving MNIST digit only translates,
+    so its glimpses differ only by that jitter. Each round takes the template ``M_k`` (slot k's glimpse,
+    summed over channels, averaged over the T frames) and, in every frame, the integer shift ``s`` within
+    ``radius`` pixels that minimises the sum of squared differences ``sum_u (G_t(u + s) - M_k(u))^2``
+    (the frame's glimpse around the shifted position against the template), refined to sub-pixel by the
+    vertex of a parabola through the neighbouring shifts on each axis. Repeated rounds sharpen the
+    template as the positions agree (congealing; Learned-Miller 2006). It has no parameters and sees only pixels.
+
+    Args:
+        video: ``(B, T, C, H, W)`` in [0, 1], H = W.
+        positions: ``(B, T, K, 2)`` window centres in [-1, 1] (e.g. :func:`reassociate`'s).
+        window: Glimpse side in pixels.
+        rounds: Template-and-shift rounds (0 returns ``positions``).
+        radius: Largest shift per round, in pixels.
+
+    Returns:
+        ``(B, T, K, 2)``: the refined centres, each within ``rounds * (radius + 0.5)`` pixels of its start.
+    """
+    batch, frames, channels, size, _ = video.shape
+    slots = positions.shape[2]
+    count = batch * frames * slots
+    wide = window + 2 * radius
+    side = 2 * radius + 1
+    index = torch.arange(count, device=video.device)
+    ones = video.new_ones(count, 1, window, window, dtype=torch.float32)
+    for _ in range(rounds):
+        template = glimpses(video.float(), positions.float(), window).sum(dim=3).mean(dim=1)  # (B, K, w, w)
+        context = glimpses(video.float(), positions.float(), wide).sum(dim=3)  # (B, T, K, w + 2r, w + 2r)
+        context = context.reshape(1, count, wide, wide)
+        kernels = template[:, None].expand(batch, frames, slots, window, window).reshape(count, 1, window, window)
+        # SSD up to the template's constant energy: sum G_s^2 - 2 sum G_s M, for every shift s (valid convs).
+        cost = F.conv2d(context.pow(2), ones, groups=count)[0] - 2 * F.conv2d(context, kernels, groups=count)[0]
+        best = cost.flatten(1).argmin(dim=1)  # (N,)
+        row, column = best // side, best % side
+
+        def vertex(rows: Tensor, columns: Tensor, inside: Tensor, offset: tuple[int, int]) -> Tensor:
+            before = cost[index, (rows - offset[0]).clamp(0, side - 1), (columns - offset[1]).clamp(0, side - 1)]
+            after = cost[index, (rows + offset[0]).clamp(0, side - 1), (columns + offset[1]).clamp(0, side - 1)]
+            return torch.where(inside, _parabola_vertex(before, cost[index, rows, columns], after), 0.0)
+
+        dx = vertex(row, column, (column > 0) & (column < side - 1), (0, 1))
+        dy = vertex(row, column, (row > 0) & (row < side - 1), (1, 0))
+        shift = torch.stack([column - radius + dx, row - radius + dy], dim=-1)  # (N, 2) pixels, (x, y)
+        positions = positions + (shift * (2.0 / size)).view(batch, frames, slots, 2).to(positions.dtype)
+    return positions
+
+
+def track_objects(video: Tensor, slots: int, window: int, align_rounds: int = 0) -> Tensor:
+    """Track K objects: :func:`track_centroids` on frames at half resolution, then :func:`reassociate`,
+    then ``align_rounds`` rounds of :func:`align_to_template`.
 
     Args:
         video: ``(B, T, C, H, W)`` in [0, 1], H = W even.
         slots: Number of objects K.
         window: Glimpse side used to tell the objects apart, in pixels of the full frame.
+        align_rounds: Rounds of template alignment (0: the centres as tracked).
 
     Returns:
         ``(B, T, K, 2)`` centres in [-1, 1] (normalised coordinates do not depend on the resolution).
@@ -228,4 +293,5 @@ def track_objects(video: Tensor, slots: int, window: int) -> Tensor:
     batch, frames, channels, size, _ = video.shape
     half = F.avg_pool2d(video.reshape(batch * frames, channels, size, size), 2)
     half = half.view(batch, frames, channels, size // 2, size // 2)
-    return reassociate(video, track_centroids(half, slots), window)
+    positions = reassociate(video, track_centroids(half, slots), window)
+    return align_to_template(video, positions, window, align_rounds) if align_rounds else positions
