@@ -259,6 +259,10 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert learned["model_config"]["architecture"] == "keypoints" and learned["step"] == 4
     assert (results / "eval" / "disentangled_vae_keypoints_metrics.json").is_file()
     assert "Disentangled VAE (architecture=keypoints)" in markdown
+    # Each run's priors in words: the object architectures draw their digits' paths, the LSTM-VAE its own.
+    assert "motion Gaussian mixture per object path (2 drawn independently, 4 frames)" in markdown
+    assert "LSTM-VAE: content Gaussian mixture, 8 components" in markdown  # at most one per training video
+    assert "motion learned recurrent prior" in markdown
     capsys.readouterr()
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 4  # the three models and the learned localiser

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -121,12 +121,10 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
                 "A judged number can be no better than that reading of real videos."
             )
         if name == "generation":
-            priors = sorted({str(document.get("generation", {}).get("prior", {}).get("content", "n/a"))
-                             for documents in grouped.values() for document in documents})
             report.paragraph(
                 "Features: the judges' (FVD's I3D weights cannot be downloaded here). 'Real vs real' compares "
-                "two halves of the test videos: a floor for the distances, a ceiling for the scores. Content "
-                f"prior of the samples: {'; '.join(priors)}. Formulas: `evaluation/generation.py`."
+                "two halves of the test videos: a floor for the distances, a ceiling for the scores. Priors of "
+                f"the samples: {'; '.join(_prior_words(grouped))}. Formulas: `evaluation/generation.py`."
             )
     report.paragraph(
         "Definitions: every metric, with its formula, is documented in `evaluation/reconstruction/metrics.py` (reconstruction) "
@@ -168,3 +166,14 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         "`checkpoints/NAME/`: `best_model.pt`, `last.pt`, `metrics.csv`, TensorBoard logs",
     ])
     return report.write()
+
+
+def _prior_words(grouped: Mapping[str, list]) -> list[str]:
+    """``"RUN: content WORDS, motion WORDS"`` for each run group, from its evaluations' ``generation.prior``
+    (the distinct descriptions, where seeds differ)."""
+    words = []
+    for label, documents in grouped.items():
+        described = {(str(prior.get("content", "n/a")), str(prior.get("motion", "n/a")))
+                     for prior in (document.get("generation", {}).get("prior", {}) for document in documents)}
+        words += [f"{label}: content {content}, motion {motion}" for content, motion in sorted(described)]
+    return words
