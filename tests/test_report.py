@@ -70,7 +70,8 @@ def test_tables_put_models_side_by_side_and_aggregate_seeds():
 def with_settings(item: dict, seed: int, **model_config) -> dict:
     """A document with the metadata evaluate.py writes: the run's model, data and training configs."""
     item["metadata"].update(
-        model_config={"width": 16, "content_pooling": "flatten", "motion_blur": 1, **model_config},
+        model_config={"width": 16, "architecture": "pooled", "content_pooling": "flatten", "motion_blur": 1,
+                      **model_config},
         data_config={"num_frames": 10, "seed": seed, "test_size": 500},
         train_config={"lr": 1e-3, "seed": seed, "device": "cpu", "experiment_name": item["experiment_name"]},
     )
@@ -105,6 +106,18 @@ def test_variants_of_a_model_are_separate_columns_and_seeds_are_averaged(tmp_pat
     disentanglement = json.loads((tmp_path / "disentanglement_metrics.json").read_text())
     assert disentanglement["overall_disentanglement"] == pytest.approx(0.3)  # the first variant: dis_blur
     assert set(disentanglement["by_model"]) == set(grouped)
+
+    # An option of one architecture splits only the runs it acts on: the learned localiser's runs stored
+    # track_alignment 0 (written before it), the slot model's 2; they differ by architecture alone.
+    slot_runs = [with_settings(document("disentangled", name, 0.01, 0.9, 0.6), 42, architecture=architecture,
+                               track_alignment=rounds)
+                 for name, architecture, rounds in (("slots", "slots", 2), ("keypoints", "keypoints", 0))]
+    assert list(reports.group_by_model(slot_runs)) == ["Disentangled VAE (architecture=keypoints)",
+                                                       "Disentangled VAE (architecture=slots)"]
+    unaligned = with_settings(document("disentangled", "slots_plain", 0.01, 0.9, 0.6), 42, architecture="slots",
+                              track_alignment=0)
+    assert "Disentangled VAE (architecture=slots, track_alignment=0)" in reports.group_by_model(
+        [*slot_runs, unaligned])
 
     # Another learning rate is another experiment too; another device or test-set size is not.
     other_lr = with_settings(document("lstm", "lstm_lr", 0.01, 0.7, 0.3), 42)

@@ -142,13 +142,27 @@ def training_record(run_dir: str | Path) -> tuple[float, float]:
 
 def experiment_settings(document: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that define a run's experiment (``model_config`` and the fields of
-    :data:`models.checkpoint.EXPERIMENT_FIELDS`), flat."""
+    :data:`models.checkpoint.EXPERIMENT_FIELDS`), flat; a model field without effect on the model
+    (``idle_fields``, e.g. an option of another architecture) reads :data:`IDLE`."""
     metadata = document.get("metadata", {})
     settings = dict(metadata.get("model_config", {}))
+    for name in _idle_fields(document.get("model_name"), settings):
+        settings[name] = IDLE
     for section, names in EXPERIMENT_FIELDS.items():
         values = metadata.get(section, {})
         settings.update({name: values[name] for name in names if name in values and name not in settings})
     return settings
+
+
+IDLE = "(no effect)"  # experiment_settings' value of a model field that does not act on the run's model
+
+
+def _idle_fields(model_name: Any, model_config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields of a stored model config that have no effect on its model (none where it does not build)."""
+    try:
+        return MODELS[model_name].config_class(**model_config).idle_fields()
+    except (KeyError, TypeError, ValueError):
+        return ()
 
 
 # The settings a report states, as (config, field, template, number format): read from the evaluated
@@ -197,7 +211,8 @@ def group_by_model(documents: Sequence[Mapping[str, Any]]) -> dict[str, list[Map
     Runs of one model with the same ``experiment_settings`` (repeats with other seeds) share a group, named
     by the model's display name ("Disentangled VAE"). Where one model was run with different settings (an
     ablation), each variant is its own group, named by the settings in which the variants differ, e.g.
-    "Disentangled VAE (content_pooling=global, motion_blur=1)", so variants are never averaged together.
+    "Disentangled VAE (content_pooling=global, motion_blur=1)", so variants are never averaged together. A
+    field that acts on only some of the runs (an option of one architecture) differs only among those.
     """
     order = list(DISPLAY_NAMES)
     ordered = sorted(documents, key=lambda d: (order.index(d["model_name"]) if d["model_name"] in order
@@ -207,12 +222,13 @@ def group_by_model(documents: Sequence[Mapping[str, Any]]) -> dict[str, list[Map
     for model in {document["model_name"] for document in ordered}:
         of_model = [setting for document, setting in pairs if document["model_name"] == model]
         names = sorted(set().union(*of_model))
-        varying[model] = [name for name in names
-                          if len({json.dumps(setting.get(name), sort_keys=True) for setting in of_model}) > 1]
+        varying[model] = [name for name in names  # among the runs on which the field acts
+                          if len({json.dumps(setting.get(name), sort_keys=True) for setting in of_model
+                                  if setting.get(name) != IDLE}) > 1]
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for document, setting in pairs:
         label = display_name(document["model_name"])
-        differing = varying[document["model_name"]]
+        differing = [name for name in varying[document["model_name"]] if setting.get(name) != IDLE]
         if differing:
             label += " (" + ", ".join(f"{name}={_setting_text(setting.get(name))}" for name in differing) + ")"
         grouped.setdefault(label, []).append(document)

@@ -224,6 +224,20 @@ def _parabola_vertex(minus: Tensor, centre: Tensor, plus: Tensor) -> Tensor:
     return torch.where(curvature > 1e-12, vertex, torch.zeros_like(vertex)).clamp(-0.5, 0.5)
 
 
+def _subpixel_offset(cost: Tensor, rows: Tensor, columns: Tensor, axis: int) -> Tensor:
+    """The sub-pixel offset, along ``axis`` (0: rows, 1: columns), of the minimum of ``cost (N, S, S)`` near
+    its whole-pixel minimum ``(rows, columns)`` (``(N,)`` each): :func:`_parabola_vertex` through the
+    neighbours, 0 where the minimum is on the border."""
+    side = cost.shape[-1]
+    index = torch.arange(cost.shape[0], device=cost.device)
+    step = (1, 0) if axis == 0 else (0, 1)
+    centre = (rows, columns)[axis]
+    inside = (centre > 0) & (centre < side - 1)
+    before = cost[index, (rows - step[0]).clamp(0, side - 1), (columns - step[1]).clamp(0, side - 1)]
+    after = cost[index, (rows + step[0]).clamp(0, side - 1), (columns + step[1]).clamp(0, side - 1)]
+    return torch.where(inside, _parabola_vertex(before, cost[index, rows, columns], after), 0.0)
+
+
 @torch.no_grad()
 def align_to_template(video: Tensor, positions: Tensor, window: int, rounds: int = 2, radius: int = 3) -> Tensor:
     """Move each slot's position, frame by frame, to where its glimpse best matches the slot's mean glimpse.
@@ -253,7 +267,6 @@ def align_to_template(video: Tensor, positions: Tensor, window: int, rounds: int
     count = batch * frames * slots
     wide = window + 2 * radius
     side = 2 * radius + 1
-    index = torch.arange(count, device=video.device)
     ones = video.new_ones(count, 1, window, window, dtype=torch.float32)
     for _ in range(rounds):
         template = glimpses(video.float(), positions.float(), window).sum(dim=3).mean(dim=1)  # (B, K, w, w)
@@ -264,14 +277,8 @@ def align_to_template(video: Tensor, positions: Tensor, window: int, rounds: int
         cost = F.conv2d(context.pow(2), ones, groups=count)[0] - 2 * F.conv2d(context, kernels, groups=count)[0]
         best = cost.flatten(1).argmin(dim=1)  # (N,)
         row, column = best // side, best % side
-
-        def vertex(rows: Tensor, columns: Tensor, inside: Tensor, offset: tuple[int, int]) -> Tensor:
-            before = cost[index, (rows - offset[0]).clamp(0, side - 1), (columns - offset[1]).clamp(0, side - 1)]
-            after = cost[index, (rows + offset[0]).clamp(0, side - 1), (columns + offset[1]).clamp(0, side - 1)]
-            return torch.where(inside, _parabola_vertex(before, cost[index, rows, columns], after), 0.0)
-
-        dx = vertex(row, column, (column > 0) & (column < side - 1), (0, 1))
-        dy = vertex(row, column, (row > 0) & (row < side - 1), (1, 0))
+        dx = _subpixel_offset(cost, row, column, axis=1)
+        dy = _subpixel_offset(cost, row, column, axis=0)
         shift = torch.stack([column - radius + dx, row - radius + dy], dim=-1)  # (N, 2) pixels, (x, y)
         positions = positions + (shift * (2.0 / size)).view(batch, frames, slots, 2).to(positions.dtype)
     return positions
