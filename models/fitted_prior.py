@@ -26,11 +26,14 @@ motion ``(B, T, Dm)``):
   N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
   independently per frame (its prior had no temporal model before either).
 
-The defaults (100 components, diagonal covariances for the content) are those that drew the most data-like
-samples in the comparison of benchmarks/NOTES.md (rows 38-42): full covariances reach a far higher held-out
-likelihood but worse samples. The paths take full covariances (:data:`PATH_COVARIANCE`): a path's frames
-are strongly correlated, and with diagonal ones the drawn paths jitter from frame to frame (rows 43, 45). The mixture is fitted with a fixed number of EM steps in float64 torch from a seeded k-means++ start
-(:func:`fit_gaussian_mixture`); :func:`fit_prior` gathers the codes and fits both. The prior travels
+The content's defaults, diagonal covariances with 200 components, come from benchmarks/NOTES.md rows 38-42
+and 48-49: diagonal covariances drew far more data-like samples than full ones (though full ones reach a
+far higher held-out likelihood), and among diagonal mixtures the held-out likelihood of the object codes
+peaks near 200 components, where the samples agree. The paths take 100 components with full covariances
+(:data:`PATH_COMPONENTS`, :data:`PATH_COVARIANCE`): a path's frames are strongly correlated, and with
+diagonal ones the drawn paths jitter from frame to frame (rows 43, 45). Each mixture is fitted with a fixed
+number of EM steps in float64 torch from a seeded k-means++ start (:func:`fit_gaussian_mixture`);
+:func:`fit_prior` gathers the codes and fits them. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
 loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
 ``model.sample`` and ``model.sample_factors`` use it. A model without one samples its original prior.
@@ -51,7 +54,8 @@ COVARIANCES = ("full", "diag")
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 PATH_COVARIANCE = "full"
-DEFAULT_COMPONENTS = 100
+DEFAULT_COMPONENTS = 200  # the content's (and a per-frame motion mixture's)
+PATH_COMPONENTS = 100
 DEFAULT_COVARIANCE = "diag"
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
@@ -372,7 +376,8 @@ class FittedPrior:
 
 def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
               components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE, steps: int = DEFAULT_STEPS,
-              seed: int = 0, per_object: bool = True, object_paths: bool = True) -> FittedPrior:
+              seed: int = 0, per_object: bool = True, object_paths: bool = True,
+              path_components: int = PATH_COMPONENTS) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
     Args:
@@ -383,9 +388,9 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         components, covariance, steps, seed: those of :func:`fit_gaussian_mixture`.
         per_object: fit one mixture to every object's code for a model with ``content_slots`` K > 1 (module
             docstring); False fits the whole content code as one unit (the rule of format version 1).
-        object_paths: fit the path prior of a model with ``object_slots`` K > 0 (module docstring; always
-            ``components`` components of full covariance); False keeps its learned motion prior (the rule of
-            format versions 1 and 2).
+        object_paths: fit the path prior of a model with ``object_slots`` K > 0 (module docstring; full
+            covariances); False keeps its learned motion prior (the rule of format versions 1 and 2).
+        path_components: the path mixture's components.
 
     Returns:
         The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
@@ -428,6 +433,6 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
     path_prior = None
     if paths:
         points = torch.cat(paths)  # (N * K, 2T)
-        path_prior = PathPrior(fit_gaussian_mixture(points, components, PATH_COVARIANCE, steps, seed + 2),
+        path_prior = PathPrior(fit_gaussian_mixture(points, path_components, PATH_COVARIANCE, steps, seed + 2),
                                points.shape[1] // 2, objects)
     return FittedPrior(content_mixture, motion_mixture, seen, slots, path_prior)

@@ -214,13 +214,14 @@ def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
 
     best = write_checkpoint(tmp_path / "run")
     shutil.copy(best, best.parent / "last.pt")
-    assert main(["--checkpoint", str(best.parent), "--components", "2", "--steps", "2", "--videos", "8",
-                 "--device", "cpu"]) == 0
+    assert main(["--checkpoint", str(best.parent), "--components", "2", "--path-components", "3", "--steps", "2",
+                 "--videos", "8", "--device", "cpu"]) == 0
     model, _ = load_model(best)
     for name in ("best_model.pt", "last.pt"):
         stored = load_checkpoint(best.parent / name)["fitted_prior"]
         assert stored["content_slots"] == model.content_slots and stored["num_videos"] == 8
         assert stored["paths"]["slots"] == model.object_slots  # the objects' paths, by default
+        assert stored["content"]["means"].shape[0] == 2 and stored["paths"]["mixture"]["means"].shape[0] == 3
     printed = capsys.readouterr().out
     assert "per object (" in printed and "motion prior: Gaussian mixture per object path" in printed
     assert main(["--checkpoint", str(best.parent), "--whole-content", "--learned-motion", "--components", "2",

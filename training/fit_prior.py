@@ -1,6 +1,6 @@
 """Fit the ex-post prior of a trained checkpoint and store it inside the checkpoint (:mod:`models.fitted_prior`).
 
-    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 100] [--covariance diag]
+    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 200] [--covariance diag]
     python -m training.fit_prior --checkpoint checkpoints/NAME      # a run folder: best_model.pt and last.pt
 
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
@@ -39,6 +39,7 @@ from models.fitted_prior import (
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
     FORMAT_VERSION,
+    PATH_COMPONENTS,
     FittedPrior,
     fit_prior,
 )
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=positive_int, default=DEFAULT_VIDEOS, metavar="N",
                         help=f"training videos whose codes are fitted (default: {DEFAULT_VIDEOS})")
     parser.add_argument("--components", type=positive_int, default=DEFAULT_COMPONENTS, metavar="K",
-                        help=f"mixture components (default: {DEFAULT_COMPONENTS})")
+                        help=f"components of the content mixture, and of the per-frame motion mixture of a "
+                             f"model without a learned motion prior (default: {DEFAULT_COMPONENTS})")
+    parser.add_argument("--path-components", type=positive_int, default=PATH_COMPONENTS, metavar="K",
+                        help=f"components of the objects' path mixture (default: {PATH_COMPONENTS})")
     parser.add_argument("--covariance", choices=COVARIANCES, default=DEFAULT_COVARIANCE,
                         help=f"covariance of each component (default: {DEFAULT_COVARIANCE})")
     parser.add_argument("--whole-content", action="store_true",
@@ -126,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learned-motion", action="store_true",
                         help="keep the model's learned motion prior even where its motion code places objects "
                              "(the object architectures); the default fits one full-covariance mixture of "
-                             "--components components to every object's path. --covariance does not change "
-                             "the paths' covariance")
+                             "--path-components components to every object's path. --covariance does not "
+                             "change the paths' covariance")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         loader = data_loaders(data_config, args.batch_size)[0]
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
                        steps=args.steps, seed=args.seed, per_object=not args.whole_content,
-                       object_paths=not args.learned_motion)
+                       object_paths=not args.learned_motion, path_components=args.path_components)
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
