@@ -310,10 +310,9 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
         if context.is_main and reason in ("completed", "budget"):
             # The ex-post prior (models.fitted_prior) of the finished run, so samples look like the data.
             written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
-            prior = next(iter(written.values()), None)
-            motion = prior.describe()["motion"] if prior is not None else None
+            paths = any(prior.paths is not None for prior in written.values())
             logger.info("fitted the ex-post prior (Gaussian mixtures on the content codes%s) into %s",
-                        " and the objects' paths" if motion and "path" in motion else "",
+                        " and the objects' paths" if paths else "",
                         ", ".join(str(path) for path in written))
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
                            trainer.best_metric)

@@ -269,8 +269,9 @@ def align_to_template(video: Tensor, positions: Tensor, window: int, rounds: int
     side = 2 * radius + 1
     ones = video.new_ones(count, 1, window, window, dtype=torch.float32)
     for _ in range(rounds):
-        template = glimpses(video.float(), positions.float(), window).sum(dim=3).mean(dim=1)  # (B, K, w, w)
         context = glimpses(video.float(), positions.float(), wide).sum(dim=3)  # (B, T, K, w + 2r, w + 2r)
+        # The wide window samples the same pixel grid as the glimpse: its centre is the slot's glimpse.
+        template = context[..., radius:radius + window, radius:radius + window].mean(dim=1)  # (B, K, w, w)
         context = context.reshape(1, count, wide, wide)
         kernels = template[:, None].expand(batch, frames, slots, window, window).reshape(count, 1, window, window)
         # SSD up to the template's constant energy: sum G_s^2 - 2 sum G_s M, for every shift s (valid convs).
