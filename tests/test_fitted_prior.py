@@ -305,6 +305,7 @@ def test_paths_past_the_fitted_frames_follow_the_conditional_of_the_mixture():
     # Straight lines stay straight far past the fitted frames.
     lines = _TwoObjectPaths(frames=4)
     line_prior = fit_prior(lines, [torch.zeros(400, 4, 1, 4, 4)], components=4, steps=20)
+    line_prior.paths.bounds = None  # no box: the lines run on past where the fitted ones stayed
     long = line_prior.draw_paths(200, 12, torch.Generator().manual_seed(2), dtype=torch.float64)
     steps = long[:, 1:, :, 0] - long[:, :-1, :, 0]  # (N, 11, K)
     assert (steps.abs().mean() - 0.1).abs() < 0.005 and steps.std(dim=1).quantile(0.99) < 0.04
@@ -356,3 +357,111 @@ def test_a_prior_for_other_objects_is_refused():
         FittedPrior(whole, motion=whole, paths=paths)
     with pytest.raises(ValueError, match="needs a mixture of 6 dimensions"):
         PathPrior(paths.mixture, frames=3, slots=2)
+
+
+def test_temperature_scales_each_components_spread_and_zero_draws_the_means():
+    # Two components far apart with known spreads: a draw at temperature t is its component's mean plus t times
+    # the component's noise. Reference: the draws at t = 1 from the same generator, shrunk towards their means.
+    means = torch.tensor([[-10.0, 0.0], [10.0, 5.0]], dtype=torch.float64)
+    diag = GaussianMixture(torch.tensor([0.3, 0.7], dtype=torch.float64), means,
+                           torch.tensor([[1.0, 2.0], [0.5, 3.0]], dtype=torch.float64), "diag")
+    cholesky = torch.tensor([[[1.0, 0.0], [0.8, 0.6]], [[2.0, 0.0], [-1.0, 1.0]]], dtype=torch.float64)
+    full = GaussianMixture(diag.weights, means, cholesky, "full")
+    for mixture in (diag, full):
+        hot = mixture.sample(4000, torch.Generator().manual_seed(5), dtype=torch.float64)
+        chosen = (hot[:, 0] > 0).long()  # the components are 20 apart: the side tells which was drawn
+        for temperature in (0.0, 0.4, 1.0):
+            cold = mixture.sample(4000, torch.Generator().manual_seed(5), dtype=torch.float64, temperature=temperature)
+            expected = means[chosen] + temperature * (hot - means[chosen])
+            assert torch.allclose(cold, expected, atol=1e-9)
+        # and as a distribution: each component's covariance is t^2 Sigma_k
+        cold = mixture.sample(4000, torch.Generator().manual_seed(6), dtype=torch.float64, temperature=0.5)
+        second = cold[cold[:, 0] > 0] - means[1]
+        sigma = mixture.scales[1] @ mixture.scales[1].T if mixture.covariance == "full" else torch.diag(
+            mixture.scales[1] ** 2)
+        assert torch.allclose(second.T @ second / len(second), 0.25 * sigma, atol=0.15)
+    assert torch.equal(diag.sample(50, torch.Generator().manual_seed(1), temperature=0.0).unique(dim=0),
+                       means.float())  # temperature 0: only the two means
+
+
+def test_the_prior_draws_content_at_its_temperature_and_motion_at_one():
+    model = tiny_model("disentangled", architecture="slots")
+    batches = [torch.rand(8, 4, 1, 32, 32, generator=torch.Generator().manual_seed(2))]
+    warm = fit_prior(model, batches, components=2, path_components=2, steps=3, content_temperature=1.0)
+    cold = fit_prior(model, batches, components=2, path_components=2, steps=3, content_temperature=0.0)
+    assert torch.equal(warm.content.means, cold.content.means)  # the temperature does not change the fit
+    assert cold.describe()["content"].endswith("drawn at temperature 0") and "temperature" not in warm.describe()[
+        "content"]
+    with torch.no_grad():
+        model.set_fitted_prior(cold)
+        content, motion = model.sample_factors(64, 4, torch.Generator().manual_seed(0))
+        units = content.reshape(64 * model.content_slots, -1).double()
+        # every object's code is one of the content mixture's means
+        assert torch.cdist(units, cold.content.means).min(dim=1).values.max() < 1e-5
+        model.set_fitted_prior(warm)
+        _, warm_motion = model.sample_factors(64, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(motion, warm_motion)  # the paths are drawn at temperature 1 either way
+
+
+def test_temperature_survives_the_checkpoint_and_older_priors_drew_at_one(tmp_path):
+    path = write_checkpoint(tmp_path / "run")
+    model, _ = load_model(path)
+    batches = [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))]
+    save_fitted_prior(path, fit_prior(model, batches, components=2, steps=2, content_temperature=0.25))
+    stored = load_checkpoint(path)["fitted_prior"]
+    assert stored["content_temperature"] == 0.25 and load_model(path)[0].fitted_prior.content_temperature == 0.25
+    older = {key: value for key, value in stored.items() if key != "content_temperature"} | {"format_version": 3}
+    assert FittedPrior.from_state_dict(older).content_temperature == 1.0
+    for bad in (-0.1, float("nan"), "warm"):
+        with pytest.raises(ValueError, match="content temperature must be"):
+            fit_prior(model, batches, components=2, steps=1, content_temperature=bad)
+    with pytest.raises(ValueError, match="content temperature must be"):
+        FittedPrior.from_state_dict(stored | {"content_temperature": -1.0})
+
+
+def test_fit_prior_command_stores_the_temperature(tmp_path, capsys):
+    from training.fit_prior import main, stale_prior
+
+    best = write_checkpoint(tmp_path / "run")
+    assert main(["--checkpoint", str(best), "--components", "2", "--path-components", "2", "--steps", "2",
+                 "--videos", "8", "--temperature", "0.7", "--device", "cpu"]) == 0
+    assert load_checkpoint(best)["fitted_prior"]["content_temperature"] == 0.7
+    assert "drawn at temperature 0.7" in capsys.readouterr().out
+    assert stale_prior(best) is None
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(best), "--temperature", "-1"])
+    assert "must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_path_prior_keeps_every_frame_in_the_box_of_the_training_positions():
+    model = _TwoObjectPaths(frames=4)
+    prior = fit_prior(model, [torch.zeros(400, 4, 1, 4, 4)], components=4, steps=20)
+    positions = model.split(torch.zeros(400, 4, 1, 4, 4))[1].reshape(-1, 2).double()  # every (x, y) fitted
+    assert torch.equal(prior.paths.bounds, torch.stack([positions.amin(0), positions.amax(0)]))
+    low, high = prior.paths.bounds
+    # Unboxed, most of the straight lines leave the box by frame 12 (and some within the fitted 4 frames).
+    unboxed = PathPrior(prior.paths.mixture, 4, 2).draw(2000, 12, torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert ((unboxed < low) | (unboxed > high)).flatten(1).any(1).double().mean() > 0.5
+    boxed = prior.draw_paths(2000, 12, torch.Generator().manual_seed(3), dtype=torch.float64)  # (N, T, K, 2)
+    assert bool(((boxed >= low) & (boxed <= high)).all())
+    assert prior.describe()["motion"].endswith("every frame kept in the box of the training positions")
+    # Inside the box the fitted frames are the mixture's own draws restricted to it (redrawn, not clamped):
+    # their mean equals that of the unboxed draws that stay inside, and none sits on the box's edge.
+    inside = unboxed[:, :4][~((unboxed[:, :4] < low) | (unboxed[:, :4] > high)).flatten(1).any(1)]
+    assert torch.allclose(boxed[:, :4].mean((0, 2)), inside.mean((0, 2)), atol=0.02)
+    assert not bool(((boxed[:, :4] == low) | (boxed[:, :4] == high)).any())
+    # Past the fitted frames a line heading out can only go on straight (its conditional has no mass inside):
+    # after the redraws it stops at the edge, where it is clamped.
+    assert bool(((boxed[:, 4:] == low) | (boxed[:, 4:] == high)).any())
+    # A box the mixture can hardly reach: after the redraws, what is left is clamped into it.
+    narrow = PathPrior(prior.paths.mixture, 4, 2, torch.tensor([[0.0, 0.0], [1e-3, 1e-3]], dtype=torch.float64))
+    squeezed = narrow.draw(20, 6, torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert bool(((squeezed >= 0) & (squeezed <= 1e-3)).all())
+    # The box travels with the prior; a prior of format 3 has none.
+    state = prior.state_dict()
+    assert torch.equal(FittedPrior.from_state_dict(state).paths.bounds, prior.paths.bounds)
+    older = state | {"format_version": 3, "paths": {key: value for key, value in state["paths"].items()
+                                                    if key != "bounds"}}
+    assert FittedPrior.from_state_dict(older).paths.bounds is None
+    with pytest.raises(ValueError, match="bounds must be a"):
+        PathPrior(prior.paths.mixture, 4, 2, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))

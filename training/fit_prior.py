@@ -1,11 +1,12 @@
 """Fit the ex-post prior of a trained checkpoint and store it inside the checkpoint (:mod:`models.fitted_prior`).
 
-    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 200] [--covariance diag]
+    python -m training.fit_prior --checkpoint checkpoints/NAME/best_model.pt [--components 200] [--temperature 0.4]
     python -m training.fit_prior --checkpoint checkpoints/NAME      # a run folder: best_model.pt and last.pt
 
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
 and ``last.pt``, so this command is for checkpoints written before that (or before the per-object content
-prior, format 2, and the per-object path prior, format 3), or to refit with other options.
+prior, format 2, the per-object path prior, format 3, and the content temperature, format 4), or to refit
+with other options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
 ``evaluate.py --checkpoint X`` and ``model.sample``. A bad checkpoint or option prints one line on stderr and
@@ -35,6 +36,7 @@ from models.checkpoint import (
 from models.fitted_prior import (
     COVARIANCES,
     DEFAULT_COMPONENTS,
+    DEFAULT_CONTENT_TEMPERATURE,
     DEFAULT_COVARIANCE,
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
@@ -43,7 +45,7 @@ from models.fitted_prior import (
     FittedPrior,
     fit_prior,
 )
-from utils.cli import device_name, positive_int
+from utils.cli import device_name, number, positive_int
 from utils.devices import resolve_device
 
 PROG = "python -m training.fit_prior"
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(the object architectures); the default fits one full-covariance mixture of "
                              "--path-components components to every object's path. --covariance does not "
                              "change the paths' covariance")
+    parser.add_argument("--temperature", type=number(0.0, inclusive=True), default=DEFAULT_CONTENT_TEMPERATURE, metavar="T",
+                        help=f"temperature of the content draws, stored with the prior: each draw is a component's "
+                             f"mean plus T times its spread (1: the fitted mixture itself; 0: its component "
+                             f"means); the motion is drawn at 1 (default: {DEFAULT_CONTENT_TEMPERATURE})")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         loader = data_loaders(data_config, args.batch_size)[0]
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
                        steps=args.steps, seed=args.seed, per_object=not args.whole_content,
-                       object_paths=not args.learned_motion, path_components=args.path_components)
+                       object_paths=not args.learned_motion, path_components=args.path_components,
+                       content_temperature=args.temperature)
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
