@@ -20,11 +20,12 @@ motion ``(B, T, Dm)``):
   position in every frame) gets one full-covariance mixture fitted to every object's path, ``2 F`` numbers
   for the ``F`` frames of the training videos (:class:`PathPrior`), and a sample draws its K paths
   independently (the data's digits move independently too) and writes them into the motion code
-  (``model.with_object_positions``); a video longer than ``F`` frames continues frame by frame from the
-  mixture's conditional on the previous ``F - 1`` frames. Every frame is kept inside the box the training
-  paths' positions stayed in (their smallest and largest x and y): a path, or a continued frame, that leaves
-  it is drawn again (the mixture restricted to the box; about 1 path in 20 left it in the slot model,
-  benchmarks/NOTES.md row 51, and a digit placed off the canvas is cut and misread). Otherwise a model with a learned motion prior
+  (``model.with_object_positions``); a video longer than ``F`` frames continues ``F - 2`` frames at a time,
+  each block drawn whole from the mixture's conditional on the last two frames. Every frame is kept inside
+  the box the training paths' positions stayed in (their smallest and largest x and y): a path, or a
+  continued block, that leaves it is drawn again (the mixture restricted to the box; about 1 path in 20 left
+  it in the slot model, benchmarks/NOTES.md row 51, and a digit placed off the canvas is cut and misread).
+  Otherwise a model with a learned motion prior
   (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
   N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
   independently per frame (its prior had no temporal model before either).
@@ -74,6 +75,7 @@ DEFAULT_CONTENT_TEMPERATURE = 0.4
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
+CONTEXT_FRAMES = 2  # the frames a path prior's continuation is conditioned on (PathPrior.continue_paths)
 
 
 @dataclass
@@ -234,17 +236,17 @@ def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, c
 
 @dataclass
 class _GaussianDraw:
-    """Draws of M Gaussians ``N(centre_m, scale_m scale_m^T)`` in 2 dimensions, for a boolean ``(M,)`` mask of
-    rows: ``(rows, 1, 2)`` (one frame of each path)."""
+    """Draws of M Gaussians ``N(centre_m, scale_m scale_m^T)`` over a block of frames' positions ``(x_0, y_0,
+    x_1, ...)``, for a boolean ``(M,)`` mask of rows: ``(rows, frames, 2)``."""
 
-    centre: Tensor  # (M, 2)
-    scale: Tensor  # (M, 2, 2)
+    centre: Tensor  # (M, 2 * frames)
+    scale: Tensor  # (M, 2 * frames, 2 * frames)
     generator: torch.Generator | None
 
     def __call__(self, rows: Tensor) -> Tensor:
-        noise = torch.randn(int(rows.sum()), 2, 1, generator=self.generator, device=self.centre.device,
-                            dtype=self.centre.dtype)
-        return (self.centre[rows] + (self.scale[rows] @ noise)[:, :, 0])[:, None]
+        noise = torch.randn(int(rows.sum()), self.centre.shape[1], 1, generator=self.generator,
+                            device=self.centre.device, dtype=self.centre.dtype)
+        return (self.centre[rows] + (self.scale[rows] @ noise)[:, :, 0]).view(-1, self.centre.shape[1] // 2, 2)
 
 
 class PathPrior:
@@ -297,7 +299,7 @@ class PathPrior:
              device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """``(N, T, K, 2)`` positions: K independent paths per video. The first ``min(T, F)`` frames are a
         draw of the mixture (its marginal when T < F); each further frame is drawn from the mixture's
-        conditional on the previous ``F - 1`` frames (:meth:`continue_paths`). With bounds, every frame stays
+        conditional on the last frames (:meth:`continue_paths`). With bounds, every frame stays
         in the box (class docstring)."""
         def fresh(count: int) -> Tensor:
             paths = self.mixture.sample(count, generator, device, torch.float64)  # (M, 2F)
@@ -310,37 +312,45 @@ class PathPrior:
         return paths.to(dtype)
 
     def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None) -> Tensor:
-        """Extend ``(M, t, 2)`` paths (t >= F - 1) by ``extra`` frames, each drawn from the mixture's
-        conditional given the last ``F - 1`` positions: component k is chosen with probability
-        ``∝ w_k N(x_o | mu_o,k, S_oo,k)``, then the new frame ``~ N(mu_n,k + S_no,k S_oo,k^-1 (x_o - mu_o,k),
-        S_nn,k - S_no,k S_oo,k^-1 S_on,k)`` (o: the observed ``2F - 2`` numbers, n: the new frame's 2)."""
+        """Extend ``(M, t, 2)`` paths (t >= C, the context: ``min(CONTEXT_FRAMES, F - 1)`` frames) by ``extra``
+        frames, in blocks of ``F - C`` frames drawn jointly from the mixture's conditional given the last C
+        positions (the mixture's first C frames stand for them, its other F - C for the block): component k
+        is chosen with probability ``∝ w_k N(x_o | mu_o,k, S_oo,k)``, then the block ``~ N(mu_n,k + S_no,k
+        S_oo,k^-1 (x_o - mu_o,k), S_nn,k - S_no,k S_oo,k^-1 S_on,k)`` (o: the 2C observed numbers, n: the
+        block's). Two frames of context give a position and a velocity; a block drawn whole keeps its frames'
+        correlations, where frames drawn one at a time would feed their noise back into the velocity
+        (benchmarks/NOTES.md row 53: the speed then grows from frame to frame)."""
         mixture = self.mixture
         device = paths.device
-        means = mixture.means.to(device, torch.float64)
-        scales = mixture.scales.to(device, torch.float64)
-        covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
-        observed = 2 * self.frames - 2
-        if observed == 0:  # one-frame paths: nothing to condition on, every frame is a fresh draw
+        paths = paths.double()
+        if self.frames == 1:  # one-frame paths: nothing to condition on, every frame is a fresh draw
             def fresh(rows: Tensor) -> Tensor:
                 return mixture.sample(int(rows.sum()), generator, device, torch.float64)[:, None]  # (rows, 1, 2)
 
             every = torch.ones(paths.shape[0], dtype=torch.bool, device=device)
-            return torch.cat([paths.double()] + [self._within(fresh(every), fresh) for _ in range(extra)], 1)
+            return torch.cat([paths] + [self._within(fresh(every), fresh) for _ in range(extra)], 1)
+        means = mixture.means.to(device, torch.float64)
+        scales = mixture.scales.to(device, torch.float64)
+        covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
+        context = min(CONTEXT_FRAMES, self.frames - 1)
+        observed = 2 * context
         s_oo = covariances[:, :observed, :observed]
         s_no = covariances[:, observed:, :observed]
-        gain = torch.linalg.solve(s_oo, s_no.transpose(1, 2)).transpose(1, 2)  # S_no S_oo^-1, (K, 2, 2F - 2)
-        conditional = covariances[:, observed:, observed:] - gain @ s_no.transpose(1, 2)  # (K, 2, 2)
-        conditional_scale = torch.linalg.cholesky(conditional + 1e-12 * torch.eye(2, dtype=torch.float64, device=device))
+        gain = torch.linalg.solve(s_oo, s_no.transpose(1, 2)).transpose(1, 2)  # S_no S_oo^-1, (K, 2(F-C), 2C)
+        conditional = covariances[:, observed:, observed:] - gain @ s_no.transpose(1, 2)  # (K, 2(F-C), 2(F-C))
+        eye = torch.eye(conditional.shape[1], dtype=torch.float64, device=device)
+        conditional_scale = torch.linalg.cholesky(conditional + 1e-12 * eye)
         marginal = GaussianMixture(mixture.weights.to(device, torch.float64), means[:, :observed],
                                    torch.linalg.cholesky(s_oo), "full")
-        paths = paths.double()
-        for _ in range(extra):
-            last = paths[:, -(self.frames - 1):].flatten(1)  # (M, 2F - 2)
+        while extra > 0:
+            last = paths[:, -context:].flatten(1)  # (M, 2C)
             chosen = torch.multinomial(torch.softmax(_component_log_probs(last, marginal), 1), 1,
                                        generator=generator)[:, 0]  # (M,)
             offset = (gain[chosen] @ (last - means[chosen, :observed])[:, :, None])[:, :, 0]
-            step = _GaussianDraw(means[chosen, observed:] + offset, conditional_scale[chosen], generator)
-            paths = torch.cat([paths, self._within(step(torch.ones_like(chosen, dtype=torch.bool)), step)], 1)
+            block = _GaussianDraw(means[chosen, observed:] + offset, conditional_scale[chosen], generator)
+            drawn = self._within(block(torch.ones_like(chosen, dtype=torch.bool)), block)  # (M, F - C, 2)
+            paths = torch.cat([paths, drawn[:, :extra]], 1)
+            extra -= drawn.shape[1]
         return paths
 
     def state_dict(self) -> dict[str, Any]:
@@ -423,7 +433,8 @@ class FittedPrior:
             frames = self.paths.frames
             motion = (words(self.paths.mixture, f" per object path ({self.paths.slots} drawn independently, "
                                                 f"{frames} frames)")
-                      + f"; frames past the {frames}th drawn from its conditional on the previous {frames - 1}"
+                      + f"; frames past the {frames}th drawn {max(frames - CONTEXT_FRAMES, 1)} at a time from its "
+                        f"conditional on the last {min(CONTEXT_FRAMES, frames - 1)}"
                       + ("; every frame kept in the box of the training positions" if self.paths.bounds is not None
                          else ""))
         else:

@@ -290,18 +290,28 @@ def _conditional_mean_from_precision(mean, covariance, observed, split):
 
 def test_paths_past_the_fitted_frames_follow_the_conditional_of_the_mixture():
     generator = torch.Generator().manual_seed(0)
-    frames = 3
+    frames = 4
     factor = torch.randn(2 * frames, 2 * frames, generator=generator, dtype=torch.float64)
     covariance = factor @ factor.T / (2 * frames) + 0.1 * torch.eye(2 * frames, dtype=torch.float64)
     mean = torch.randn(2 * frames, generator=generator, dtype=torch.float64)
     mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), mean[None],
                               torch.linalg.cholesky(covariance)[None], "full")
     prior = PathPrior(mixture, frames, slots=1)
-    start = torch.randn(1, frames - 1, 2, generator=generator, dtype=torch.float64)  # the last F - 1 frames
-    extended = prior.continue_paths(start.expand(20000, -1, -1), 1, torch.Generator().manual_seed(1))
-    assert extended.shape == (20000, frames, 2) and torch.equal(extended[:, : frames - 1], start.expand(20000, -1, -1))
-    expected = _conditional_mean_from_precision(mean, covariance, start.flatten(), 2 * frames - 2)
-    assert torch.allclose(extended[:, -1].mean(0), expected, atol=0.03)
+    start = torch.randn(1, 2, 2, generator=generator, dtype=torch.float64)  # the context: the last 2 frames
+    # Three more frames: a block of F - 2 = 2 drawn jointly given the start, then one more given the block.
+    extended = prior.continue_paths(start.expand(20000, -1, -1), 3, torch.Generator().manual_seed(1))
+    assert extended.shape == (20000, 5, 2) and torch.equal(extended[:, :2], start.expand(20000, -1, -1))
+    block = extended[:, 2:4].flatten(1)  # (N, 4)
+    expected = _conditional_mean_from_precision(mean, covariance, start.flatten(), 4)
+    assert torch.allclose(block.mean(0), expected, atol=0.03)
+    # the block's own covariance is the conditional one (its frames drawn together, not one at a time)
+    precision = torch.linalg.inv(covariance)
+    centred = block - block.mean(0)
+    assert torch.allclose(centred.T @ centred / len(block), torch.linalg.inv(precision[4:, 4:]), atol=0.03)
+    # the frame after the block: the conditional of the mixture's frames 2-3 given frames 0-1 = the block
+    after = _conditional_mean_from_precision(mean, covariance, block[0], 4)[:2]
+    many = prior.continue_paths(extended[:1, 2:4].expand(20000, -1, -1), 1, torch.Generator().manual_seed(3))
+    assert torch.allclose(many[:, -1].mean(0), after, atol=0.03)
     # Straight lines stay straight far past the fitted frames.
     lines = _TwoObjectPaths(frames=4)
     line_prior = fit_prior(lines, [torch.zeros(400, 4, 1, 4, 4)], components=4, steps=20)
