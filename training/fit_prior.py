@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path-components", type=positive_int, default=PATH_COMPONENTS, metavar="K",
                         help=f"components of the objects' path mixture (default: {PATH_COMPONENTS})")
     parser.add_argument("--covariance", choices=COVARIANCES, default=DEFAULT_COVARIANCE,
-                        help=f"covariance of each component (default: {DEFAULT_COVARIANCE})")
+                        help=f"covariance of each component of the content mixture and of a per-frame motion "
+                             f"mixture; the paths always take full ones (default: {DEFAULT_COVARIANCE})")
     parser.add_argument("--whole-content", action="store_true",
                         help="fit the content code as one unit even where it is one code per object (the "
                              "object architectures); the default fits one mixture to every object's code")
