@@ -395,6 +395,16 @@ class FittedPrior:
         self.content_temperature = check_temperature(content_temperature)
 
     @property
+    def content_temperature(self) -> float:
+        """The content draws' temperature; set it to draw a loaded prior hotter or colder without refitting
+        (``ValueError`` for a negative or non-finite one)."""
+        return self._content_temperature
+
+    @content_temperature.setter
+    def content_temperature(self, value: float) -> None:
+        self._content_temperature = check_temperature(value)
+
+    @property
     def content_dim(self) -> int:
         """Size of the content code it draws, ``(Dc)``: the units' sizes added up."""
         return self.content.dim * self.content_slots

@@ -427,6 +427,11 @@ def test_temperature_survives_the_checkpoint_and_older_priors_drew_at_one(tmp_pa
             fit_prior(model, batches, components=2, steps=1, content_temperature=bad)
     with pytest.raises(ValueError, match="content temperature must be"):
         FittedPrior.from_state_dict(stored | {"content_temperature": -1.0})
+    reloaded = load_model(path)[0].fitted_prior
+    reloaded.content_temperature = 0.0  # a loaded prior drawn colder, without refitting
+    assert reloaded.state_dict()["content_temperature"] == 0.0
+    with pytest.raises(ValueError, match="content temperature must be"):
+        reloaded.content_temperature = -2
 
 
 def test_fit_prior_command_stores_the_temperature(tmp_path, capsys):
