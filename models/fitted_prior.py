@@ -64,7 +64,7 @@ from torch import Tensor
 
 COVARIANCES = ("full", "diag")
 # 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior;
-# 4 added the content temperature (versions 1-3 drew at temperature 1)
+# 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box)
 FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 PATH_COVARIANCE = "full"
@@ -298,9 +298,9 @@ class PathPrior:
     def draw(self, num_samples: int, num_frames: int, generator: torch.Generator | None = None,
              device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """``(N, T, K, 2)`` positions: K independent paths per video. The first ``min(T, F)`` frames are a
-        draw of the mixture (its marginal when T < F); each further frame is drawn from the mixture's
-        conditional on the last frames (:meth:`continue_paths`). With bounds, every frame stays
-        in the box (class docstring)."""
+        draw of the mixture (its marginal when T < F); further frames are drawn in blocks from the mixture's
+        conditional on the last two (:meth:`continue_paths`). With bounds, every frame stays in the box
+        (class docstring)."""
         def fresh(count: int) -> Tensor:
             paths = self.mixture.sample(count, generator, device, torch.float64)  # (M, 2F)
             return paths.view(count, self.frames, 2)[:, :num_frames]
@@ -443,8 +443,9 @@ class FittedPrior:
             frames = self.paths.frames
             motion = (words(self.paths.mixture, f" per object path ({self.paths.slots} drawn independently, "
                                                 f"{frames} frames)")
-                      + f"; frames past the {frames}th drawn {max(frames - CONTEXT_FRAMES, 1)} at a time from its "
-                        f"conditional on the last {min(CONTEXT_FRAMES, frames - 1)}"
+                      + (f"; frames past the {frames}th drawn {frames - min(CONTEXT_FRAMES, frames - 1)} at a time "
+                         f"from its conditional on the last {min(CONTEXT_FRAMES, frames - 1)}" if frames > 1
+                         else "; every further frame drawn afresh")
                       + ("; every frame kept in the box of the training positions" if self.paths.bounds is not None
                          else ""))
         else:
