@@ -22,14 +22,17 @@ NORMS = ("group", "none")
 
 def check_positive_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _check_integer(name, value, 1, "a positive integer")
 
 
 def check_non_negative_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    _check_integer(name, value, 0, "a non-negative integer")
+
+
+def _check_integer(name: str, value: Any, minimum: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def check_finite_number(name: str, value: Any, minimum: float | None = None) -> None:

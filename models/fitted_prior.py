@@ -62,6 +62,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from models.config import check_finite_number
+
 COVARIANCES = ("full", "diag")
 # 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior;
 # 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box)
@@ -275,6 +277,15 @@ class PathPrior:
                              "largest, each at least the smallest")
         self.mixture, self.frames, self.slots, self.bounds = mixture, int(frames), int(slots), bounds
 
+    @property
+    def context(self) -> int:
+        """C: the last frames a continuation is conditioned on (:meth:`continue_paths`; 0 for one-frame paths)."""
+        return min(CONTEXT_FRAMES, self.frames - 1)
+
+    def _whole(self, count: int, generator: torch.Generator | None, device: torch.device | str | None) -> Tensor:
+        """``(count, F, 2)`` whole paths drawn from the mixture (not yet kept in the box)."""
+        return self.mixture.sample(count, generator, device, torch.float64).view(count, self.frames, 2)
+
     def _outside(self, points: Tensor) -> Tensor:
         """``(M,)``: which of ``(M, t, 2)`` paths leave the box anywhere (none without bounds)."""
         if self.bounds is None:
@@ -301,11 +312,8 @@ class PathPrior:
         draw of the mixture (its marginal when T < F); further frames are drawn in blocks from the mixture's
         conditional on the last two (:meth:`continue_paths`). With bounds, every frame stays in the box
         (class docstring)."""
-        def fresh(count: int) -> Tensor:
-            paths = self.mixture.sample(count, generator, device, torch.float64)  # (M, 2F)
-            return paths.view(count, self.frames, 2)[:, :num_frames]
-
-        paths = self._within(fresh(num_samples * self.slots), lambda rows: fresh(int(rows.sum())))  # (N * K, F', 2)
+        paths = self._within(self._whole(num_samples * self.slots, generator, device)[:, :num_frames],
+                             lambda rows: self._whole(int(rows.sum()), generator, device)[:, :num_frames])
         if num_frames > self.frames:
             paths = self.continue_paths(paths, num_frames - self.frames, generator)
         paths = paths.view(num_samples, self.slots, num_frames, 2).transpose(1, 2)  # (N, T, K, 2)
@@ -325,14 +333,14 @@ class PathPrior:
         paths = paths.double()
         if self.frames == 1:  # one-frame paths: nothing to condition on, every frame is a fresh draw
             def fresh(rows: Tensor) -> Tensor:
-                return mixture.sample(int(rows.sum()), generator, device, torch.float64)[:, None]  # (rows, 1, 2)
+                return self._whole(int(rows.sum()), generator, device)  # (rows, 1, 2)
 
             every = torch.ones(paths.shape[0], dtype=torch.bool, device=device)
             return torch.cat([paths] + [self._within(fresh(every), fresh) for _ in range(extra)], 1)
         means = mixture.means.to(device, torch.float64)
         scales = mixture.scales.to(device, torch.float64)
         covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
-        context = min(CONTEXT_FRAMES, self.frames - 1)
+        context = self.context
         observed = 2 * context
         s_oo = covariances[:, :observed, :observed]
         s_no = covariances[:, observed:, :observed]
@@ -392,7 +400,7 @@ class FittedPrior:
         self.content, self.motion, self.num_videos = content, motion, int(num_videos)
         self.content_slots = int(content_slots)
         self.paths = paths
-        self.content_temperature = check_temperature(content_temperature)
+        self.content_temperature = content_temperature  # checked by the property's setter
 
     @property
     def content_temperature(self) -> float:
@@ -443,8 +451,8 @@ class FittedPrior:
             frames = self.paths.frames
             motion = (words(self.paths.mixture, f" per object path ({self.paths.slots} drawn independently, "
                                                 f"{frames} frames)")
-                      + (f"; frames past the {frames}th drawn {frames - min(CONTEXT_FRAMES, frames - 1)} at a time "
-                         f"from its conditional on the last {min(CONTEXT_FRAMES, frames - 1)}" if frames > 1
+                      + (f"; frames past the {frames}th drawn {frames - self.paths.context} at a time "
+                         f"from its conditional on the last {self.paths.context}" if frames > 1
                          else "; every further frame drawn afresh")
                       + ("; every frame kept in the box of the training positions" if self.paths.bounds is not None
                          else ""))
@@ -549,12 +557,7 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
 
 
 def check_temperature(temperature: Any) -> float:
-    """``temperature`` as a float; ``ValueError`` unless it is a finite number of at least 0."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"the content temperature must be a number, got {temperature!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"the content temperature must be a finite number of at least 0 (1 draws the fitted "
-                         f"mixture itself, 0 its component means), got {temperature!r}")
-    return value
+    """``temperature`` as a float; ``ValueError`` unless it is a finite number of at least 0 (1 draws the
+    fitted mixture itself, 0 its component means)."""
+    check_finite_number("the content temperature", temperature, minimum=0.0)
+    return float(temperature)
