@@ -158,6 +158,11 @@ class VideoVAE(nn.Module):
         the objects' paths (:mod:`models.fitted_prior`)."""
         return 0
 
+    def learning_rate_scales(self) -> dict[str, float]:
+        """Learning rates of parameter groups as multiples of the run's ``--lr``, by parameter-name prefix
+        (e.g. ``{"localiser.": 3.0}``); parameters no prefix names keep ``--lr``. Empty: one rate for all."""
+        return {}
+
     def object_positions(self, motion: Tensor) -> Tensor:
         """The objects' positions ``(B, T, K, 2)`` that the decoder reads from motion codes ``(B, T, Dm)``."""
         raise NotImplementedError(f"{type(self).__name__} has no object positions in its motion code")

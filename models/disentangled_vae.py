@@ -48,7 +48,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import VideoVAE
-from models.config import VideoVAEConfig, check_choice, check_non_negative_int, check_positive_int
+from models.config import (
+    VideoVAEConfig,
+    check_choice,
+    check_finite_number,
+    check_non_negative_int,
+    check_positive_int,
+)
 from models.decoders import FrameDecoder
 from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
@@ -63,6 +69,7 @@ OBJECT_ARCHITECTURES = ("slots", "keypoints")
 OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
+KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale",)  # the learned localiser's: no effect under any other
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class DisentangledVAEConfig(VideoVAEConfig):
             (``"slots"`` only): each slot's position moved, frame by frame, to where its glimpse matches
             its mean glimpse. 0 keeps the soft K-means centres, which jitter by about a pixel, so the
             sprites blur (benchmarks/NOTES.md row 47). Checkpoints written before the field have 0.
+        localiser_lr_scale: The learned localiser's learning rate as a multiple of the run's ``--lr``
+            (``"keypoints"`` only; :meth:`DisentangledVAE.learning_rate_scales`). 1 trains it at ``--lr``.
     """
 
     legacy_values: ClassVar[dict[str, Any]] = {"track_alignment": 0}
@@ -107,12 +116,14 @@ class DisentangledVAEConfig(VideoVAEConfig):
     content_pooling: str = "flatten"
     motion_blur: int = 1
     track_alignment: int = 2
+    localiser_lr_scale: float = 1.0
 
     def idle_fields(self) -> tuple[str, ...]:
         """The options of the other architectures (the module's ``*_ONLY_FIELDS``)."""
         if self.architecture not in OBJECT_ARCHITECTURES:
-            return OBJECT_ONLY_FIELDS + SLOTS_ONLY_FIELDS
-        return CONV_ONLY_FIELDS + (SLOTS_ONLY_FIELDS if self.architecture != "slots" else ())
+            return OBJECT_ONLY_FIELDS + SLOTS_ONLY_FIELDS + KEYPOINTS_ONLY_FIELDS
+        other = SLOTS_ONLY_FIELDS if self.architecture == "keypoints" else KEYPOINTS_ONLY_FIELDS
+        return CONV_ONLY_FIELDS + other
 
     def validate(self) -> None:
         super().validate()
@@ -122,6 +133,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
         check_choice("content_pooling", self.content_pooling, POOLINGS)
         check_positive_int("motion_blur", self.motion_blur)
         check_non_negative_int("track_alignment", self.track_alignment)
+        check_finite_number("localiser_lr_scale", self.localiser_lr_scale, minimum=0)
         if self.motion_blur % 2 == 0 or self.motion_blur >= self.image_size:
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
@@ -260,6 +272,10 @@ class DisentangledVAE(VideoVAE):
                 inverse = torch.linalg.pinv(self.pose_readout.weight.double()).float()  # (Dm, 2K)
                 return (motion.float() + residual @ inverse.T).to(motion.dtype)
         return torch.cat([target.to(motion.dtype), motion[..., 2 * self.object_slots:]], dim=-1)
+
+    def learning_rate_scales(self) -> dict[str, float]:
+        """The learned localiser trains at ``localiser_lr_scale`` times the run's rate (``"keypoints"``)."""
+        return {"localiser.": self.config.localiser_lr_scale} if self.config.architecture == "keypoints" else {}
 
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:

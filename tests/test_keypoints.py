@@ -12,6 +12,8 @@ from evaluation.localisation import digit_centres, localisation_scores
 from models import build_model
 from models.objects.keypoints import KeypointLocaliser, sprite_centres, start_points
 from models.objects.slots import place_sprites
+from training.config import TrainConfig
+from training.optimizer import make_optimizer
 
 SIZE = 32
 FRAMES = 5
@@ -139,6 +141,20 @@ def test_keypoint_content_pools_over_frames_and_positions_stay_on_the_canvas():
         shuffled_content, _ = model.split(video[:, order])
     torch.testing.assert_close(shuffled_content, content)
     assert positions.abs().max() <= 1.0
+
+
+def test_the_localiser_trains_at_its_own_learning_rate_scale():
+    model = tiny_keypoint_model(localiser_lr_scale=4.0)
+    optimizer = make_optimizer(model, TrainConfig(experiment_name="t", model="disentangled", lr=1e-3))
+    rates = {id(parameter): group["lr"] for group in optimizer.param_groups for parameter in group["params"]}
+    assert len(rates) == sum(1 for _ in model.parameters())  # every parameter in exactly one group
+    for name, parameter in model.named_parameters():
+        assert rates[id(parameter)] == pytest.approx(4e-3 if name.startswith("localiser.") else 1e-3), name
+    assert len(make_optimizer(tiny_keypoint_model(), TrainConfig(experiment_name="t", model="disentangled", lr=1e-3)).param_groups) == 1  # default: one
+    slots = build_model("disentangled", architecture="slots", localiser_lr_scale=4.0)
+    assert "localiser_lr_scale" in slots.config.idle_fields()  # no localiser: the option says it is idle
+    with pytest.raises(ValueError, match="localiser_lr_scale"):
+        tiny_keypoint_model(localiser_lr_scale=-1.0)
 
 
 @pytest.mark.parametrize(("overrides", "field"), [({"slots": 0}, "slots"), ({"glimpse_size": 20}, "glimpse_size"),

@@ -11,8 +11,19 @@ from utils.schedules import cosine_schedule
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (default betas and eps) at ``config.lr``."""
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
+    """Adam (default betas and eps) at ``config.lr``; a model's ``learning_rate_scales()`` (parameter-name
+    prefix -> multiple of ``config.lr``) puts the parameters it names in groups of their own."""
+    inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper names its parameters module.*
+    scales = inner.learning_rate_scales() if hasattr(inner, "learning_rate_scales") else {}
+    scales = {prefix: scale for prefix, scale in scales.items() if scale != 1.0}
+    if not scales:
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    groups: dict[float, list[nn.Parameter]] = {1.0: []}
+    for name, parameter in inner.named_parameters():
+        scale = next((scale for prefix, scale in scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(parameter)
+    return torch.optim.Adam([{"params": params, "lr": config.lr * scale} for scale, params in groups.items()
+                             if params], lr=config.lr)
 
 
 def make_scheduler(
