@@ -69,7 +69,7 @@ OBJECT_ARCHITECTURES = ("slots", "keypoints")
 OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
-KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale",)  # the learned localiser's: no effect under any other
+KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement")  # the learned localiser's: no effect under any other
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ class DisentangledVAEConfig(VideoVAEConfig):
             sprites blur (benchmarks/NOTES.md row 47). Checkpoints written before the field have 0.
         localiser_lr_scale: The learned localiser's learning rate as a multiple of the run's ``--lr``
             (``"keypoints"`` only; :meth:`DisentangledVAE.learning_rate_scales`). 1 trains it at ``--lr``.
+        localiser_refinement: Rounds of the learned localiser's refinement from the full-resolution window
+            around each position (``"keypoints"`` only; :class:`~models.objects.keypoints.KeypointLocaliser`).
     """
 
     legacy_values: ClassVar[dict[str, Any]] = {"track_alignment": 0}
@@ -117,6 +119,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
     motion_blur: int = 1
     track_alignment: int = 2
     localiser_lr_scale: float = 1.0
+    localiser_refinement: int = 0
 
     def idle_fields(self) -> tuple[str, ...]:
         """The options of the other architectures (the module's ``*_ONLY_FIELDS``)."""
@@ -134,6 +137,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
         check_positive_int("motion_blur", self.motion_blur)
         check_non_negative_int("track_alignment", self.track_alignment)
         check_finite_number("localiser_lr_scale", self.localiser_lr_scale, minimum=0)
+        check_non_negative_int("localiser_refinement", self.localiser_refinement)
         if self.motion_blur % 2 == 0 or self.motion_blur >= self.image_size:
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
@@ -190,7 +194,8 @@ class DisentangledVAE(VideoVAE):
             # Motion from the tracked positions and their steps: nothing of the pixels but where objects are.
             track_dim = 2 * cfg.slots
             if cfg.architecture == "keypoints":
-                self.localiser = KeypointLocaliser(cfg.slots, cfg.channels, cfg.width)
+                self.localiser = KeypointLocaliser(cfg.slots, cfg.channels, cfg.width,
+                                                   refinement=cfg.localiser_refinement)
             self.motion_encoder = nn.Sequential(
                 nn.Linear(2 * track_dim, cfg.feature_dim), nn.LeakyReLU(0.2, inplace=True)
             )

@@ -116,8 +116,9 @@ def test_start_points_are_spread_and_a_fresh_localiser_sits_near_them():
     assert positions[:, 0, 0, 0].max() < 0 < positions[:, 0, 1, 0].min()  # slot 0 starts left, slot 1 right
 
 
-def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth():
-    model = tiny_keypoint_model()
+@pytest.mark.parametrize("refinement", [0, 2])
+def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth(refinement):
+    model = tiny_keypoint_model(localiser_refinement=refinement)
     video, _ = moving_square()
     before = {name: value.clone() for name, value in model.localiser.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -32,7 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.objects.slots import pixel_centres
+from models.objects.slots import glimpses, pixel_centres
+
+REFINE_WINDOW = 32  # pixels of the frame around a position that the refinement reads (a whole 28-px digit)
+REFINE_SHIFT = 0.125  # largest move of one refinement round, in normalised units (4 px of a 64-px frame)
 
 
 def start_points(slots: int) -> Tensor:
@@ -86,6 +89,10 @@ class KeypointLocaliser(nn.Module):
         start_sigma: Width of the prior around each slot's start point in frame 0 (normalised units).
         track_sigma: Width of the prior around the expected position in later frames.
         taken_sigma: Width of the marks of the slots already placed in the same frame.
+        refinement: Rounds of learned refinement (0: none). A round crops the full-resolution window around
+            each position (detached) and a small CNN moves the position by at most ``REFINE_SHIFT``: the
+            learned counterpart of the hand tracker's template alignment, fixing the half-resolution
+            heatmaps' sub-pixel error from what the object looks like around it.
     """
 
     def __init__(
@@ -96,8 +103,10 @@ class KeypointLocaliser(nn.Module):
         start_sigma: float = 0.5,
         track_sigma: float = 0.3,
         taken_sigma: float = 0.2,
+        refinement: int = 0,
     ) -> None:
         super().__init__()
+        self.refinement = refinement
         self.slots = slots
         self.start_sigma, self.track_sigma, self.taken_sigma = start_sigma, track_sigma, taken_sigma
         layers: list[nn.Module] = []
@@ -118,6 +127,16 @@ class KeypointLocaliser(nn.Module):
         # How strongly a slot avoids the slots already placed in its frame (learned; starts at a clear
         # preference for a free object: a weight of e^-4 where another slot sits).
         self.exclusion = nn.Parameter(torch.tensor(4.0))
+        if refinement:
+            side = REFINE_WINDOW // 2 // 4  # the window read at half resolution, then two stride-2 stages
+            self.refiner = nn.Sequential(
+                nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Flatten(), nn.Linear(width * side * side, 2),
+            )
+            nn.init.normal_(self.refiner[-1].weight, std=1e-3)  # starts as (almost) no move
+            nn.init.zeros_(self.refiner[-1].bias)
 
     def forward(self, video: Tensor) -> Tensor:
         """Positions of the K slots in every frame.
@@ -158,4 +177,10 @@ class KeypointLocaliser(nn.Module):
                 placed.append(position)
                 taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
             positions.append(torch.stack(placed, dim=1))
-        return torch.stack(positions, dim=1)  # (B, T, K, 2)
+        located = torch.stack(positions, dim=1)  # (B, T, K, 2)
+        for _ in range(self.refinement):
+            crops = glimpses(video, located.detach(), REFINE_WINDOW)  # (B, T, K, C, w, w)
+            crops = F.avg_pool2d(crops.reshape(-1, channels, REFINE_WINDOW, REFINE_WINDOW), 2)
+            move = torch.tanh(self.refiner(crops).float()).view_as(located) * REFINE_SHIFT
+            located = (located + move).clamp(-1.0, 1.0)
+        return located
