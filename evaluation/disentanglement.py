@@ -63,6 +63,11 @@ key                                      definition                             
 ``trajectory_error_chance_px``           trajectory error of B's true trajectories against A's  px         ref.
 ``content_preservation``                 digit accuracy of the swap ``combine(c_A, m_B)``       [0, 1]     higher
                                          against A's labels
+``content_preservation_close_start``     ``content_preservation`` over the videos A whose       [0, 1]     higher
+                                         digits start close: the smallest distance between two
+                                         digits in frame 0 is at most 10 px (the hard case)
+``recon_content_accuracy_close_start``   ``recon_content_accuracy`` over the same videos        [0, 1]     higher
+``close_start_share``                    the share of test videos that start close              [0, 1]     ref.
 ``swap_content_leak_accuracy``           digit accuracy of the swap against B's labels (near    [0, 1]     lower
                                          content_accuracy_chance when m carries no identity)
 ``swap_trajectory_error_px``             trajectory error of the swap against B's trajectories  px         lower

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from evaluation.judges.order_free import align_trajectories, digit_accuracy, label_counts, trajectory_error
+from evaluation.judges.tally import JudgedTally, close_start
 
 # ----------------------------------------------------------------------------------------------------
 # Order-free scores
@@ -50,3 +53,40 @@ def test_scores_reject_mismatched_shapes():
         digit_accuracy(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(B, T, D, 2\)"):
         trajectory_error(torch.zeros(1, 3, 2, 2), torch.zeros(1, 4, 2, 2))
+
+
+def test_close_start_and_its_judged_means_agree_with_a_loop():
+    generator = torch.Generator().manual_seed(3)
+    trajectory = torch.rand(40, 5, 3, 2, generator=generator) * 40  # (B, T, D, 2) pixels
+    trajectory[0, 0] = torch.tensor([[0.0, 0.0], [6.0, 8.0], [30.0, 30.0]])  # exactly 10 px apart: close
+    trajectory[1, 0] = torch.tensor([[0.0, 0.0], [6.0, 8.1], [30.0, 30.0]])  # just over: not close
+    expected = []
+    for video in trajectory[:, 0].tolist():
+        distances = [math.dist(a, b) for i, a in enumerate(video) for b in video[i + 1:]]
+        expected.append(min(distances) <= 10.0)
+    close = close_start(trajectory)
+    assert close.tolist() == expected and close[0] and not close[1]
+    assert 0 < close.sum() < len(close)
+    assert not close_start(trajectory[:, :, :1]).any()  # one digit: never close
+
+    class Judges:  # reads every video's digits as [1, 2, 3]
+        def read(self, video):
+            return torch.tensor([[1, 2, 3]]).expand(len(video), -1), torch.zeros(len(video), 5, 3, 2)
+
+    class Model:
+        def combine(self, content, motion):
+            return content
+
+    labels = torch.randint(0, 4, (40, 3), generator=generator)
+    tally = JudgedTally(Judges(), Model(), generator)
+    tally.can_resample = tally.can_score_samples = False
+    motion = torch.zeros(40, 5, 1)
+    own = {"labels": labels, "trajectory": trajectory}
+    partner = {"labels": labels.roll(1, 0), "trajectory": trajectory.roll(1, 0)}
+    tally.update(torch.zeros(40, 1), torch.zeros(40, 1), motion, torch.zeros(40, 1), own, partner)
+    results = tally.results([])
+    kept = [digit_accuracy(torch.tensor([[1, 2, 3]]), labels[i:i + 1]).item() for i in range(40)]
+    reference = sum(k for k, c in zip(kept, expected, strict=True) if c) / sum(expected)
+    assert results["content_preservation_close_start"] == pytest.approx(reference)
+    assert results["recon_content_accuracy_close_start"] == pytest.approx(reference)
+    assert results["close_start_share"] == pytest.approx(sum(expected) / 40)

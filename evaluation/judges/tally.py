@@ -17,6 +17,27 @@ from evaluation.metric_names import JUDGED_KEYS
 from evaluation.swaps import swap_scores
 
 
+CLOSE_START_PX = 10.0  # the hard case: a video whose digits start at most this far apart (frame 0)
+
+
+def close_start(trajectory: Tensor, within_px: float = CLOSE_START_PX) -> Tensor:
+    """Which videos' digits start close: the smallest distance between two digits' positions in frame 0 is
+    at most ``within_px`` (digits of one size, so corners and centres give the same distance).
+
+    Args:
+        trajectory: ``(B, T, D, 2)`` digit positions in pixels.
+        within_px: The distance in pixels.
+
+    Returns:
+        ``(B,)`` bool; all False with fewer than two digits.
+    """
+    start = torch.as_tensor(trajectory)[:, 0].double()  # (B, D, 2)
+    if start.shape[1] < 2:
+        return torch.zeros(start.shape[0], dtype=torch.bool)
+    distance = torch.cdist(start, start) + torch.diag(start.new_full((start.shape[1],), math.inf))
+    return distance.flatten(1).amin(dim=1) <= within_px
+
+
 def _numpy(values: Any) -> np.ndarray:
     return torch.as_tensor(values).detach().cpu().numpy()
 
@@ -84,6 +105,7 @@ class JudgedTally:
         self.add("trajectory_error_chance_px", trajectory_error(partner["trajectory"], paths))
         judged_labels, judged_paths = self.read(swapped)
         self.add("content_preservation", digit_accuracy(judged_labels, labels))
+        self.add("close_start", close_start(paths))
         self.add("swap_content_leak_accuracy", digit_accuracy(judged_labels, partner["labels"]))
         self.add("swap_trajectory_error_px", trajectory_error(judged_paths, partner["trajectory"]))
         self.add("swap_judged_paths", judged_paths)
@@ -111,6 +133,13 @@ class JudgedTally:
         results["motion_correlation_chance"] = trajectory_correlation(values["swap_own_paths"],
                                                                       values["swap_partner_paths"])
         results.update(swap_scores(results))
+        close = values["close_start"].astype(bool)
+        results["close_start_share"] = float(close.mean())
+        for key in ("content_preservation", "recon_content_accuracy"):
+            results[f"{key}_close_start"] = float(values[key][close].mean()) if close.any() else math.nan
+        if not close.any():
+            notes.append(f"no test video's digits start within {CLOSE_START_PX:g} px of each other (one digit, or "
+                         "too few videos): the close-start numbers are NaN")
         if self.can_score_samples:
             scores = inception_score(values["sample_probabilities"])
             results["sample_inception_score"] = scores["inception_score"]
