@@ -151,7 +151,7 @@ class ExplorerSession:
                     "deviation from it.")
         prior = model.prior_description()
         return {"model": model.display_name, "explicit_split": self.explicit_split, "note": note,
-                "prior": f"content {prior['content']}; motion {prior['motion']}", "frames": self.num_frames,
+                "prior": f"content: {prior['content']}; motion: {prior['motion']}", "frames": self.num_frames,
                 "size": list(self.videos.shape[-2:]), "videos": self.num_videos}
 
     def video_pixels(self, index: int) -> np.ndarray:
