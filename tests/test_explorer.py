@@ -131,6 +131,7 @@ def test_the_sliders_and_prior_draws_move_one_code(served):
     ("content=video:99&motion=video:1", "unknown video 99"),
     ("content=video:-1&motion=video:1", "must be video:I or prior:K"),
     ("content=clip:1&motion=video:1", "must be video:I or prior:K"),
+    ("content=video:%D9%A3&motion=video:1", "must be video:I or prior:K"),
     ("motion=video:1", "missing parameter content"),
     ("content=video:1&motion=video:1&content_t=nan", "content_t must be a number in [0, 1]"),
     ("content=video:1&motion=video:1&speed=2", "unknown parameter"),
@@ -157,6 +158,16 @@ def one_error_line(capsys) -> str:
 def test_a_missing_checkpoint_exits_2_with_one_line(tmp_path, capsys):
     assert explore.main(["--checkpoint", str(tmp_path / "nothing.pt"), "--port", "0", "--no-browser"]) == 2
     assert "not found" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--videos", "101"], "--videos must be at most 100"),
+    (["--port", "http"], "argument --port"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_a_bad_option_exits_2_with_one_line(checkpoints, capsys, options, message):
+    assert explore.main(["--checkpoint", str(checkpoints["baseline"]), "--no-browser", *options]) == 2
+    assert message in one_error_line(capsys)
 
 
 def test_a_port_in_use_exits_2_with_one_line(checkpoints, capsys):

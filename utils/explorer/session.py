@@ -44,7 +44,7 @@ class Source:
         """Parse ``video:I`` (0 <= I < num_videos) or ``prior:K`` (K >= 0); a bare ``I`` is ``video:I``."""
         kind, _, number = text.rpartition(":")
         kind = kind or "video"
-        if kind not in KINDS or not number.isdigit() or len(number) > 9:
+        if kind not in KINDS or not (number.isascii() and number.isdigit()) or len(number) > 9:
             raise RequestError(f"{name} must be video:I or prior:K with integers I, K >= 0, got {text!r}")
         index = int(number)
         if kind == "video" and index >= num_videos:
