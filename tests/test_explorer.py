@@ -62,7 +62,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module", params=list(MODELS))
 def served(request, checkpoints):
     """An explorer server over one model's run folder, serving in a thread: ``(url, server, model)``."""
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors gain nothing from threads (conftest's one_thread, module-wide)
     run = checkpoints[request.param].parent
     server = ExplorerServer(explore.HOST, 0)
     server.attach(explore.load_session(run, VIDEOS, None, torch.device("cpu")))
@@ -72,6 +73,7 @@ def served(request, checkpoints):
     yield server.url, server, model
     server.shutdown()
     server.server_close()
+    torch.set_num_threads(threads)
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -249,7 +251,7 @@ def wait_for(driver, script: str, seconds: float = 60.0):
     raise AssertionError(f"timed out waiting for: {script}")
 
 
-def test_the_page_shows_the_models_swap_of_the_clicked_videos(browser, command, checkpoints):
+def test_the_page_shows_the_models_swap_of_the_clicked_videos(browser, command, checkpoints, one_thread):
     from selenium.webdriver.common.by import By
 
     browser.get(command)
@@ -262,7 +264,6 @@ def test_the_page_shows_the_models_swap_of_the_clicked_videos(browser, command, 
     assert float(browser.execute_script("return window.explorer.lastMs")) < 1000  # shown in under a second
     rgba = np.asarray(browser.execute_script("return window.explorer.shownPixels()"), dtype=int)
     shown = rgba.reshape(FRAMES, SIZE, SIZE, 4)[..., 0]
-    torch.set_num_threads(1)
     model, _ = load_model(checkpoints["disentangled"])
     videos = explore.load_session(checkpoints["disentangled"], VIDEOS, None, torch.device("cpu")).videos
     assert np.abs(shown - model_swap(model, videos, 2, 5)).max() <= 1
