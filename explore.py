@@ -16,6 +16,7 @@ and exits with status 2 (as evaluate.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import webbrowser
 from pathlib import Path
@@ -90,6 +91,11 @@ def load_session(run: str | Path, videos: int, seed: int | None, device: torch.d
     return ExplorerSession(model, grid, seed=data_config.seed)
 
 
+def _headless() -> bool:
+    """A Linux session without a display (ssh, a container): a browser started there could only fail."""
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the explorer until Ctrl-C; returns the exit status (0, or 2 for bad inputs)."""
     try:
@@ -118,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[explore] {server.session.describe()['model']} from {checkpoint_file(args.checkpoint)}, "
               f"{args.videos} test videos; open {server.url} (Ctrl-C stops)", flush=True)
         if not args.no_browser:
-            webbrowser.open(server.url)
+            if _headless():
+                print("[explore] no display here: open the URL in a browser on this machine", flush=True)
+            else:
+                webbrowser.open(server.url)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -237,8 +238,14 @@ def command(checkpoints):
         process.kill()
         pytest.fail(f"explore.py did not start: {line}{process.communicate()[1]}")
     yield line.split("open ")[1].split()[0]
-    process.terminate()
-    process.wait(timeout=30)
+    process.send_signal(signal.SIGINT)  # Ctrl-C stops it, with status 0
+    assert process.wait(timeout=30) == 0
+    assert process.stdout.read().strip() == "[explore] stopped"
+
+
+def test_the_command_serves_the_page_until_ctrl_c(command):
+    with urllib.request.urlopen(command, timeout=30) as response:
+        assert response.status == 200 and b"Swap explorer" in response.read()
 
 
 def wait_for(driver, script: str, seconds: float = 60.0):
