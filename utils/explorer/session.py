@@ -4,7 +4,8 @@ A request names where the content code comes from and where the motion code come
 :class:`Source` (a grid video ``video:I`` or a draw from the prior ``prior:K``), plus optional second sources
 and weights that interpolate each code separately (``content = lerp(content_from, content_to, t)``). The
 frames are ``model.combine(content, motion)``: with ``content_to``/``motion_to`` unset and two grid videos
-this is exactly ``model.swap(content_video, motion_video)`` computed from the cached codes.
+this is ``model.swap(content_video, motion_video)``, from codes encoded in one batch of the grid (so equal to
+float rounding; the tests allow one step of the uint8 pixels).
 """
 
 from __future__ import annotations
