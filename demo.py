@@ -532,6 +532,7 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     for frame_name, rows in TABLES.items():
         print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")
+    log(f"swap explorer: python explore.py --checkpoint {Path(args.checkpoint_dir) / RUN_NAMES['disentangled']}")
     return 0
 
 
