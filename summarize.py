@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    for document in documents:
+        if document["missing_sections"]:
+            print(f"note: {document['source']} holds no {', '.join(document['missing_sections'])} metrics (null): "
+                  "those cells are left blank")
     documents, repeats = reports.distinct_runs(documents)
     for note in repeats:
         print(f"note: {note}")

@@ -171,3 +171,13 @@ def test_files_written_before_the_checkpoint_hash_are_identified_by_checkpoint_p
     kept, notes = report.distinct_runs(documents)
     assert [document["source"] for document in kept] == ["a", "c"] and len(notes) == 1
 
+
+
+def test_summarize_reads_a_document_whose_generation_is_null_and_says_what_is_missing(tmp_path):
+    folder = tmp_path / "eval_results"
+    write_documents(folder, {"a_metrics.json": {**metrics_document("baseline", "a", 0.03, "aa"), "generation": None},
+                             "b_metrics.json": metrics_document("disentangled", "b", 0.02, "bb")})
+    code, out, err = run_summarize(folder)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"note: {folder / 'a_metrics.json'} holds no generation metrics (null)" in out
+    assert json.loads((folder / "comparison_results.json").read_text())["Baseline VAE"]["mse"] == 0.03
