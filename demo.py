@@ -399,8 +399,23 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
                    "pass --retrain to train them again, or another --checkpoint-dir to keep them")
 
 
+def joined_option_values(argv: list[str], options: tuple[str, ...] = ("--train-args",)) -> list[str]:
+    """``argv`` with the value of each of ``options`` joined to it (``--train-args=--deterministic``): argparse
+    takes a separate value that starts with ``-`` for an option ("expected one argument"), though a value of
+    ``--train-args`` is training options, which all start so."""
+    joined, index = [], 0
+    while index < len(argv):
+        if argv[index] in options and index + 1 < len(argv):
+            joined.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(argv[index])
+            index += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = joined_option_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return run_demo(args, argv)

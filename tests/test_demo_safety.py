@@ -155,3 +155,13 @@ def test_a_reused_run_with_an_older_prior_gets_it_fitted_again(stopped_then_cont
     assert code == 130 and out.count("reusing") == 4
     assert out.count("fitting it again") == 1 and "lstm_vae: its ex-post prior is of format 1" in out
     assert stale_prior(best) is None and stale_prior(runs / "lstm_vae" / LAST) is None
+
+
+def test_train_args_that_start_with_dashes_are_accepted_as_a_separate_value(tmp_path, monkeypatch):
+    """Issue 33, item 14: ``--train-args '--deterministic'`` (a separate value starting with ``--``) is the
+    value of --train-args, as ``--train-args=--deterministic`` is."""
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda args, argv: seen.append((args.train_args, argv)) or 0)
+    assert demo.main(["--train-args", "--deterministic", "--seeds", "1"]) == 0
+    assert seen[0][0] == "--deterministic" and "--train-args=--deterministic" in seen[0][1]
+    assert demo.main(["--train-args=--grad-clip 1"]) == 0 and seen[1][0] == "--grad-clip 1"
