@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: %(default)s)")
     shape.add_argument("--train-args", default="", metavar="'ARGS'",
                        help="further options for python -m training.train, e.g. \"--grad-clip 1\"; they replace "
-                       "the demo's own (a note names each one that changes the step budget), and the judges "
+                       "the demo's own (a note names each one that changes the step budget), a --model-option goes "
+                       "to the models that have its field (a note names them), and the judges "
                        "are trained for the data they give")
     shape.add_argument("--no-learned-localiser", action="store_true",
                        help="skip the fourth run: the Disentangled VAE with the learned localiser "
@@ -229,7 +230,7 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
     data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
                              video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
                                                      num_frames=args.frames), seed=seed)
-    options = _train_args(args)
+    options = model_options_for(model, _train_args(args))
     if run_base(name) == LEARNED_RUN:
         options = {**options, "model_option": [*(options.get("model_option") or []), *LEARNED_OPTIONS]}
     model_config, train_config, data_config, notes = make_configs(
@@ -311,9 +312,36 @@ def _train_args(args: argparse.Namespace) -> dict:
     return given_options(shlex.split(args.train_args)) if args.train_args else {}
 
 
+def _option_field(item: object) -> str:
+    return str(item).split("=", 1)[0].strip()
+
+
+def model_options_for(model: str, options: dict) -> dict:
+    """``options`` with only the ``--model-option`` items whose field ``model`` has (``architecture=average``
+    goes to the Disentangled VAE alone); an item no model has goes to every one, whose error names it."""
+    items = options.get("model_option")
+    if not items:
+        return options
+    known = set().union(*(model_fields(name) for name in MODELS))
+    fields = model_fields(model)
+    return {**options, "model_option": [item for item in items
+                                        if _option_field(item) in fields or _option_field(item) not in known]}
+
+
+def model_option_notes(args: argparse.Namespace) -> list[str]:
+    """One line per ``--train-args --model-option`` that some models lack, naming the models it goes to."""
+    notes = []
+    for item in _train_args(args).get("model_option") or []:
+        takers = [name for name in MODELS if _option_field(item) in model_fields(name)]
+        if takers and len(takers) < len(MODELS):
+            notes.append(f"--model-option {item} goes to the {' and '.join(takers)} model"
+                         f"{'s' if len(takers) > 1 else ''} only (the others have no {_option_field(item)})")
+    return notes
+
+
 def option_notes(args: argparse.Namespace, argv: list[str], runs: list[tuple[str, int, str]]) -> list[str]:
     """One line per option that has no effect or changes another (each said once)."""
-    notes = []
+    notes = model_option_notes(args)
     if args.steps_per_model and "epochs" in given_values(build_parser(), argv):
         notes.append(f"--epochs {args.epochs} has no effect: --steps-per-model {args.steps_per_model} sets the "
                      f"budget ({epochs_per_model(args)} epochs); pass --steps-per-model 0 to train --epochs epochs")

@@ -165,3 +165,20 @@ def test_train_args_that_start_with_dashes_are_accepted_as_a_separate_value(tmp_
     assert demo.main(["--train-args", "--deterministic", "--seeds", "1"]) == 0
     assert seen[0][0] == "--deterministic" and "--train-args=--deterministic" in seen[0][1]
     assert demo.main(["--train-args=--grad-clip 1"]) == 0 and seen[1][0] == "--grad-clip 1"
+
+
+def test_a_model_option_goes_only_to_the_models_that_have_it_and_the_demo_says_which(tmp_path):
+    """Issue 33, item 7: ``--model-option architecture=average`` (the Disentangled VAE's alone) no longer
+    fails for the Baseline VAE; a note names the models it went to."""
+    argv = [*TINY[:-1], TINY[-1] + " --model-option architecture=average --model-option slots=2",
+            "--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
+    args = demo.build_parser().parse_args(argv)
+    assert demo.check_training_options(args) is None
+    assert demo.requested_configs(args, "baseline", 42, "baseline_vae", amp=False)[0].feature_dim == 8
+    assert demo.requested_configs(args, "disentangled", 42, "d", amp=False)[0].architecture == "average"
+    notes = demo.option_notes(args, argv, demo.run_names(1, demo.learned_localiser(args)))
+    assert "--model-option architecture=average goes to the disentangled model only (the others have no " \
+           "architecture)" in notes
+    # an option no model has is still refused, naming it
+    args.train_args += " --model-option no_such_field=1"
+    assert "no_such_field" in demo.check_training_options(args)
