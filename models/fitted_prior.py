@@ -148,7 +148,19 @@ class GaussianMixture:
                 f"mismatched Gaussian mixture shapes: weights {tuple(weights.shape)}, means "
                 f"{tuple(means.shape)}, scales {tuple(scales.shape)} (expected {expected})"
             )
+        for name, value in (("weights", weights), ("means", means), ("scales", scales)):
+            _check_finite(name, value)
+        if bool((weights < 0).any()) or not float(weights.sum()) > 0:
+            raise ValueError("a Gaussian mixture's weights must be at least 0, and not all 0")
         return cls(weights, means, scales, covariance)
+
+
+def _check_finite(what: str, values: Tensor) -> None:
+    """``ValueError`` naming ``what`` and the count of its NaN or infinite values, if it holds any."""
+    if values.is_floating_point():
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise ValueError(f"{what} hold {bad} NaN or infinite value{'s' if bad > 1 else ''}")
 
 
 def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
@@ -372,8 +384,13 @@ class PathPrior:
         if not isinstance(state, Mapping) or not {"mixture", "frames", "slots"} <= set(state) <= {
                 "mixture", "frames", "slots", "bounds"}:
             raise ValueError("a path prior needs the keys mixture, frames, slots (and bounds, optionally), no other")
+        bounds = state.get("bounds")
+        if bounds is not None:
+            if not isinstance(bounds, Tensor) or tuple(bounds.shape) != (2, 2):
+                raise ValueError("a path prior's bounds must be a (2, 2) tensor")
+            _check_finite("bounds", bounds)
         return cls(GaussianMixture.from_state_dict(state["mixture"]), int(state["frames"]), int(state["slots"]),
-                   state.get("bounds"))
+                   bounds)
 
 
 class FittedPrior:
@@ -478,12 +495,15 @@ class FittedPrior:
             raise ValueError("a fitted prior needs a 'content' mixture")
         if state.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unknown fitted prior format {state.get('format_version')!r}")
-        motion, paths = state.get("motion"), state.get("paths")
-        return cls(GaussianMixture.from_state_dict(state["content"]),
-                   GaussianMixture.from_state_dict(motion) if motion is not None else None,
-                   int(state.get("num_videos", 0)), int(state.get("content_slots", 1)),
-                   PathPrior.from_state_dict(paths) if paths is not None else None,
-                   state.get("content_temperature", 1.0))
+        parts = {}
+        for key, read in (("content", GaussianMixture.from_state_dict), ("motion", GaussianMixture.from_state_dict),
+                          ("paths", PathPrior.from_state_dict)):
+            try:
+                parts[key] = read(state[key]) if state.get(key) is not None else None
+            except ValueError as error:
+                raise ValueError(f"its {key} {'prior' if key == 'paths' else 'mixture'}: {error}") from None
+        return cls(parts["content"], parts["motion"], int(state.get("num_videos", 0)),
+                   int(state.get("content_slots", 1)), parts["paths"], state.get("content_temperature", 1.0))
 
 
 def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
