@@ -92,10 +92,13 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
 
 
 def run_identity(document: Mapping[str, Any]) -> tuple:
-    """What a document evaluated: its checkpoint's content hash (``metadata.checkpoint_sha256``); for files
-    written before the hash was recorded, the checkpoint's path, epoch and step; for a document without a
-    checkpoint, its own file."""
+    """What a document evaluated: its checkpoint's weights (``metadata.weights_sha256``: the same run
+    whatever else its file holds, e.g. a refitted prior); for files written before that hash was recorded,
+    the checkpoint file's hash (``checkpoint_sha256``), else its path, epoch and step; for a document
+    without a checkpoint, its own file."""
     metadata = document.get("metadata", {})
+    if metadata.get("weights_sha256"):
+        return ("weights", metadata["weights_sha256"])
     if metadata.get("checkpoint_sha256"):
         return ("sha256", metadata["checkpoint_sha256"])
     if metadata.get("checkpoint"):
