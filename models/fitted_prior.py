@@ -32,7 +32,8 @@ motion ``(B, T, Dm)``):
 
 The content is drawn at a **temperature** (:data:`DEFAULT_CONTENT_TEMPERATURE`, 0.4): a component is chosen
 by its weight as fitted, and its draw is ``mu_k + temperature * L_k eps``, the component's spread scaled down
-(1 draws the fitted mixture itself; 0 draws its component means). The diagonal components are wide in
+(1 draws the fitted mixture itself; 0 draws its component means; at most
+:data:`MAX_CONTENT_TEMPERATURE`, 4). The diagonal components are wide in
 directions along which the codes do not vary together, so full-spread draws leave the codes' manifold and
 decode to blends; on the object models, drawn nearer the components' means, the samples come closer to the
 data as a distribution (Fréchet judge distance and recall) and read better (benchmarks/NOTES.md row 50;
@@ -74,6 +75,9 @@ DEFAULT_COMPONENTS = 200  # the content's (and a per-frame motion mixture's)
 PATH_COMPONENTS = 100
 DEFAULT_COVARIANCE = "diag"
 DEFAULT_CONTENT_TEMPERATURE = 0.4
+# The content temperatures a prior accepts: 0 (the component means) to 4 (four times the fitted spread, far
+# past where draws still decode to digits); a larger one draws codes that overflow the decoder to NaN.
+MAX_CONTENT_TEMPERATURE = 4.0
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
@@ -577,7 +581,7 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
 
 
 def check_temperature(temperature: Any) -> float:
-    """``temperature`` as a float; ``ValueError`` unless it is a finite number of at least 0 (1 draws the
-    fitted mixture itself, 0 its component means)."""
-    check_finite_number("the content temperature", temperature, minimum=0.0)
+    """``temperature`` as a float; ``ValueError`` unless it is a finite number from 0 to
+    :data:`MAX_CONTENT_TEMPERATURE` (1 draws the fitted mixture itself, 0 its component means)."""
+    check_finite_number("the content temperature", temperature, minimum=0.0, maximum=MAX_CONTENT_TEMPERATURE)
     return float(temperature)

@@ -598,3 +598,27 @@ def test_fit_prior_on_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypa
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "Traceback" not in error and "interrupted" in error
     assert "fitted_prior" not in load_checkpoint(best)
+
+
+def test_the_content_temperature_has_a_documented_range_everywhere(tmp_path, capsys):
+    """Item 4: a temperature past MAX_CONTENT_TEMPERATURE (1e30 gave all-NaN samples) is refused by the
+    constructor, the setter, the command line and a stored prior, each in one line."""
+    from models.fitted_prior import MAX_CONTENT_TEMPERATURE
+    from training.fit_prior import main
+
+    path = write_checkpoint(tmp_path / "run")
+    assert main(["--checkpoint", str(path), *_fit_options(), "--temperature", str(MAX_CONTENT_TEMPERATURE)]) == 0
+    prior = load_model(path)[0].fitted_prior
+    for bad in (MAX_CONTENT_TEMPERATURE + 0.5, 1e30, 1e308):
+        with pytest.raises(ValueError, match="content temperature must be a finite number from 0 to 4"):
+            FittedPrior(prior.content, content_temperature=bad)
+        with pytest.raises(ValueError, match="content temperature must be a finite number from 0 to 4"):
+            prior.content_temperature = bad
+        with pytest.raises(SystemExit):
+            main(["--checkpoint", str(path), "--temperature", str(bad)])
+        assert "must be a finite number >= 0 and <= 4" in capsys.readouterr().err
+    checkpoint = load_checkpoint(path)
+    checkpoint["fitted_prior"]["content_temperature"] = 1e30  # written by a version without the bound
+    atomic_torch_save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="content temperature must be .* fit it again with"):
+        load_model(path)

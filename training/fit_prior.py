@@ -44,6 +44,7 @@ from models.fitted_prior import (
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
     FORMAT_VERSION,
+    MAX_CONTENT_TEMPERATURE,
     PATH_COMPONENTS,
     FittedPrior,
     fit_prior,
@@ -141,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(the object architectures); the default fits one full-covariance mixture of "
                              "--path-components components to every object's path. --covariance does not "
                              "change the paths' covariance")
-    parser.add_argument("--temperature", type=number(0.0, inclusive=True), default=DEFAULT_CONTENT_TEMPERATURE, metavar="T",
+    parser.add_argument("--temperature", type=number(0.0, inclusive=True, maximum=MAX_CONTENT_TEMPERATURE),
+                        default=DEFAULT_CONTENT_TEMPERATURE, metavar="T",
                         help=f"temperature of the content draws, stored with the prior: each draw is a component's "
                              f"mean plus T times its spread (1: the fitted mixture itself; 0: its component "
-                             f"means); the motion is drawn at 1 (default: {DEFAULT_CONTENT_TEMPERATURE})")
+                             f"means; from 0 to {MAX_CONTENT_TEMPERATURE:g}); the motion is drawn at 1 (default: "
+                             f"{DEFAULT_CONTENT_TEMPERATURE})")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
