@@ -53,7 +53,8 @@ from training.cli import given_options
 from training.config import ConfigError, TrainConfig, model_fields
 from training.fit_prior import fit_run_priors, stale_prior
 from training.options import make_configs
-from training.run_folder.prepare import ResumePoint, resume_point
+from training.run_folder.lock import RunFolderBusy, RunLock
+from training.run_folder.prepare import ResumePoint, lock_existing_run_folder, resume_point
 from training.train import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
 from training.trainer import NonFiniteLossError
 from utils.cli import device_name, given_values, non_negative_int, number, positive_int
@@ -412,6 +413,12 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         epochs = stored.get("epochs", train_config.epochs)
         finished = (record.epoch if record.epoch is not None else epochs) >= epochs or stored.get("max_minutes") is not None
         if best.exists() and (finished or source == best):
+            if source != best:  # the file that is reused (and evaluated) must be readable too
+                try:
+                    load_checkpoint(best)
+                except CheckpointError as error:
+                    return plans, (f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again "
+                                   f"(or another --checkpoint-dir to keep it)")
             plans[name] = None
         elif finished:  # a finished run whose best_model.pt is gone: nothing to continue, nothing to evaluate
             return plans, (f"{run_dir} holds the last.pt of a finished run but no {BEST}; pass --retrain to train "
@@ -474,6 +481,44 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
     runs = run_names(args.seeds, learned_localiser(args))
+    locks, problem = lock_run_folders(args, runs)
+    if problem is not None:  # before anything reads a run folder that another process uses
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run_demo_locked(args, argv, device, amp, runs, locks)
+    finally:
+        for lock in locks.values():
+            lock.release()
+
+
+def lock_run_folders(args: argparse.Namespace, runs: list[tuple[str, int, str]]
+                     ) -> tuple[dict[str, RunLock], str | None]:
+    """Take the lock of every run folder that exists (:mod:`training.run_folder.lock`, as training does), so
+    that no other demo or training process writes one while this demo reads, continues or refits it.
+
+    Returns:
+        ``({run name: its held lock}, problem)``: the problem (a folder in use, naming the holder's pid)
+        comes with no lock held.
+    """
+    locks: dict[str, RunLock] = {}
+    for _, _, name in runs:
+        run_dir = Path(args.checkpoint_dir) / name
+        try:
+            lock = lock_existing_run_folder(run_dir)
+        except RunFolderBusy:
+            for held in locks.values():
+                held.release()
+            return {}, (f"{run_dir} is in use by another process ({RunLock(run_dir).holder()}): another demo or "
+                        "training run; wait for it to end or stop it, or pass another --checkpoint-dir")
+        if lock is not None:
+            locks[name] = lock
+    return locks, None
+
+
+def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: torch.device, amp: bool,
+                     runs: list[tuple[str, int, str]], locks: dict[str, RunLock]) -> int:
+    """The demo once its existing run folders are locked (``locks``; a run trained here takes its own)."""
     plans, problem = check_reused_runs(args, runs, amp)
     if problem is not None:  # before the judges or any training: a stale run is never reported as new
         print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -527,7 +572,8 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             model_config, train_config, data_config, notes = requested_configs(args, model, seed, name, amp)
             try:
                 result = train(model, model_config, train_config, data_config, run_dir, resume=resume,
-                               overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE)
+                               overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE,
+                               lock=locks.pop(name, None))  # train() releases it
             except LOGGED_TRAINING_ERRORS as error:  # the run has said what happened, and what last.pt holds
                 return getattr(error, "exit_status", EXIT_WRITE if isinstance(error, RunWriteError) else EXIT_FAILED)
             except TRAINING_ERRORS as error:  # a run folder that cannot be used

@@ -182,3 +182,38 @@ def test_a_model_option_goes_only_to_the_models_that_have_it_and_the_demo_says_w
     # an option no model has is still refused, naming it
     args.train_args += " --model-option no_such_field=1"
     assert "no_such_field" in demo.check_training_options(args)
+
+
+def test_a_truncated_reused_best_beside_an_intact_last_is_one_line_before_any_work(stopped_then_continued,
+                                                                                   tmp_path):
+    """Issue 33, item 6: the reused best_model.pt is read before any work, as last.pt is."""
+    best = copy_runs(stopped_then_continued, tmp_path) / "lstm_vae" / BEST
+    best.write_bytes(best.read_bytes()[:1000])
+    code, out, error = run_demo(tmp_path)
+    assert code == 2
+    line = one_line(error)
+    assert line.startswith(f"demo.py: error: cannot use the run in {best.parent}: ") and str(best) in line
+    assert "--retrain" in line and "reusing" not in out and not (tmp_path / "results").exists()
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_before_any_work(stopped_then_continued, tmp_path):
+    """Issue 33, item 8: a second demo (here: this process holding the lock, as the first demo does) on the
+    same checkpoint folder is refused in one line naming the first's pid, before it reads or refits anything."""
+    from training.run_folder.lock import RunLock
+
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    best = runs / "lstm_vae" / BEST
+    checkpoint = load_checkpoint(best)
+    checkpoint["fitted_prior"] = {**checkpoint["fitted_prior"], "format_version": 1}  # would be refitted
+    atomic_torch_save(checkpoint, best)
+    before = best.read_bytes()
+    with RunLock(runs / "lstm_vae"):
+        code, out, error = run_demo(tmp_path)
+    assert code == 2
+    line = one_line(error)
+    assert f"{runs / 'lstm_vae'} is in use by another process (pid {os.getpid()} on " in line
+    assert "--overwrite" not in line and "reusing" not in out and "fitting" not in out
+    assert best.read_bytes() == before and not (tmp_path / "results").exists()
+    # the locks are released: the baseline run's folder can be locked again
+    with RunLock(runs / "baseline_vae"):
+        pass
