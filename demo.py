@@ -558,12 +558,17 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
         best = run_dir / BEST
         if name in plans and plans[name] is None:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
-            stale = stale_prior(best)
-            if stale is not None:  # a run trained before the current prior rule samples with it from now on
-                log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
-                _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
-                fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
-                               seed=train_config.seed)
+            try:
+                stale = stale_prior(best)
+                if stale is not None:  # a run trained before the current prior rule samples with it from now on
+                    log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
+                    _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
+                    fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
+                                   seed=train_config.seed)
+            except (CheckpointError, FileNotFoundError) as error:  # e.g. weights that are not finite
+                print(f"{PROG}: error: cannot use the run in {run_dir}: {' '.join(str(error).split())}; pass "
+                      "--retrain to train it again (or another --checkpoint-dir to keep it)", file=sys.stderr)
+                return EXIT_USAGE
         else:
             resume = plans.get(name)
             log(f"{'continuing' if resume else 'training'} {name} ({model}, seed {seed})"
