@@ -322,6 +322,9 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
             for signum in previous_handlers:
                 signal.signal(signum, _stop_prior_fit)
             try:
+                signalled = {signal.Signals(signum).name: signum for signum in previous_handlers}
+                if trainer.stop_reason in signalled:  # a signal that came as the last epoch ended
+                    raise _SignalDuringPrior(signalled[trainer.stop_reason])
                 written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
             except _SignalDuringPrior as interrupt:  # an atomic write in progress leaves the previous file
                 message = (f"{interrupt}: stopped; the trained weights are saved in {run_dir / LAST}, without "
