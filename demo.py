@@ -586,6 +586,11 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                 return EXIT_USAGE
             if not result.finished:  # the run has said where it stopped, and how to continue
                 return result.exit_status
+            held, problem = lock_run_folders(args, [(model, seed, name)])  # train() let it go: held till the end
+            if problem is not None:
+                print(f"{PROG}: error: {problem}", file=sys.stderr)
+                return EXIT_USAGE
+            locks.update(held)
             if not best.exists():  # a --minutes-per-model budget spent before the first epoch ended
                 print(f"{PROG}: error: training {name} reached its --minutes-per-model budget at step {result.step}, "
                       f"before its first epoch ended, so there is no {BEST} to evaluate; {CONTINUE}, or give it "

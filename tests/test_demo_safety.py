@@ -217,3 +217,28 @@ def test_a_run_folder_in_use_by_another_process_is_refused_before_any_work(stopp
     # the locks are released: the baseline run's folder can be locked again
     with RunLock(runs / "baseline_vae"):
         pass
+
+
+def test_the_demo_holds_the_folders_of_the_runs_it_trained_until_it_ends(stopped_then_continued, tmp_path,
+                                                                         monkeypatch):
+    """Issue 33, item 8: a run the demo trained (train() releases its lock) stays locked through its
+    evaluation, so a second demo cannot start on it meanwhile."""
+    from training.run_folder.lock import RunFolderBusy, RunLock
+
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    shutil.rmtree(runs / "lstm_vae")  # trained again by this demo
+    busy = []
+
+    def evaluate_while_a_second_process_tries(path, *args, **kwargs):
+        for name in ("baseline_vae", "lstm_vae"):  # reused, and trained by this demo
+            with pytest.raises(RunFolderBusy):
+                RunLock(runs / name).acquire()
+            busy.append(name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "evaluate", evaluate_while_a_second_process_tries)
+    code, out, _ = run_demo(tmp_path)
+    assert code == 130 and "training lstm_vae" in out and busy == ["baseline_vae", "lstm_vae"]
+    for name in ("baseline_vae", "lstm_vae"):
+        with RunLock(runs / name):  # released at the end
+            pass
