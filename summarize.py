@@ -13,8 +13,9 @@ Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders 
   metrics of :mod:`evaluation.generation`), ``table_cost`` as ``.md`` and ``.tex``.
 
 Several runs of one model with the same settings (seeds) are reported as mean ± sample standard
-deviation. A run is its checkpoint: repeat evaluations of one checkpoint (a copied file, another test-set
-size) count once (the one on the most test videos is kept, with a note). The summary files it writes are
+deviation. A run is its checkpoint's weights: repeat evaluations of one checkpoint (a copied file, another
+test-set size, a refitted prior) count once (the one on the most test videos is kept, with a note). A
+section that is null (e.g. ``"generation": null``) is read as missing, with a note. The summary files it writes are
 never read back as runs, so it can run again on its own output folder. Runs of one model with different settings (an ablation, e.g. ``--model-option
 content_pooling=global``) become separate columns named by the settings in which they differ.
 """
