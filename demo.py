@@ -53,7 +53,8 @@ from training.cli import given_options
 from training.config import ConfigError, TrainConfig, model_fields
 from training.fit_prior import fit_run_priors, stale_prior
 from training.options import make_configs
-from training.run_folder.prepare import ResumePoint, resume_point
+from training.run_folder.lock import RunFolderBusy, RunLock
+from training.run_folder.prepare import ResumePoint, lock_existing_run_folder, resume_point
 from training.train import TRAINING_ERRORS, RunWriteError, TrainingInterrupted, train
 from training.trainer import NonFiniteLossError
 from utils.cli import device_name, given_values, non_negative_int, number, positive_int
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: %(default)s)")
     shape.add_argument("--train-args", default="", metavar="'ARGS'",
                        help="further options for python -m training.train, e.g. \"--grad-clip 1\"; they replace "
-                       "the demo's own (a note names each one that changes the step budget), and the judges "
+                       "the demo's own (a note names each one that changes the step budget), a --model-option goes "
+                       "to the models that have its field (a note names them), and the judges "
                        "are trained for the data they give")
     shape.add_argument("--no-learned-localiser", action="store_true",
                        help="skip the fourth run: the Disentangled VAE with the learned localiser "
@@ -229,7 +231,7 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
     data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
                              video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
                                                      num_frames=args.frames), seed=seed)
-    options = _train_args(args)
+    options = model_options_for(model, _train_args(args))
     if run_base(name) == LEARNED_RUN:
         options = {**options, "model_option": [*(options.get("model_option") or []), *LEARNED_OPTIONS]}
     model_config, train_config, data_config, notes = make_configs(
@@ -311,9 +313,36 @@ def _train_args(args: argparse.Namespace) -> dict:
     return given_options(shlex.split(args.train_args)) if args.train_args else {}
 
 
+def _option_field(item: object) -> str:
+    return str(item).split("=", 1)[0].strip()
+
+
+def model_options_for(model: str, options: dict) -> dict:
+    """``options`` with only the ``--model-option`` items whose field ``model`` has (``architecture=average``
+    goes to the Disentangled VAE alone); an item no model has goes to every one, whose error names it."""
+    items = options.get("model_option")
+    if not items:
+        return options
+    known = set().union(*(model_fields(name) for name in MODELS))
+    fields = model_fields(model)
+    return {**options, "model_option": [item for item in items
+                                        if _option_field(item) in fields or _option_field(item) not in known]}
+
+
+def model_option_notes(args: argparse.Namespace) -> list[str]:
+    """One line per ``--train-args --model-option`` that some models lack, naming the models it goes to."""
+    notes = []
+    for item in _train_args(args).get("model_option") or []:
+        takers = [name for name in MODELS if _option_field(item) in model_fields(name)]
+        if takers and len(takers) < len(MODELS):
+            notes.append(f"--model-option {item} goes to the {' and '.join(takers)} model"
+                         f"{'s' if len(takers) > 1 else ''} only (the others have no {_option_field(item)})")
+    return notes
+
+
 def option_notes(args: argparse.Namespace, argv: list[str], runs: list[tuple[str, int, str]]) -> list[str]:
     """One line per option that has no effect or changes another (each said once)."""
-    notes = []
+    notes = model_option_notes(args)
     if args.steps_per_model and "epochs" in given_values(build_parser(), argv):
         notes.append(f"--epochs {args.epochs} has no effect: --steps-per-model {args.steps_per_model} sets the "
                      f"budget ({epochs_per_model(args)} epochs); pass --steps-per-model 0 to train --epochs epochs")
@@ -384,6 +413,12 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         epochs = stored.get("epochs", train_config.epochs)
         finished = (record.epoch if record.epoch is not None else epochs) >= epochs or stored.get("max_minutes") is not None
         if best.exists() and (finished or source == best):
+            if source != best:  # the file that is reused (and evaluated) must be readable too
+                try:
+                    load_checkpoint(best)
+                except CheckpointError as error:
+                    return plans, (f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again "
+                                   f"(or another --checkpoint-dir to keep it)")
             plans[name] = None
         elif finished:  # a finished run whose best_model.pt is gone: nothing to continue, nothing to evaluate
             return plans, (f"{run_dir} holds the last.pt of a finished run but no {BEST}; pass --retrain to train "
@@ -399,8 +434,23 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
                    "pass --retrain to train them again, or another --checkpoint-dir to keep them")
 
 
+def joined_option_values(argv: list[str], options: tuple[str, ...] = ("--train-args",)) -> list[str]:
+    """``argv`` with the value of each of ``options`` joined to it (``--train-args=--deterministic``): argparse
+    takes a separate value that starts with ``-`` for an option ("expected one argument"), though a value of
+    ``--train-args`` is training options, which all start so."""
+    joined, index = [], 0
+    while index < len(argv):
+        if argv[index] in options and index + 1 < len(argv):
+            joined.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(argv[index])
+            index += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = joined_option_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return run_demo(args, argv)
@@ -431,6 +481,44 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     amp = args.amp == "on" or (args.amp == "auto" and bf16_supported(device))
     runs = run_names(args.seeds, learned_localiser(args))
+    locks, problem = lock_run_folders(args, runs)
+    if problem is not None:  # before anything reads a run folder that another process uses
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run_demo_locked(args, argv, device, amp, runs, locks)
+    finally:
+        for lock in locks.values():
+            lock.release()
+
+
+def lock_run_folders(args: argparse.Namespace, runs: list[tuple[str, int, str]]
+                     ) -> tuple[dict[str, RunLock], str | None]:
+    """Take the lock of every run folder that exists (:mod:`training.run_folder.lock`, as training does), so
+    that no other demo or training process writes one while this demo reads, continues or refits it.
+
+    Returns:
+        ``({run name: its held lock}, problem)``: the problem (a folder in use, naming the holder's pid)
+        comes with no lock held.
+    """
+    locks: dict[str, RunLock] = {}
+    for _, _, name in runs:
+        run_dir = Path(args.checkpoint_dir) / name
+        try:
+            lock = lock_existing_run_folder(run_dir)
+        except RunFolderBusy:
+            for held in locks.values():
+                held.release()
+            return {}, (f"{run_dir} is in use by another process ({RunLock(run_dir).holder()}): another demo or "
+                        "training run; wait for it to end or stop it, or pass another --checkpoint-dir")
+        if lock is not None:
+            locks[name] = lock
+    return locks, None
+
+
+def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: torch.device, amp: bool,
+                     runs: list[tuple[str, int, str]], locks: dict[str, RunLock]) -> int:
+    """The demo once its existing run folders are locked (``locks``; a run trained here takes its own)."""
     plans, problem = check_reused_runs(args, runs, amp)
     if problem is not None:  # before the judges or any training: a stale run is never reported as new
         print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -470,12 +558,17 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         best = run_dir / BEST
         if name in plans and plans[name] is None:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
-            stale = stale_prior(best)
-            if stale is not None:  # a run trained before the current prior rule samples with it from now on
-                log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
-                _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
-                fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
-                               seed=train_config.seed)
+            try:
+                stale = stale_prior(best)
+                if stale is not None:  # a run trained before the current prior rule samples with it from now on
+                    log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
+                    _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
+                    fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
+                                   seed=train_config.seed)
+            except (CheckpointError, FileNotFoundError) as error:  # e.g. weights that are not finite
+                print(f"{PROG}: error: cannot use the run in {run_dir}: {' '.join(str(error).split())}; pass "
+                      "--retrain to train it again (or another --checkpoint-dir to keep it)", file=sys.stderr)
+                return EXIT_USAGE
         else:
             resume = plans.get(name)
             log(f"{'continuing' if resume else 'training'} {name} ({model}, seed {seed})"
@@ -484,7 +577,8 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             model_config, train_config, data_config, notes = requested_configs(args, model, seed, name, amp)
             try:
                 result = train(model, model_config, train_config, data_config, run_dir, resume=resume,
-                               overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE)
+                               overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE,
+                               lock=locks.pop(name, None))  # train() releases it
             except LOGGED_TRAINING_ERRORS as error:  # the run has said what happened, and what last.pt holds
                 return getattr(error, "exit_status", EXIT_WRITE if isinstance(error, RunWriteError) else EXIT_FAILED)
             except TRAINING_ERRORS as error:  # a run folder that cannot be used
@@ -492,6 +586,11 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                 return EXIT_USAGE
             if not result.finished:  # the run has said where it stopped, and how to continue
                 return result.exit_status
+            held, problem = lock_run_folders(args, [(model, seed, name)])  # train() let it go: held till the end
+            if problem is not None:
+                print(f"{PROG}: error: {problem}", file=sys.stderr)
+                return EXIT_USAGE
+            locks.update(held)
             if not best.exists():  # a --minutes-per-model budget spent before the first epoch ended
                 print(f"{PROG}: error: training {name} reached its --minutes-per-model budget at step {result.step}, "
                       f"before its first epoch ended, so there is no {BEST} to evaluate; {CONTINUE}, or give it "

@@ -13,8 +13,9 @@ Reads ``NAME_metrics.json`` files written by ``evaluate.py`` (files, or folders 
   metrics of :mod:`evaluation.generation`), ``table_cost`` as ``.md`` and ``.tex``.
 
 Several runs of one model with the same settings (seeds) are reported as mean ± sample standard
-deviation. A run is its checkpoint: repeat evaluations of one checkpoint (a copied file, another test-set
-size) count once (the one on the most test videos is kept, with a note). The summary files it writes are
+deviation. A run is its checkpoint's weights: repeat evaluations of one checkpoint (a copied file, another
+test-set size, a refitted prior) count once (the one on the most test videos is kept, with a note). A
+section that is null (e.g. ``"generation": null``) is read as missing, with a note. The summary files it writes are
 never read back as runs, so it can run again on its own output folder. Runs of one model with different settings (an ablation, e.g. ``--model-option
 content_pooling=global``) become separate columns named by the settings in which they differ.
 """
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    for document in documents:
+        if document["missing_sections"]:
+            print(f"note: {document['source']} holds no {', '.join(document['missing_sections'])} metrics (null): "
+                  "those cells are left blank")
     documents, repeats = reports.distinct_runs(documents)
     for note in repeats:
         print(f"note: {note}")

@@ -39,7 +39,7 @@ from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures
 from evaluation.trained_runs import checkpoint_data_config, test_loader
-from models.checkpoint import CheckpointError, Key, RunRecord, library_versions, load_model
+from models.checkpoint import CheckpointError, Key, RunRecord, library_versions, load_model, weights_sha256
 from utils.atomic import atomic_write_json
 from utils.devices import resolve_device
 from utils.provenance import collect as provenance
@@ -335,7 +335,9 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
     }
     return {
         "checkpoint": str(Path(setup.checkpoint_path).resolve()),
-        "checkpoint_sha256": file_sha256(setup.checkpoint_path),  # what summarize.py identifies a run by
+        "checkpoint_sha256": file_sha256(setup.checkpoint_path),
+        # what summarize.py identifies a run by: its weights, which a refitted prior does not change
+        "weights_sha256": weights_sha256(record.model_state),
         "experiment_name": record.experiment_name,
         "model_name": record.model_name,
         "epoch": record.epoch,

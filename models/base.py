@@ -246,10 +246,17 @@ class VideoVAE(nn.Module):
         return self._posteriors(video)
 
     def decode(self, latents: dict[str, Tensor]) -> Tensor:
-        """Decode codes (keys and shapes as ``encode``, any T >= 1) to ``(B, T, C, H, W)`` probabilities."""
+        """Decode codes (keys and shapes as ``encode``, any T >= 1) to ``(B, T, C, H, W)`` probabilities
+        (``ValueError`` rather than a non-finite video: ``reconstruct``, ``sample``, ``combine``, ``swap`` and
+        ``interpolate`` all decode here)."""
         check_shapes(latents, self.latent_layout, "latents")
         check_codes(latents, "latents")
-        return torch.sigmoid(self._decode_logits(latents))
+        frames = torch.sigmoid(self._decode_logits(latents))
+        if not bool(torch.isfinite(frames).all()):  # every verb that returns videos decodes here
+            raise ValueError("the decoded video holds NaN or infinite values, though its codes are finite: the "
+                             "decoder overflowed (codes far outside what it was trained on do this, or weights "
+                             "that are not finite)")
+        return frames
 
     def forward(
         self, video: Tensor, kl_scale: float = 1.0, generator: torch.Generator | None = None

@@ -29,6 +29,7 @@ before any of it runs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import platform
@@ -289,6 +290,7 @@ def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
     expected_model: str | None = None,
+    fitted_prior: bool = True,
 ) -> tuple[VideoVAE, dict[str, Any]]:
     """Rebuild the exact model of a checkpoint from the checkpoint alone, in eval mode.
 
@@ -296,6 +298,8 @@ def load_model(
         path: the ``.pt`` file.
         device: where the model goes.
         expected_model: if given, the registry name the checkpoint must hold.
+        fitted_prior: attach the checkpoint's ex-post prior (checked: a damaged one, NaN included, is a
+            ``CheckpointError``); False leaves it unread (``training.fit_prior``, which replaces it).
 
     Returns:
         ``(model, checkpoint)``.
@@ -319,18 +323,39 @@ def load_model(
     if problem is not None:
         raise CheckpointError(f"{path} holds non-finite weights ({problem}): its run diverged; use a checkpoint "
                               "written before that")
-    if record.fitted_prior is not None:
+    if fitted_prior and record.fitted_prior is not None:
         try:
             model.set_fitted_prior(FittedPrior.from_state_dict(record.fitted_prior))
         except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path} holds a damaged fitted prior: {error}") from error
+            raise CheckpointError(f"{path} holds a damaged fitted prior: {error}; fit it again with `python -m "
+                                  f"training.fit_prior --checkpoint {path}`") from error
     return model.to(device).eval(), checkpoint
 
 
-def save_fitted_prior(path: str | os.PathLike, prior: FittedPrior) -> Path:
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 of a weights dict: each tensor's name, dtype, shape and bytes, in name order. What the
+    run learned, whatever else its file holds: a refitted prior or a re-save does not change it."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_fitted_prior(path: str | os.PathLike, prior: FittedPrior, fitted_to: str | None = None) -> Path:
     """Store an ex-post fitted prior inside the checkpoint at ``path`` (read, then written back atomically:
-    a crash leaves the previous file whole). Raises as :func:`load_checkpoint`."""
+    a crash leaves the previous file whole). Raises as :func:`load_checkpoint`.
+
+    Args:
+        fitted_to: the :func:`weights_sha256` of the weights the prior was fitted to; the checkpoint's must
+            still be those (``CheckpointError`` otherwise: another process wrote new weights meanwhile).
+    """
     checkpoint = load_checkpoint(path)
+    if fitted_to is not None and weights_sha256(RunRecord.of(checkpoint).model_state) != fitted_to:
+        raise CheckpointError(f"{path} holds other weights than those its prior was fitted to (another process "
+                              f"wrote it meanwhile): the prior was not stored; fit it again with `python -m "
+                              f"training.fit_prior --checkpoint {path}`")
     checkpoint[Key.FITTED_PRIOR] = prior.state_dict()
     return atomic_torch_save(checkpoint, path)
 

@@ -35,11 +35,15 @@ def _check_integer(name: str, value: Any, minimum: int, what: str) -> None:
         raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
-def check_finite_number(name: str, value: Any, minimum: float | None = None) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite real number (and at least ``minimum``, if given)."""
+def check_finite_number(name: str, value: Any, minimum: float | None = None, maximum: float | None = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number (at least ``minimum`` and at most
+    ``maximum``, where given)."""
     valid = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not valid or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum:g}"
+    if not valid or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if minimum is not None and maximum is not None:
+            bound = f" from {minimum:g} to {maximum:g}"
+        else:
+            bound = f" >= {minimum:g}" if minimum is not None else f" <= {maximum:g}" if maximum is not None else ""
         raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
 
 

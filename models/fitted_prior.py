@@ -32,7 +32,8 @@ motion ``(B, T, Dm)``):
 
 The content is drawn at a **temperature** (:data:`DEFAULT_CONTENT_TEMPERATURE`, 0.4): a component is chosen
 by its weight as fitted, and its draw is ``mu_k + temperature * L_k eps``, the component's spread scaled down
-(1 draws the fitted mixture itself; 0 draws its component means). The diagonal components are wide in
+(1 draws the fitted mixture itself; 0 draws its component means; at most
+:data:`MAX_CONTENT_TEMPERATURE`, 4). The diagonal components are wide in
 directions along which the codes do not vary together, so full-spread draws leave the codes' manifold and
 decode to blends; on the object models, drawn nearer the components' means, the samples come closer to the
 data as a distribution (Fréchet judge distance and recall) and read better (benchmarks/NOTES.md row 50;
@@ -74,6 +75,9 @@ DEFAULT_COMPONENTS = 200  # the content's (and a per-frame motion mixture's)
 PATH_COMPONENTS = 100
 DEFAULT_COVARIANCE = "diag"
 DEFAULT_CONTENT_TEMPERATURE = 0.4
+# The content temperatures a prior accepts: 0 (the component means) to 4 (four times the fitted spread, far
+# past where draws still decode to digits); a larger one draws codes that overflow the decoder to NaN.
+MAX_CONTENT_TEMPERATURE = 4.0
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
@@ -148,7 +152,19 @@ class GaussianMixture:
                 f"mismatched Gaussian mixture shapes: weights {tuple(weights.shape)}, means "
                 f"{tuple(means.shape)}, scales {tuple(scales.shape)} (expected {expected})"
             )
+        for name, value in (("weights", weights), ("means", means), ("scales", scales)):
+            _check_finite(name, value)
+        if bool((weights < 0).any()) or not float(weights.sum()) > 0:
+            raise ValueError("a Gaussian mixture's weights must be at least 0, and not all 0")
         return cls(weights, means, scales, covariance)
+
+
+def _check_finite(what: str, values: Tensor) -> None:
+    """``ValueError`` naming ``what`` and the count of its NaN or infinite values, if it holds any."""
+    if values.is_floating_point():
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise ValueError(f"{what} hold {bad} NaN or infinite value{'s' if bad > 1 else ''}")
 
 
 def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
@@ -372,8 +388,13 @@ class PathPrior:
         if not isinstance(state, Mapping) or not {"mixture", "frames", "slots"} <= set(state) <= {
                 "mixture", "frames", "slots", "bounds"}:
             raise ValueError("a path prior needs the keys mixture, frames, slots (and bounds, optionally), no other")
+        bounds = state.get("bounds")
+        if bounds is not None:
+            if not isinstance(bounds, Tensor) or tuple(bounds.shape) != (2, 2):
+                raise ValueError("a path prior's bounds must be a (2, 2) tensor")
+            _check_finite("bounds", bounds)
         return cls(GaussianMixture.from_state_dict(state["mixture"]), int(state["frames"]), int(state["slots"]),
-                   state.get("bounds"))
+                   bounds)
 
 
 class FittedPrior:
@@ -478,12 +499,15 @@ class FittedPrior:
             raise ValueError("a fitted prior needs a 'content' mixture")
         if state.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unknown fitted prior format {state.get('format_version')!r}")
-        motion, paths = state.get("motion"), state.get("paths")
-        return cls(GaussianMixture.from_state_dict(state["content"]),
-                   GaussianMixture.from_state_dict(motion) if motion is not None else None,
-                   int(state.get("num_videos", 0)), int(state.get("content_slots", 1)),
-                   PathPrior.from_state_dict(paths) if paths is not None else None,
-                   state.get("content_temperature", 1.0))
+        parts = {}
+        for key, read in (("content", GaussianMixture.from_state_dict), ("motion", GaussianMixture.from_state_dict),
+                          ("paths", PathPrior.from_state_dict)):
+            try:
+                parts[key] = read(state[key]) if state.get(key) is not None else None
+            except ValueError as error:
+                raise ValueError(f"its {key} {'prior' if key == 'paths' else 'mixture'}: {error}") from None
+        return cls(parts["content"], parts["motion"], int(state.get("num_videos", 0)),
+                   int(state.get("content_slots", 1)), parts["paths"], state.get("content_temperature", 1.0))
 
 
 def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS,
@@ -557,7 +581,7 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
 
 
 def check_temperature(temperature: Any) -> float:
-    """``temperature`` as a float; ``ValueError`` unless it is a finite number of at least 0 (1 draws the
-    fitted mixture itself, 0 its component means)."""
-    check_finite_number("the content temperature", temperature, minimum=0.0)
+    """``temperature`` as a float; ``ValueError`` unless it is a finite number from 0 to
+    :data:`MAX_CONTENT_TEMPERATURE` (1 draws the fitted mixture itself, 0 its component means)."""
+    check_finite_number("the content temperature", temperature, minimum=0.0, maximum=MAX_CONTENT_TEMPERATURE)
     return float(temperature)

@@ -133,3 +133,34 @@ def test_atomic_output_moves_a_path_written_file_into_place_or_leaves_nothing(tm
         temporary.write_bytes(b"half")
         raise KeyboardInterrupt
     assert target.read_bytes() == b"first" and [path.name for path in tmp_path.iterdir()] == ["video.mp4"]
+
+
+def test_the_next_write_into_a_folder_removes_the_temporaries_of_killed_writers_and_says_so(tmp_path, caplog):
+    """Issue 33, item 12: a kill -9 mid-write leaves ``.NAME.PID.XXXXXXXX.tmp``; the next process that writes
+    into the folder removes those of writers that no longer run (and no one else's), and logs it."""
+    import subprocess
+    import sys
+    import time
+
+    from utils import atomic
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(ended.stdout)
+    old = time.time() - 7200
+    stale = [tmp_path / f".last.pt.{dead}.abcdefgh.tmp", tmp_path / f".samples.png.{dead}.ab_d1234.tmp.png",
+             tmp_path / ".best_model.pt.zyxwvuts.tmp"]  # the last one named by older code (no pid), 2 h old
+    kept = [tmp_path / ".last.pt.1.abcdefgh.tmp",  # pid 1 runs: a live writer's
+            tmp_path / f".metrics.json.{os.getpid()}.abcdefgh.tmp",  # this process's own
+            tmp_path / "notes.tmp", tmp_path / ".hidden"]  # not temporaries of atomic writes
+    for path in stale + kept:
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (old, old))
+    fresh = tmp_path / f".other.pt.{dead}.abcdefgh.tmp"  # written after this process started: left alone
+    fresh.write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="utils.atomic"):
+        atomic_write_json(tmp_path / "result.json", {"value": 1})
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept) and fresh.exists()
+    assert "removed 3 temporary files" in caplog.text and str(tmp_path) in caplog.text
+    assert not list(tmp_path.glob(f".result.json.{os.getpid()}.*"))  # its own temporary went into place
+    with tempfile.NamedTemporaryFile(dir=tmp_path, prefix=atomic._temporary_prefix(tmp_path / "x"), suffix=".tmp"):
+        assert atomic.remove_stale_temporaries(tmp_path) == []  # swept once per folder per process

@@ -85,6 +85,8 @@ def test_a_full_disk_while_writing_a_figure_is_one_line_exit_3_and_leaves_whole_
     metadata = json.loads((save_dir / "tiny_run_metrics.json").read_text())["metadata"]  # written before, whole
     # and it names the checkpoint by its content, which summarize.py identifies runs by
     assert metadata["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    from models.checkpoint import load_checkpoint, weights_sha256  # and by its weights (issue 33, item 3)
+    assert metadata["weights_sha256"] == weights_sha256(load_checkpoint(checkpoint)["model_state_dict"])
     assert not (save_dir / "tiny_run_samples.png").exists()
     assert not [path for path in save_dir.iterdir() if path.name.startswith(".")]  # no temporary file left
 
@@ -171,3 +173,30 @@ def test_files_written_before_the_checkpoint_hash_are_identified_by_checkpoint_p
     kept, notes = report.distinct_runs(documents)
     assert [document["source"] for document in kept] == ["a", "c"] and len(notes) == 1
 
+
+
+def test_summarize_reads_a_document_whose_generation_is_null_and_says_what_is_missing(tmp_path):
+    folder = tmp_path / "eval_results"
+    write_documents(folder, {"a_metrics.json": {**metrics_document("baseline", "a", 0.03, "aa"), "generation": None},
+                             "b_metrics.json": metrics_document("disentangled", "b", 0.02, "bb")})
+    code, out, err = run_summarize(folder)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"note: {folder / 'a_metrics.json'} holds no generation metrics (null)" in out
+    assert json.loads((folder / "comparison_results.json").read_text())["Baseline VAE"]["mse"] == 0.03
+
+
+def test_a_run_whose_prior_was_refitted_is_one_run_not_two_seeds(tmp_path):
+    """Issue 33, item 3: a refitted prior changes the checkpoint file's hash but not its weights; a run
+    evaluated before and after the refit counts once. Files written before the weights hash still read."""
+    folder = tmp_path / "eval_results"
+    write_documents(folder, {
+        "before_metrics.json": metrics_document("baseline", "baseline_vae", 0.03, "file1", weights_sha256="w1"),
+        "after_metrics.json": metrics_document("baseline", "baseline_vae", 0.03, "file2", weights_sha256="w1"),
+        "seed43_metrics.json": metrics_document("baseline", "seed43", 0.04, "file3", weights_sha256="w2"),
+        "older_metrics.json": metrics_document("lstm", "lstm_vae", 0.05, "file4"),  # before the weights hash
+    })
+    code, out, err = run_summarize(folder)
+    assert code == 0, err
+    assert out.count("a repeat evaluation, not another seed") == 1
+    results = json.loads((folder / "comparison_results.json").read_text())
+    assert results["Baseline VAE"]["num_runs"] == 2 and results["LSTM-VAE"]["num_runs"] == 1

@@ -155,3 +155,90 @@ def test_a_reused_run_with_an_older_prior_gets_it_fitted_again(stopped_then_cont
     assert code == 130 and out.count("reusing") == 4
     assert out.count("fitting it again") == 1 and "lstm_vae: its ex-post prior is of format 1" in out
     assert stale_prior(best) is None and stale_prior(runs / "lstm_vae" / LAST) is None
+
+
+def test_train_args_that_start_with_dashes_are_accepted_as_a_separate_value(tmp_path, monkeypatch):
+    """Issue 33, item 14: ``--train-args '--deterministic'`` (a separate value starting with ``--``) is the
+    value of --train-args, as ``--train-args=--deterministic`` is."""
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda args, argv: seen.append((args.train_args, argv)) or 0)
+    assert demo.main(["--train-args", "--deterministic", "--seeds", "1"]) == 0
+    assert seen[0][0] == "--deterministic" and "--train-args=--deterministic" in seen[0][1]
+    assert demo.main(["--train-args=--grad-clip 1"]) == 0 and seen[1][0] == "--grad-clip 1"
+
+
+def test_a_model_option_goes_only_to_the_models_that_have_it_and_the_demo_says_which(tmp_path):
+    """Issue 33, item 7: ``--model-option architecture=average`` (the Disentangled VAE's alone) no longer
+    fails for the Baseline VAE; a note names the models it went to."""
+    argv = [*TINY[:-1], TINY[-1] + " --model-option architecture=average --model-option slots=2",
+            "--checkpoint-dir", str(tmp_path / "checkpoints"), "--out", str(tmp_path / "results")]
+    args = demo.build_parser().parse_args(argv)
+    assert demo.check_training_options(args) is None
+    assert demo.requested_configs(args, "baseline", 42, "baseline_vae", amp=False)[0].feature_dim == 8
+    assert demo.requested_configs(args, "disentangled", 42, "d", amp=False)[0].architecture == "average"
+    notes = demo.option_notes(args, argv, demo.run_names(1, demo.learned_localiser(args)))
+    assert "--model-option architecture=average goes to the disentangled model only (the others have no " \
+           "architecture)" in notes
+    # an option no model has is still refused, naming it
+    args.train_args += " --model-option no_such_field=1"
+    assert "no_such_field" in demo.check_training_options(args)
+
+
+def test_a_truncated_reused_best_beside_an_intact_last_is_one_line_before_any_work(stopped_then_continued,
+                                                                                   tmp_path):
+    """Issue 33, item 6: the reused best_model.pt is read before any work, as last.pt is."""
+    best = copy_runs(stopped_then_continued, tmp_path) / "lstm_vae" / BEST
+    best.write_bytes(best.read_bytes()[:1000])
+    code, out, error = run_demo(tmp_path)
+    assert code == 2
+    line = one_line(error)
+    assert line.startswith(f"demo.py: error: cannot use the run in {best.parent}: ") and str(best) in line
+    assert "--retrain" in line and "reusing" not in out and not (tmp_path / "results").exists()
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused_before_any_work(stopped_then_continued, tmp_path):
+    """Issue 33, item 8: a second demo (here: this process holding the lock, as the first demo does) on the
+    same checkpoint folder is refused in one line naming the first's pid, before it reads or refits anything."""
+    from training.run_folder.lock import RunLock
+
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    best = runs / "lstm_vae" / BEST
+    checkpoint = load_checkpoint(best)
+    checkpoint["fitted_prior"] = {**checkpoint["fitted_prior"], "format_version": 1}  # would be refitted
+    atomic_torch_save(checkpoint, best)
+    before = best.read_bytes()
+    with RunLock(runs / "lstm_vae"):
+        code, out, error = run_demo(tmp_path)
+    assert code == 2
+    line = one_line(error)
+    assert f"{runs / 'lstm_vae'} is in use by another process (pid {os.getpid()} on " in line
+    assert "--overwrite" not in line and "reusing" not in out and "fitting" not in out
+    assert best.read_bytes() == before and not (tmp_path / "results").exists()
+    # the locks are released: the baseline run's folder can be locked again
+    with RunLock(runs / "baseline_vae"):
+        pass
+
+
+def test_the_demo_holds_the_folders_of_the_runs_it_trained_until_it_ends(stopped_then_continued, tmp_path,
+                                                                         monkeypatch):
+    """Issue 33, item 8: a run the demo trained (train() releases its lock) stays locked through its
+    evaluation, so a second demo cannot start on it meanwhile."""
+    from training.run_folder.lock import RunFolderBusy, RunLock
+
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    shutil.rmtree(runs / "lstm_vae")  # trained again by this demo
+    busy = []
+
+    def evaluate_while_a_second_process_tries(path, *args, **kwargs):
+        for name in ("baseline_vae", "lstm_vae"):  # reused, and trained by this demo
+            with pytest.raises(RunFolderBusy):
+                RunLock(runs / name).acquire()
+            busy.append(name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "evaluate", evaluate_while_a_second_process_tries)
+    code, out, _ = run_demo(tmp_path)
+    assert code == 130 and "training lstm_vae" in out and busy == ["baseline_vae", "lstm_vae"]
+    for name in ("baseline_vae", "lstm_vae"):
+        with RunLock(runs / name):  # released at the end
+            pass

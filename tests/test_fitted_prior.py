@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 
 import pytest
 import torch
 
 from models import MODELS
-from models.checkpoint import CheckpointError, load_checkpoint, load_model, save_fitted_prior
+from models.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    load_model,
+    save_fitted_prior,
+)
 from models.fitted_prior import FittedPrior, GaussianMixture, PathPrior, fit_gaussian_mixture, fit_prior
 from tests.evaluation_helpers import write_checkpoint
 from tests.test_models import tiny_model
@@ -133,8 +140,8 @@ def test_a_run_fits_once_when_best_and_last_hold_the_same_weights(tmp_path, monk
     best = write_checkpoint(tmp_path / "run")
     shutil.copy(best, best.parent / "last.pt")
     calls = []
-    real = fit_prior_module.fit_checkpoint_prior
-    monkeypatch.setattr(fit_prior_module, "fit_checkpoint_prior",
+    real = fit_prior_module.fit_prior
+    monkeypatch.setattr(fit_prior_module, "fit_prior",
                         lambda *args, **kwargs: calls.append(args[0]) or real(*args, **kwargs))
     batches = [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))]
     written = fit_prior_module.fit_run_priors(best.parent, batches, components=2, steps=2)
@@ -480,3 +487,138 @@ def test_path_prior_keeps_every_frame_in_the_box_of_the_training_positions():
     assert FittedPrior.from_state_dict(older).paths.bounds is None
     with pytest.raises(ValueError, match="bounds must be a"):
         PathPrior(prior.paths.mixture, 4, 2, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Issue 33: the prior is part of the model
+
+
+def _fit_options() -> list[str]:
+    return ["--components", "2", "--path-components", "2", "--steps", "2", "--videos", "8", "--device", "cpu"]
+
+
+def test_a_prior_is_only_stored_beside_the_weights_it_was_fitted_to(tmp_path, monkeypatch):
+    """Item 1: weights written while the prior is fitted (a training run on the same file) are not given
+    the prior of the earlier weights."""
+    from models.checkpoint import weights_sha256
+    from training import fit_prior as fit_prior_module
+
+    path = write_checkpoint(tmp_path / "run")
+    real = fit_prior_module.fit_prior
+
+    def training_writes_meanwhile(model, *args, **kwargs):
+        prior = real(model, *args, **kwargs)
+        checkpoint = load_checkpoint(path)
+        checkpoint["model_state_dict"] = {key: value + 1 if value.is_floating_point() else value
+                                          for key, value in checkpoint["model_state_dict"].items()}
+        atomic_torch_save(checkpoint, path)
+        return prior
+
+    monkeypatch.setattr(fit_prior_module, "fit_prior", training_writes_meanwhile)
+    batches = [torch.rand(6, 6, 1, 32, 32, generator=torch.Generator().manual_seed(1))]
+    with pytest.raises(CheckpointError, match="other weights than those its prior was fitted to"):
+        fit_prior_module.fit_checkpoint_prior(path, batches, components=2, steps=2)
+    assert "fitted_prior" not in load_checkpoint(path)
+    # the weights hash is of the weights alone: a stored prior does not change it
+    before = weights_sha256(load_checkpoint(path)["model_state_dict"])
+    monkeypatch.setattr(fit_prior_module, "fit_prior", real)
+    fit_prior_module.fit_checkpoint_prior(path, batches, components=2, steps=2)
+    assert weights_sha256(load_checkpoint(path)["model_state_dict"]) == before
+
+
+def test_fit_prior_takes_the_run_folders_lock(tmp_path, capsys):
+    """Item 1: a second process on the run folder (training, the demo, another fit) is refused in one line
+    naming the holder's pid, and nothing is written."""
+    from training.fit_prior import main
+    from training.run_folder.lock import RunLock
+
+    best = write_checkpoint(tmp_path / "run")
+    before = best.read_bytes()
+    with RunLock(best.parent):
+        for target in (best, best.parent):
+            assert main(["--checkpoint", str(target), *_fit_options()]) == 2
+            error = capsys.readouterr().err
+            assert error.count("\n") == 1 and f"pid {os.getpid()}" in error, error
+    assert best.read_bytes() == before
+    assert main(["--checkpoint", str(best), *_fit_options()]) == 0  # the lock released, it runs
+
+
+def test_a_non_finite_stored_prior_is_one_line_at_load_naming_the_file_and_the_fix(tmp_path, capsys):
+    """Item 5: NaN in a stored prior's weights, means, scales or paths' bounds is refused when the checkpoint
+    is loaded; the fix the message names (refitting) works."""
+    from training.fit_prior import main
+
+    path = write_checkpoint(tmp_path / "run")
+    assert main(["--checkpoint", str(path), *_fit_options()]) == 0
+    good = load_checkpoint(path)
+    for part, key in (("content", "weights"), ("content", "means"), ("content", "scales"), ("paths", "bounds")):
+        checkpoint = {**good, "fitted_prior": {**good["fitted_prior"]}}
+        stored = checkpoint["fitted_prior"]
+        if part == "paths":
+            stored["paths"] = {**stored["paths"], "bounds": stored["paths"]["bounds"] * math.nan}
+        else:
+            stored[part] = {**stored[part], key: stored[part][key].clone()}
+            stored[part][key].view(-1)[0] = math.nan
+        atomic_torch_save(checkpoint, path)
+        with pytest.raises(CheckpointError) as raised:
+            load_model(path)
+        message = str(raised.value)
+        assert str(path) in message and "NaN or infinite" in message and part in message, message
+        assert f"python -m training.fit_prior --checkpoint {path}" in message and "\n" not in message
+    assert main(["--checkpoint", str(path), *_fit_options()]) == 0  # the fix it names
+    assert load_model(path)[0].fitted_prior is not None
+    capsys.readouterr()
+
+
+def test_fit_prior_checks_every_file_before_writing_any(tmp_path, capsys):
+    """Item 10: a good best_model.pt beside a corrupt last.pt: exit 2 naming last.pt, and best_model.pt is
+    untouched (not half done and reported as failed)."""
+    from training.fit_prior import main
+
+    best = write_checkpoint(tmp_path / "run")
+    (best.parent / "last.pt").write_bytes(best.read_bytes()[:1000])
+    before = best.read_bytes()
+    assert main(["--checkpoint", str(best.parent), *_fit_options()]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "last.pt" in error
+    assert best.read_bytes() == before
+
+
+def test_fit_prior_on_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    """Item 11."""
+    from training import fit_prior as fit_prior_module
+
+    best = write_checkpoint(tmp_path / "run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_prior_module, "fit_prior", interrupted)
+    assert fit_prior_module.main(["--checkpoint", str(best), *_fit_options()]) == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error and "interrupted" in error
+    assert "fitted_prior" not in load_checkpoint(best)
+
+
+def test_the_content_temperature_has_a_documented_range_everywhere(tmp_path, capsys):
+    """Item 4: a temperature past MAX_CONTENT_TEMPERATURE (1e30 gave all-NaN samples) is refused by the
+    constructor, the setter, the command line and a stored prior, each in one line."""
+    from models.fitted_prior import MAX_CONTENT_TEMPERATURE
+    from training.fit_prior import main
+
+    path = write_checkpoint(tmp_path / "run")
+    assert main(["--checkpoint", str(path), *_fit_options(), "--temperature", str(MAX_CONTENT_TEMPERATURE)]) == 0
+    prior = load_model(path)[0].fitted_prior
+    for bad in (MAX_CONTENT_TEMPERATURE + 0.5, 1e30, 1e308):
+        with pytest.raises(ValueError, match="content temperature must be a finite number from 0 to 4"):
+            FittedPrior(prior.content, content_temperature=bad)
+        with pytest.raises(ValueError, match="content temperature must be a finite number from 0 to 4"):
+            prior.content_temperature = bad
+        with pytest.raises(SystemExit):
+            main(["--checkpoint", str(path), "--temperature", str(bad)])
+        assert "must be a finite number >= 0 and <= 4" in capsys.readouterr().err
+    checkpoint = load_checkpoint(path)
+    checkpoint["fitted_prior"]["content_temperature"] = 1e30  # written by a version without the bound
+    atomic_torch_save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="content temperature must be .* fit it again with"):
+        load_model(path)

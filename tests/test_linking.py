@@ -194,3 +194,17 @@ def test_a_checkpoint_from_before_a_field_reads_as_the_model_it_holds():
         assert RunRecord.of(checkpoint).model_config["track_alignment"] == 0
         differences = config_differences(checkpoint, "disentangled", asked, TrainConfig(experiment_name="run", model="disentangled"), data)
         assert ("track_alignment 0 (asked 2)" in differences) == differs
+
+
+def test_the_default_glimpse_follows_small_frames_and_too_small_frames_name_the_option_to_change():
+    """Issue 33, item 9: ``--image-size 16`` trains the default Disentangled VAE (its default glimpse of 32
+    becomes 16, with a note) instead of an error about a glimpse_size the user never set."""
+    small = DataConfig(video=MovingMNISTConfig(image_size=16, num_frames=4))
+    config, notes = link_configs("disentangled", {}, small)
+    assert config.glimpse_size == 16 and any(note.startswith("glimpse_size 32 -> 16") for note in notes)
+    MODELS["disentangled"].from_config(config)  # it builds
+    with pytest.raises(ConfigError, match="glimpse_size must be"):  # a glimpse the user set stays theirs
+        link_configs("disentangled", {"glimpse_size": 32}, small, given={"glimpse_size"})
+    with pytest.raises(ConfigError, match="use --image-size 16 or more, or --model-option architecture=average"):
+        link_configs("disentangled", {}, DataConfig(video=MovingMNISTConfig(image_size=8, num_frames=4)))
+    assert link_configs("disentangled", {}, DataConfig(video=MovingMNISTConfig(image_size=64)))[0].glimpse_size == 32

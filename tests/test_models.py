@@ -435,3 +435,24 @@ def test_decode_and_combine_refuse_non_finite_or_integer_codes(video):
     broken = {key: value.clone().fill_(float("inf")) for key, value in latents.items()}
     with pytest.raises(ValueError, match="latents: .* non-finite"):
         model.decode(broken)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_no_verb_returns_a_non_finite_video(name):
+    """Issue 33, item 4: a decoder that overflows (here: NaN weights) makes every verb that returns videos
+    raise one ValueError instead of returning NaN frames."""
+    model = tiny_model(name).eval()
+    video = moving_squares()
+    with torch.no_grad():
+        content, motion = model.split(video)
+        for parameter_name, parameter in model.named_parameters():
+            if parameter_name.startswith("decoder."):
+                parameter.fill_(float("nan"))
+        verbs = {"reconstruct": lambda: model.reconstruct(video),
+                 "sample": lambda: model.sample(2, FRAMES, torch.Generator().manual_seed(0)),
+                 "combine": lambda: model.combine(content, motion), "swap": lambda: model.swap(video, video),
+                 "interpolate": lambda: model.interpolate(video, video, 2)}
+        for verb, call in verbs.items():
+            with pytest.raises(ValueError, match="decoded video holds NaN or infinite values"):
+                call()
+                pytest.fail(f"{verb} returned a non-finite video")

@@ -267,3 +267,47 @@ def test_train_checks_its_configs_before_it_creates_the_run_folder(tmp_path):
     for name in ("../x", "a/b", ".."):
         with pytest.raises(ValueError, match="plain folder name"):
             TrainConfig(experiment_name=name, model="baseline")
+
+
+def test_the_first_signal_during_the_end_of_training_prior_fit_stops_it_and_resume_fits_it(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """Issue 33, item 2: one SIGINT during the prior fit that ends a finished run stops the command (one line,
+    130), the trained weights stay on disk, and --resume then fits the prior."""
+    import training.train as train_function_module
+
+    real_fit = train_function_module.fit_run_priors
+
+    def interrupted_fit(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_function_module, "fit_run_priors", interrupted_fit)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    assert "SIGINT received while fitting the ex-post prior: stopped; the trained weights are saved in" in error
+    assert "continue with --resume (it fits the prior then)" in error
+    run = tmp_path / "run"
+    assert all(load_checkpoint(run / name)["epoch"] == 1 and "fitted_prior" not in load_checkpoint(run / name)
+               for name in (BEST, LAST))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+    monkeypatch.setattr(train_function_module, "fit_run_priors", real_fit)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1", "--resume")) == 0
+    assert all("fitted_prior" in load_checkpoint(run / name) for name in (BEST, LAST))
+
+
+def test_a_signal_during_the_last_validation_is_not_swallowed_by_the_prior_fit(tmp_path, capsys, monkeypatch):
+    """Issue 33, item 2: a signal as the last epoch ends (its stop request comes after the last step) stops
+    the command before the prior fit, rather than being ignored."""
+    real_validate = Trainer.validate
+
+    def validate_then_signal(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return real_validate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "validate", validate_then_signal)
+    assert main(tiny_args(tmp_path, "baseline", "run", "--epochs", "1")) == 143
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "SIGTERM received while fitting the ex-post prior: stopped" in error, error
+    assert load_checkpoint(tmp_path / "run" / LAST)["epoch"] == 1
+    assert "fitted_prior" not in load_checkpoint(tmp_path / "run" / BEST)

@@ -9,8 +9,10 @@ prior, format 2, the per-object path prior, format 3, and the content temperatur
 with other options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
-``evaluate.py --checkpoint X`` and ``model.sample``. A bad checkpoint or option prints one line on stderr and
-exits with status 2.
+``evaluate.py --checkpoint X`` and ``model.sample``. It holds the run folder's lock, as training does (a
+second process on the folder is refused in one line naming the first), reads and checks every checkpoint
+before it writes any, and stores a prior only beside the weights it was fitted to. A bad checkpoint or
+option, or a folder in use, prints one line on stderr and exits with status 2; Ctrl-C one line and 130.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from models.checkpoint import (
     load_checkpoint,
     load_model,
     save_fitted_prior,
+    weights_sha256,
 )
 from models.fitted_prior import (
     COVARIANCES,
@@ -41,10 +44,13 @@ from models.fitted_prior import (
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
     FORMAT_VERSION,
+    MAX_CONTENT_TEMPERATURE,
     PATH_COMPONENTS,
     FittedPrior,
     fit_prior,
 )
+from training.run_folder.lock import RunFolderBusy
+from training.run_folder.prepare import lock_existing_run_folder
 from utils.cli import device_name, number, positive_int
 from utils.devices import resolve_device
 
@@ -64,35 +70,40 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
 
     Returns:
         The prior, as stored.
+
+    Raises:
+        CheckpointError: the file is unusable, or holds other weights by the time the prior is stored (it is
+            then not stored: a prior is only ever stored beside the weights it was fitted to).
     """
-    model, _ = load_model(path, device)
+    model, checkpoint = load_model(path, device, fitted_prior=False)
+    fitted_to = weights_sha256(RunRecord.of(checkpoint).model_state)
     prior = fit_prior(model, loader, **options)
-    save_fitted_prior(path, prior)
+    save_fitted_prior(path, prior, fitted_to)
     return prior
 
 
 def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
                    **options: Any) -> dict[Path, FittedPrior]:
     """Fit and store the prior of a run folder's ``best_model.pt`` and ``last.pt`` (those that exist); where
-    both hold the same weights (the last epoch was the best), the one fit is stored in both.
+    both hold the same weights (the last epoch was the best), the one fit is stored in both. Every file is
+    read and checked before any is written, so an unusable one stops it with nothing written.
 
     Returns:
         ``{checkpoint written: the prior stored in it}``.
     """
-    written: dict[Path, FittedPrior] = {}
-    fitted: list[tuple[dict, FittedPrior]] = []  # (weights, prior) of each checkpoint fitted so far
+    models = {}  # every checkpoint's model and weights hash, before anything is written
     for name in (BEST, LAST):
         path = Path(run_dir) / name
-        if not path.is_file():
-            continue
-        weights = RunRecord.of(load_checkpoint(path)).model_state
-        prior = next((prior for seen, prior in fitted if _same_weights(seen, weights)), None)
-        if prior is None:
-            prior = fit_checkpoint_prior(path, loader, device, **options)
-            fitted.append((weights, prior))
-        else:
-            save_fitted_prior(path, prior)
-        written[path] = prior
+        if path.is_file():
+            model, checkpoint = load_model(path, device, fitted_prior=False)
+            models[path] = (model, weights_sha256(RunRecord.of(checkpoint).model_state))
+    written: dict[Path, FittedPrior] = {}
+    fitted: dict[str, FittedPrior] = {}  # the prior fitted to each weights hash so far
+    for path, (model, fitted_to) in models.items():
+        if fitted_to not in fitted:
+            fitted[fitted_to] = fit_prior(model, loader, **options)
+        save_fitted_prior(path, fitted[fitted_to], fitted_to)
+        written[path] = fitted[fitted_to]
     return written
 
 
@@ -105,10 +116,6 @@ def stale_prior(path: str | os.PathLike) -> str | None:
     if stored.get("format_version") != FORMAT_VERSION:
         return f"its ex-post prior is of format {stored.get('format_version')}, fitted by an older rule"
     return None
-
-
-def _same_weights(first: dict, second: dict) -> bool:
-    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,26 +142,31 @@ def main(argv: list[str] | None = None) -> int:
                              "(the object architectures); the default fits one full-covariance mixture of "
                              "--path-components components to every object's path. --covariance does not "
                              "change the paths' covariance")
-    parser.add_argument("--temperature", type=number(0.0, inclusive=True), default=DEFAULT_CONTENT_TEMPERATURE, metavar="T",
+    parser.add_argument("--temperature", type=number(0.0, inclusive=True, maximum=MAX_CONTENT_TEMPERATURE),
+                        default=DEFAULT_CONTENT_TEMPERATURE, metavar="T",
                         help=f"temperature of the content draws, stored with the prior: each draw is a component's "
                              f"mean plus T times its spread (1: the fitted mixture itself; 0: its component "
-                             f"means); the motion is drawn at 1 (default: {DEFAULT_CONTENT_TEMPERATURE})")
+                             f"means; from 0 to {MAX_CONTENT_TEMPERATURE:g}); the motion is drawn at 1 (default: "
+                             f"{DEFAULT_CONTENT_TEMPERATURE})")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
     parser.add_argument("--device", type=device_name, default="auto", help="where the encoder runs (default: auto)")
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="videos per batch")
     args = parser.parse_args(argv)
+    lock = None
     try:
         device = resolve_device(args.device)
         first = Path(args.checkpoint)
         run_dir = first if first.is_dir() else None
+        # The run folder's lock, as training holds it: no run writes new weights while its prior is fitted.
+        lock = lock_existing_run_folder(first if run_dir is not None else first.parent)
         if run_dir is not None:
             found = [run_dir / name for name in (BEST, LAST) if (run_dir / name).is_file()]
             if not found:
                 raise FileNotFoundError(f"the run folder {run_dir} holds neither {BEST} nor {LAST}")
             first = found[0]
-        _, checkpoint = load_model(first, device)
+        _, checkpoint = load_model(first, device, fitted_prior=False)
         image_size = RunRecord.of(checkpoint).model_config.get("image_size")
         data_config = DataConfig.from_checkpoint(checkpoint, image_size=image_size)
         loader = data_loaders(data_config, args.batch_size)[0]
@@ -166,9 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
             written = {first: fit_checkpoint_prior(first, loader, device, **options)}
-    except (FileNotFoundError, CheckpointError, ValueError, OSError) as error:
+    except (FileNotFoundError, CheckpointError, ValueError, OSError, RunFolderBusy) as error:
         print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted: stopped at once; every checkpoint is whole (with the prior stored before the "
+              "stop, or the one it had)", file=sys.stderr)
+        return 130
+    finally:
+        if lock is not None:
+            lock.release()
     for path, prior in written.items():
         described = prior.describe()
         print(f"{path}: content prior: {described['content']}")

@@ -26,6 +26,7 @@ from models.disentangled_vae import (
 from training.config import ConfigError, data_option_label, model_fields, model_option_label
 
 CHANNELS = 1  # Moving MNIST videos are grayscale: (B, T, 1, H, W)
+GLIMPSE_STEP = 16  # a glimpse side is a multiple of it (models.disentangled_vae)
 
 
 def linked_values(model_name: str, values: Mapping[str, Any], data_config: DataConfig) -> dict[str, tuple[Any, str]]:
@@ -58,7 +59,8 @@ def link_configs(model_name: str, model_config: Any, data_config: DataConfig,
 
     Fields the data decides (:func:`linked_values`) follow it unless they are in ``given``; a given one that
     disagrees is an error. When the slots follow the data and ``content_dim`` (not given) is not a multiple
-    of them, it is rounded up to the next multiple, with a note. Conv-architecture options given under an
+    of them, it is rounded up to the next multiple, with a note; a default ``glimpse_size`` larger than the
+    frames becomes the largest multiple of 16 that fits them, with a note. Conv-architecture options given under an
     object architecture (and the reverse) are noted as having no effect. A glimpse smaller than the digits
     is refused.
 
@@ -99,6 +101,20 @@ def link_configs(model_name: str, model_config: Any, data_config: DataConfig,
             notes.append(f"content_dim {content_dim} -> {adapted}: each of the {slots} slots gets an equal share of "
                          f"the content code (--content-dim sets another multiple of {slots})")
             values["content_dim"] = current["content_dim"] = adapted
+    glimpse, size = current.get("glimpse_size"), current.get("image_size")
+    if (architecture in OBJECT_ARCHITECTURES and "glimpse_size" not in given and isinstance(glimpse, int)
+            and isinstance(size, int) and glimpse > size >= GLIMPSE_STEP):
+        # the default glimpse does not fit small frames: the largest one that does (a multiple of 16)
+        adapted = size // GLIMPSE_STEP * GLIMPSE_STEP
+        notes.append(f"glimpse_size {glimpse} -> {adapted}: the glimpse must fit the "
+                     f"{data_option_label('image_size', size)} frames (--model-option glimpse_size=N sets another "
+                     f"multiple of {GLIMPSE_STEP})")
+        values["glimpse_size"] = current["glimpse_size"] = adapted
+    elif architecture in OBJECT_ARCHITECTURES and "glimpse_size" not in given and isinstance(size, int) \
+            and size < GLIMPSE_STEP:
+        raise ConfigError(f"the {architecture!r} architecture takes glimpses of at least {GLIMPSE_STEP} pixels, "
+                          f"larger than the {data_option_label('image_size', size)} frames: use --image-size "
+                          f"{GLIMPSE_STEP} or more, or --model-option architecture=average", usage=True)
     try:
         config = MODELS[model_name].config_class(**values)
     except (TypeError, ValueError) as error:

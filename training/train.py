@@ -57,7 +57,8 @@ class RunWriteError(OSError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """A second SIGINT or SIGTERM stopped training at once, mid-step; the message says what ``last.pt`` holds.
+    """A second SIGINT or SIGTERM stopped training at once, mid-step, or the first one stopped the ex-post prior
+    fit of a finished run; the message says what ``last.pt`` holds.
 
     Attributes:
         exit_status: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
@@ -73,6 +74,14 @@ class _SecondSignal(KeyboardInterrupt):
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"{signal.Signals(signum).name} received twice")
+        self.signum = signum
+
+
+class _SignalDuringPrior(KeyboardInterrupt):
+    """Raised by the signal handler of the end-of-training prior fit: its first signal stops it at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received while fitting the ex-post prior")
         self.signum = signum
 
 
@@ -309,7 +318,19 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
         _log_end(reason, trainer, train_config, run_dir, how_to_continue)
         if context.is_main and reason in ("completed", "budget"):
             # The ex-post prior (models.fitted_prior) of the finished run, so samples look like the data.
-            written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
+            # There is no step to finish here: the first signal stops the fit (the weights are saved).
+            for signum in previous_handlers:
+                signal.signal(signum, _stop_prior_fit)
+            try:
+                signalled = {signal.Signals(signum).name: signum for signum in previous_handlers}
+                if trainer.stop_reason in signalled:  # a signal that came as the last epoch ended
+                    raise _SignalDuringPrior(signalled[trainer.stop_reason])
+                written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
+            except _SignalDuringPrior as interrupt:  # an atomic write in progress leaves the previous file
+                message = (f"{interrupt}: stopped; the trained weights are saved in {run_dir / LAST}, without "
+                           f"a current ex-post prior; {how_to_continue} (it fits the prior then)")
+                logger.error("%s", message)
+                raise TrainingInterrupted(message, interrupt.signum) from None
             paths = any(prior.paths is not None for prior in written.values())
             logger.info("fitted the ex-post prior (Gaussian mixtures on the content codes%s) into %s",
                         " and the objects' paths" if paths else "",
@@ -359,6 +380,10 @@ def _log_end(reason: str, trainer: Trainer, train_config: TrainConfig, run_dir: 
                     train_config.max_minutes, run_dir / LAST, where, how_to_continue)
     else:
         logger.warning("%s: saved %s at %s; %s", reason, run_dir / LAST, where, how_to_continue)
+
+
+def _stop_prior_fit(signum: int, frame: Any) -> None:
+    raise _SignalDuringPrior(signum)
 
 
 def _stop_handler(trainer: Trainer):

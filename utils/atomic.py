@@ -4,17 +4,88 @@ Each writer writes a temporary file in the destination folder, flushes and fsync
 over the final path with ``os.replace`` (atomic on POSIX) and fsyncs the folder so the rename lasts.
 Every output of the project goes through here: checkpoints, JSON, tables and reports, figures (PNG, PDF),
 GIFs and MP4s (:func:`atomic_output` for writers that need a path rather than a handle, such as ffmpeg).
+
+A temporary file is named ``.NAME.PID.XXXXXXXX.tmp`` (``.tmp.SUFFIX`` for :func:`atomic_output`), after its
+writer's pid. A writer killed mid-write (``kill -9``) leaves it behind; the first atomic write of a later
+process into that folder removes the temporaries of writers that no longer run, written before that process
+started (:func:`remove_stale_temporaries`), and logs what it removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+_STARTED = time.time()  # (about) when this process started: a temporary written since may be one of its own
+_OLD_TEMPORARY_AGE = 3600.0  # seconds after which a temporary named without a pid (older code) is stale
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp(?:\.[A-Za-z0-9]+)?$")
+_swept: set[Path] = set()  # folders this process has swept already
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it runs
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed atomic writes left in ``folder``: named after a pid that no
+    longer runs (and not this process's) and written before this process started; a temporary of older code,
+    named without a pid, only when also older than an hour. Each folder is swept once per process.
+
+    Returns:
+        The files removed (logged as a warning, with their size).
+    """
+    folder = Path(folder)
+    key = folder.resolve()
+    if key in _swept:
+        return []
+    _swept.add(key)
+    removed, size, now = [], 0, time.time()
+    try:
+        candidates = [entry for entry in folder.iterdir() if entry.name.startswith(".")]
+    except OSError:
+        return []
+    for entry in candidates:
+        match = _TEMPORARY.match(entry.name)
+        if match is None:
+            continue
+        try:
+            status = entry.lstat()
+        except OSError:
+            continue
+        pid = match.group("pid")
+        if pid is not None:
+            stale = int(pid) != os.getpid() and not _running(int(pid)) and status.st_mtime < _STARTED
+        else:
+            stale = status.st_mtime < min(_STARTED, now - _OLD_TEMPORARY_AGE)
+        if stale and entry.is_file():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+                size += status.st_size
+    if removed:
+        names = ", ".join(entry.name for entry in removed[:5]) + (", ..." if len(removed) > 5 else "")
+        logger.warning("removed %d temporary file%s (%.1f MB) that interrupted writes left in %s: %s",
+                       len(removed), "" if len(removed) == 1 else "s", size / 1e6, folder, names)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -34,7 +105,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    remove_stale_temporaries(path.parent)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp", delete=False)
     try:
         with handle:
             write(handle)
@@ -65,7 +137,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    remove_stale_temporaries(path.parent)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=f".tmp{path.suffix}")
     os.close(descriptor)
     temporary = Path(name)
     try:

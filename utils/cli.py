@@ -33,17 +33,19 @@ def _integer(text: str, minimum: int, what: str) -> int:
     return value
 
 
-def number(minimum: float, inclusive: bool) -> Callable[[str], float]:
-    """A finite float above ``minimum`` (or equal to it when ``inclusive``)."""
+def number(minimum: float, inclusive: bool, maximum: float | None = None) -> Callable[[str], float]:
+    """A finite float above ``minimum`` (or equal to it when ``inclusive``), and at most ``maximum`` if given."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or (value < minimum if inclusive else value <= minimum):
+        if not math.isfinite(value) or (value < minimum if inclusive else value <= minimum) or (
+                maximum is not None and value > maximum):
+            top = f" and <= {maximum:g}" if maximum is not None else ""
             raise argparse.ArgumentTypeError(
-                f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, got {text!r}"
+                f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}{top}, got {text!r}"
             )
         return value
 

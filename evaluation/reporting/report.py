@@ -45,11 +45,15 @@ DISPLAY_NAMES = {name: model.display_name for name, model in MODELS.items()}
 # What write_summary writes (and the design document's own summary script): never read back as a run,
 # although disentanglement_metrics.json matches *_metrics.json.
 SUMMARY_FILES = ("comparison_results.json", "disentanglement_metrics.json")
+# The sections of a metrics document that the tables read (a null one reads as empty: its cells are blank).
+SECTIONS = tuple(dict.fromkeys(metric.section for rows in TABLES.values() for metric in rows))
 
 
 def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """Read ``NAME_metrics.json`` documents (files, or folders searched for ``*_metrics.json``, leaving out
-    the summary files of :data:`SUMMARY_FILES` that :func:`write_summary` writes there).
+    the summary files of :data:`SUMMARY_FILES` that :func:`write_summary` writes there). A section of
+    :data:`SECTIONS` that is null (not evaluated) reads as empty, and is listed in the document's
+    ``missing_sections``.
 
     Raises:
         FileNotFoundError: a path does not exist, or no metrics file was found.
@@ -77,16 +81,24 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
         if not isinstance(document, dict) or "model_name" not in document or "reconstruction" not in document:
             raise ValueError(f"{file} is not an evaluate.py metrics file (no model_name / reconstruction)")
         document.setdefault("source", str(file))
+        # A section that is null or not an object (e.g. "generation": null) holds no metrics: read as empty.
+        document["missing_sections"] = [section for section in SECTIONS
+                                         if section in document and not isinstance(document[section], Mapping)]
+        for section in document["missing_sections"]:
+            document[section] = {}
         document["training"] = training_summary(document)
         documents.append(document)
     return documents
 
 
 def run_identity(document: Mapping[str, Any]) -> tuple:
-    """What a document evaluated: its checkpoint's content hash (``metadata.checkpoint_sha256``); for files
-    written before the hash was recorded, the checkpoint's path, epoch and step; for a document without a
-    checkpoint, its own file."""
+    """What a document evaluated: its checkpoint's weights (``metadata.weights_sha256``: the same run
+    whatever else its file holds, e.g. a refitted prior); for files written before that hash was recorded,
+    the checkpoint file's hash (``checkpoint_sha256``), else its path, epoch and step; for a document
+    without a checkpoint, its own file."""
     metadata = document.get("metadata", {})
+    if metadata.get("weights_sha256"):
+        return ("weights", metadata["weights_sha256"])
     if metadata.get("checkpoint_sha256"):
         return ("sha256", metadata["checkpoint_sha256"])
     if metadata.get("checkpoint"):
