@@ -250,6 +250,20 @@ def _split_loaders(
     return loaders[0], loaders[1], loaders[2]
 
 
+def video_file_test_loader(config: DataConfig, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """The test split of ``config.video_file`` alone: the first ``config.test_size`` videos of the seeded
+    permutation (the same videos as :func:`video_file_loaders`' test loader, whatever the other sizes).
+
+    Raises:
+        data.video_file.VideoFileError: the file cannot be used or holds fewer than ``test_size`` videos.
+    """
+    _check_positive("batch_size", batch_size)
+    videos = read_video_file(config.video_file, config.video_layout)
+    indices = split_indices(videos.num_videos, {"train": 0, "val": 0, "test": config.test_size}, config.seed)
+    sampler = VideoBatchSampler(config.test_size, batch_size)
+    return batch_loader(VideoFileDataset(videos, indices["test"]), sampler, num_workers)
+
+
 def get_standard_test_loader(path: str, batch_size: int = 32, num_workers: int = 0,
                              layout: str | None = None) -> DataLoader:
     """A loader over ``mnist_test_seq.npy`` (no factors), in file order (any layout of
