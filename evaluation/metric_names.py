@@ -142,7 +142,7 @@ PIXEL_GENERATION = _section(
          "" if mode in _REFERENCE_MODES else "lower"),
         (f"{mode}_mean_intensity", f"{name}: mean intensity", ".4f", ""),
         (f"{mode}_ink_fraction", f"{name}: share of pixels > 0.5", ".4f", ""),
-        (f"{mode}_motion_energy", f"{name}: mean |frame difference|", ".4f", ""),
+        (f"{mode}_motion_energy", f"{name}: mean absolute frame difference", ".4f", ""),
     )],
 )
 COST = _section(

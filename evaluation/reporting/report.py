@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluation.metric_names import TABLES, Metric, metric_value
+from evaluation.metric_names import FACTOR_FREE_TABLES, TABLES, Metric, metric_value
 from evaluation.reporting.writer import markdown_table
 from evaluation.swaps import swap_score
 from models import MODELS
@@ -180,7 +180,9 @@ TRAINED_SETTINGS = (
     ("train_config", "lr", "lr {}", "g"),
     ("train_config", "amp", "bf16 autocast {}", ""),
     ("data_config", "train_size", "{} training videos per epoch", ","),
-    ("data_config", "mnist_root", "MNIST files from {}", ""),
+    ("data_config", "dataset", "dataset {}", ""),
+    ("data_config", "mnist_root", "image files from {}", ""),
+    ("data_config", "video_file", "videos from {}", ""),
     ("train_config", "seed", "seed {}", ""),
 )
 
@@ -359,11 +361,13 @@ def write_summary(documents: Sequence[Mapping[str, Any]], out_dir: str | os.Path
     """
     out = Path(out_dir)
     grouped = group_by_model(documents)
+    # data without ground-truth factors: only the tables of what needs none (never a table of NaN)
+    tables = FACTOR_FREE_TABLES if any("not_available" in document for document in documents) else TABLES
     written = [
         atomic_write_json(out / "comparison_results.json", comparison_results(grouped)),
         atomic_write_json(out / "disentanglement_metrics.json", disentanglement_results(grouped)),
     ]
-    for name, rows in TABLES.items():
+    for name, rows in tables.items():
         frame = table(grouped, rows)
         written.append(atomic_write_text(out / f"table_{name}.md", markdown_table(frame) + "\n"))
         written.append(atomic_write_text(out / f"table_{name}.tex", frame.to_latex(escape=True)))
