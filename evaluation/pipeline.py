@@ -338,8 +338,13 @@ def _factor_free_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, An
     )
     describe = getattr(setup.model, "prior_description", None)
     metrics["pixel_generation"]["prior"] = describe() if describe is not None else None
-    metrics["not_available"] = {"reason": NO_FACTORS,
-                                "metrics": [f"{metric.section}.{metric.key}" for metric in NEEDS_FACTORS]}
+    metrics["not_available"] = {
+        "reason": NO_FACTORS, "metrics": [f"{metric.section}.{metric.key}" for metric in NEEDS_FACTORS],
+        # label-free metrics this test set is too small for: each with its own reason
+        "other": {f"pixel_generation.{key}": why for key, why in metrics["pixel_generation"].pop("unavailable").items()},
+    }
+    for entry, why in metrics["not_available"]["other"].items():
+        log(f"  {entry}: {why}")
     return metrics
 
 

@@ -32,7 +32,6 @@ key (``MODE_``: see above)                 definition
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,7 +69,7 @@ def compute_pixel_generation_metrics(model: Any, loader: Iterable, device: str |
 
     Returns:
         :data:`PIXEL_GENERATION_KEYS` as floats, ``num_videos``, ``features`` (what was measured, in words)
-        and ``notes``.
+        and ``unavailable`` (key -> why it was left out: the Fréchet distances need 4 videos or more).
     """
     device = torch.device(device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -86,15 +85,16 @@ def compute_pixel_generation_metrics(model: Any, loader: Iterable, device: str |
     count = len(joined["real"])
     half = count // 2
     second = joined["real"][half : 2 * half]
-    notes = []
-    if half < 2:
-        notes.append(f"the Fréchet distance needs at least 2 videos per half; {half} given: NaN")
+    unavailable: dict[str, str] = {}
     results: dict[str, Any] = {}
     for mode, values in joined.items():
-        results[f"{mode}_pixel_frechet_distance"] = (frechet_distance(values[:half], second) if half >= 2
-                                                     else math.nan)
+        if half >= 2:
+            results[f"{mode}_pixel_frechet_distance"] = frechet_distance(values[:half], second)
+        else:  # left out, with the reason, rather than a NaN
+            unavailable[f"{mode}_pixel_frechet_distance"] = (
+                f"not available: the Fréchet distance needs at least 4 test videos (2 per half), {count} given")
         for column, statistic in enumerate(STATISTICS, start=POOLED_SIDE * POOLED_SIDE):
             results[f"{mode}_{statistic}"] = float(np.mean(values[:, column]))
-    return {**{key: results[key] for key in PIXEL_GENERATION_KEYS}, "num_videos": count,
+    return {**{key: results[key] for key in PIXEL_GENERATION_KEYS if key in results}, "num_videos": count,
             "features": "8x8-pooled mean frame + mean intensity, ink fraction (> 0.5), mean |frame difference|",
-            "notes": notes}
+            "unavailable": unavailable}

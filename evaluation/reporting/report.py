@@ -367,8 +367,9 @@ def write_summary(documents: Sequence[Mapping[str, Any]], out_dir: str | os.Path
         atomic_write_json(out / "comparison_results.json", comparison_results(grouped)),
         atomic_write_json(out / "disentanglement_metrics.json", disentanglement_results(grouped)),
     ]
+    left_out = {entry for document in documents for entry in document.get("not_available", {}).get("other", {})}
     for name, rows in tables.items():
-        frame = table(grouped, rows)
+        frame = table(grouped, [row for row in rows if f"{row.section}.{row.key}" not in left_out])
         written.append(atomic_write_text(out / f"table_{name}.md", markdown_table(frame) + "\n"))
         written.append(atomic_write_text(out / f"table_{name}.tex", frame.to_latex(escape=True)))
     return written
