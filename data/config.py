@@ -150,7 +150,7 @@ class DataConfig:
         "--dataset", group="data", choices=DATASETS,
         help="which images move: mnist digits or fashion (Fashion-MNIST articles) (default: %(default)s)"))
     video_file: str | None = field(default=None, metadata=option(
-        "--video-file", role=RESUMABLE, group="data", metavar="PATH",
+        "--video-file", group="data", metavar="PATH",
         help="train on the videos of a .npy/.npz array instead of generated ones (layouts (T, N, H, W) uint8 "
         "as the standard mnist_test_seq.npy, (N, T, H, W), (N, T, C, H, W) with C = 1; uint8 or floats in "
         "[0, 1]); frames and image size follow the file, the splits are a seeded permutation (10%% "

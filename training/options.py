@@ -210,8 +210,6 @@ def make_configs(model_name: str, experiment_name: str, options: dict[str, Any],
             targets[section][dest] = value
     if not resume and "image_size" in options and "digit_size" not in options:
         data_values["digit_size"] = None  # the data config derives it for the new canvas
-    if resume and "video_file" in options and options["video_file"] != data_values.get("video_file"):
-        notes.append(f"--video-file changed to {options['video_file']}")
     if not resume and data_values.get("video_file") is not None:
         notes += follow_video_file(data_values, options)
     if resume:
