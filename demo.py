@@ -64,8 +64,8 @@ from utils.devices import bf16_supported, resolve_device
 PROG = "demo.py"
 EXIT_FAILED, EXIT_USAGE, EXIT_WRITE, EXIT_INTERRUPTED = 1, 2, 3, 130
 # Options of python -m training.train that the demo sets itself, for every run: --train-args may not move them.
-DEMO_OWNED_OPTIONS = {"checkpoint_dir": "--checkpoint-dir", "device": "--device", "dataset": "--dataset",
-                      "mnist_root": "--image-root", "video_file": "--video-file", "video_layout": "--video-layout"}
+DEMO_OWNED_OPTIONS = {"checkpoint_dir": "--checkpoint-dir", "device": "--device", "video_file": "--video-file",
+                      "video_layout": "--video-layout"}
 CONTINUE = "run the same demo.py command again to continue"  # the demo continues an unfinished run itself
 # Training failures that the run logs itself, with what last.pt holds (the demo adds no second line).
 LOGGED_TRAINING_ERRORS = (NonFiniteLossError, RunWriteError, TrainingInterrupted)

@@ -7,6 +7,9 @@ import contextlib
 import io
 import json
 import math
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,20 +163,33 @@ def test_evaluate_refuses_a_bad_video_file_in_one_line(tmp_path, kind, message, 
 # End to end, by the documented commands
 
 
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+TINY_TRAINING = ["--device", "cpu", "--quiet", "--batch-size", "4", "--epochs", "1", "--width", "8", "--content-dim",
+                 "8", "--motion-dim", "8", "--lstm-hidden", "8", "--model-option", "feature_dim=16"]
+
+
+def readme_commands() -> list[list[str]]:
+    """The commands of the README's "Your own videos" section, as argv lists (``python`` dropped)."""
+    section = README.split("## Your own videos", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL).group(1)
+    return [shlex.split(line)[1:] for line in block.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny Disentangled VAE trained for a few steps on 30 videos in the standard layout (T, N, H, W)."""
+    """The README's training command, with tiny options, on 30 videos in the standard layout (T, N, H, W)."""
     folder = tmp_path_factory.mktemp("video_file")
-    path = folder / "videos.npy"
-    np.save(path, moving_digits(30).transpose(1, 0, 2, 3))
-    code, _, error = run(train_main, [
-        "--model", "disentangled", "--name", "run", "--checkpoint-dir", folder / "ck", "--device", "cpu",
-        "--quiet", "--video-file", path, "--batch-size", "4", "--epochs", "1", "--width", "8",
-        "--content-dim", "8", "--motion-dim", "8", "--lstm-hidden", "8", "--model-option", "feature_dim=16"])
+    np.save(folder / "videos.npy", moving_digits(30).transpose(1, 0, 2, 3))
+    train_command, evaluate_command = readme_commands()
+    assert train_command[:2] == ["-m", "training.train"] and evaluate_command[0] == "evaluate.py"
+    with contextlib.chdir(folder):
+        code, _, error = run(train_main, [*train_command[2:], *TINY_TRAINING])
     assert code == 0, error
-    log = (folder / "ck" / "run" / "train.log").read_text()
+    run_dir = folder / "checkpoints" / "my_videos"
+    log = (run_dir / "train.log").read_text()
     assert "layout TNHW (inferred" in log and "test 3, validation 3, training 24 videos" in log
-    return {"folder": folder, "file": path, "checkpoint": folder / "ck" / "run" / "best_model.pt"}
+    return {"folder": folder, "file": (folder / "videos.npy").resolve(), "checkpoint": run_dir / "best_model.pt",
+            "evaluate": evaluate_command[1:]}
 
 
 @pytest.mark.slow
@@ -181,12 +197,12 @@ def test_a_factor_free_run_evaluates_end_to_end_with_the_not_available_list(trai
     checkpoint = torch.load(trained["checkpoint"], map_location="cpu", weights_only=False)
     assert checkpoint["data_config"]["video_file"] == str(trained["file"])
     assert checkpoint["data_config"]["num_frames"] == 4 and checkpoint["data_config"]["image_size"] == 32
-    save_dir = trained["folder"] / "eval"
-    code, out, error = run(evaluate.main, ["--checkpoint", trained["checkpoint"], "--device", "cpu",
-                                           "--num_samples", "2", "--save_dir", save_dir])
+    save_dir = trained["folder"] / "eval_my_videos"
+    with contextlib.chdir(trained["folder"]):  # the README's command
+        code, out, error = run(evaluate.main, [*trained["evaluate"], "--device", "cpu", "--num_samples", "2"])
     assert code == 0, error
     assert "using 3" in out  # --test-size 1000 is more than the 3 videos training held out
-    document = json.loads((save_dir / "run_metrics.json").read_text())
+    document = json.loads((save_dir / "my_videos_metrics.json").read_text())
     assert {"disentanglement", "generation"}.isdisjoint(document)
     assert document["not_available"]["reason"] == NO_FACTORS
     listed = document["not_available"]["metrics"]
@@ -199,13 +215,13 @@ def test_a_factor_free_run_evaluates_end_to_end_with_the_not_available_list(trai
                if f"pixel_generation.{key}" not in other)
     assert document["metadata"]["data"]["has_factors"] is False
     for suffix in ("reconstructions.png", "samples.png", "interpolation.png", "content_swap.png", "swaps.gif"):
-        assert (save_dir / f"run_{suffix}").exists(), suffix
+        assert (save_dir / f"my_videos_{suffix}").exists(), suffix
 
     # The report: the tables of what needs no labels (no NaN), then every other metric listed once
-    documents = reports.load_results([save_dir / "run_metrics.json"])
+    documents = reports.load_results([save_dir / "my_videos_metrics.json"])
     out = trained["folder"] / "report"
-    write_report(documents, out, trained["folder"] / "ck", {"evaluation": 1.0}, torch.device("cpu"), False, {},
-                 ["run"])
+    write_report(documents, out, trained["folder"] / "checkpoints", {"evaluation": 1.0}, torch.device("cpu"), False,
+                 {}, ["my_videos"])
     reports.write_summary(documents, out / "tables")
     text = (out / "report.md").read_text()
     assert "videos of videos.npy" in text.splitlines()[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from data import DataConfig, MovingMNISTConfig, VideoFileError, read_video_file
@@ -116,6 +117,8 @@ def follow_video_file(data_values: dict[str, Any], options: dict[str, Any]) -> l
     Raises:
         ConfigError: the file cannot be used (one line), or an explicit --frames / --image-size contradicts it.
     """
+    # stored absolute: evaluate.py, run from anywhere, must recognise the run's own file (and its test split)
+    data_values["video_file"] = str(Path(data_values["video_file"]).expanduser().resolve())
     try:
         videos = read_video_file(data_values["video_file"], data_values.get("video_layout"))
     except VideoFileError as error:
