@@ -42,7 +42,6 @@ from tqdm import tqdm
 from data import DATASETS, DataConfig, MovingMNISTConfig, data_loaders
 from data.config import VIDEO_LAYOUTS
 from evaluation.judges.cache import get_judges
-from evaluation.metric_names import FACTOR_FREE_TABLES, TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
 from evaluation.reporting import report as reports
 from evaluation.reporting.comparison import comparison_figures, write_report
@@ -556,7 +555,7 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)
     written = write_report(documents, out, args.checkpoint_dir, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints))
-    for frame_name, rows in (FACTOR_FREE_TABLES if args.video_file is not None else TABLES).items():
+    for frame_name, rows in reports.tables_for(documents).items():
         print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")
     return 0

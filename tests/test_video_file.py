@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import evaluate
+import summarize
 from data import DataConfig, MovingMNIST, MovingMNISTConfig, VideoFileError, data_loaders, read_video_file
 from data.video_file import default_split_sizes, split_indices
 from evaluation.metric_names import NEEDS_FACTORS, NO_FACTORS
@@ -230,3 +231,8 @@ def test_a_factor_free_run_evaluates_end_to_end_with_the_not_available_list(trai
     assert "| nan" not in tables and "n/a" not in tables
     assert sorted(path.name for path in (out / "tables").glob("*.md")) == [
         "table_cost.md", "table_pixel_generation.md", "table_reconstruction.md"]
+
+    # summarize.py: the same tables and list
+    code, out, error = run(summarize.main, [save_dir])
+    assert code == 0, error
+    assert "NOT AVAILABLE" in out and out.count(NO_FACTORS) == len(NEEDS_FACTORS) and "| nan" not in out

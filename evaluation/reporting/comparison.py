@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.metric_names import FACTOR_FREE_TABLES, METRICS, NEEDS_FACTORS, NO_FACTORS, TABLES
+from evaluation.metric_names import TABLES
 from evaluation.reporting import report as reports
 from evaluation.reporting.writer import Report
 from evaluation.swaps import example_pairs, ideal_swap
@@ -163,12 +163,9 @@ def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents
               "cost": "Cost"}
     report.paragraph(f"The videos ({data.get('video_file')}, layout {data.get('video_layout')}) have no ground-truth "
                      "factors: there are no judges, probes, SAP or MIG. Everything that needs no labels is below.")
-    other: dict[str, str] = {}
-    for document in documents:
-        other.update(document.get("not_available", {}).get("other", {}))
-    for name, rows in FACTOR_FREE_TABLES.items():
+    for name, rows in reports.tables_for(documents).items():
         report.heading(titles[name])
-        report.table(reports.table(grouped, [row for row in rows if f"{row.section}.{row.key}" not in other]))
+        report.table(reports.table(grouped, rows))
         if name == "pixel_generation":
             report.paragraph(
                 "Features: no network, on purpose (nothing to train or download, and nothing learned to trust): "
@@ -176,11 +173,8 @@ def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents
                 "0.5 and the mean absolute frame difference. They measure brightness, coverage, layout and the "
                 "amount of motion, not identity or shape. 'Real vs real' compares two halves of the test "
                 "videos (the floor of the distance). Formulas: `evaluation/pixel_generation.py`.")
-    listed = {entry for document in documents for entry in document.get("not_available", {}).get("metrics", [])}
     report.heading("Not available")
-    report.bullets([f"{metric.label.strip()} (`{metric.section}.{metric.key}`): {NO_FACTORS}"
-                    for metric in NEEDS_FACTORS if f"{metric.section}.{metric.key}" in listed]
-                   + [f"{METRICS[entry.split('.', 1)[1]].label} (`{entry}`): {why}" for entry, why in other.items()])
+    report.bullets(reports.not_available(documents))
 
 
 def _figures_and_files(report: Report, grouped: Mapping[str, list], out: Path) -> list[Path]:
