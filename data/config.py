@@ -14,13 +14,14 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from utils.cli import RESUMABLE, option, positive_int
 
-from .mnist import DATASETS, check_dataset
+from .mnist import DATASET_TITLES, DATASETS, check_dataset
 
 VIDEO_LAYOUTS = ("TNHW", "NTHW", "NTCHW")  # data.video_file's layouts (T frames, N videos, C channels)
 
@@ -178,6 +179,13 @@ class DataConfig:
             else:
                 flat[item.name] = getattr(self, item.name)
         return flat
+
+    @property
+    def title(self) -> str:
+        """The data's name for reports and figure titles ("Moving Fashion-MNIST", "videos of FILE")."""
+        if self.video_file is not None:
+            return f"videos of {Path(self.video_file).name}"
+        return DATASET_TITLES[self.dataset]
 
     @property
     def has_factors(self) -> bool:

@@ -31,7 +31,7 @@ import numpy as np
 import PIL
 import torch
 
-from data import DATASET_TITLES, DataConfig, VideoFileError, get_standard_test_loader, read_video_file
+from data import DataConfig, VideoFileError, get_standard_test_loader, read_video_file
 from data.mnist import CLASS_NAMES
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.generation import compute_generation_metrics
@@ -317,10 +317,10 @@ def data_description(data_config: DataConfig) -> dict[str, Any]:
     """What the evaluated videos are: ``name`` (mnist, fashion or video_file), ``title`` (for reports and
     figure titles), ``class_names`` (None without ground-truth factors) and ``has_factors``."""
     if data_config.video_file is not None:
-        return {"name": "video_file", "title": f"videos of {Path(data_config.video_file).name}",
+        return {"name": "video_file", "title": data_config.title,
                 "class_names": None, "has_factors": False, "video_file": data_config.video_file,
                 "video_layout": data_config.video_layout}
-    return {"name": data_config.dataset, "title": DATASET_TITLES[data_config.dataset],
+    return {"name": data_config.dataset, "title": data_config.title,
             "class_names": list(CLASS_NAMES[data_config.dataset]), "has_factors": True}
 
 

@@ -214,9 +214,10 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
             raise ConfigError(f"argument --video-file: {error}") from None
     elif data_config.mnist_root is not None or data_config.dataset != "mnist":
         try:
-            load_digits(data_config.mnist_root, data_config.dataset)  # cached: the loaders reuse it
+            digits = load_digits(data_config.mnist_root, data_config.dataset)  # cached: the loaders reuse it
         except (FileNotFoundError, ValueError) as error:
             option = "--mnist-root" if data_config.mnist_root is not None else "--dataset"
             raise ConfigError(f"argument {option}: {error}") from None
+        notes.append(f"data: {data_config.title}, images from {digits.source}")
     return RunPlan(model_name, model_config, train_config, data_config, run_dir, None, args.overwrite,
                    args.quiet, notes)

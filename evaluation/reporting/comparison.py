@@ -40,7 +40,8 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str | os.PathLike, 
     swap (A's digits, B's motion) beside its exact ideal render."""
     models, checkpoints = load_runs(runs, checkpoint_dir, device, log=log)
     first = next(iter(checkpoints))
-    dataset = test_loader(checkpoint_data_config(checkpoints[first], models[first])).dataset
+    data_config = checkpoint_data_config(checkpoints[first], models[first])
+    dataset = test_loader(data_config).dataset
     (a, b), = example_pairs(3, 1)  # content A = test video 1, motion B = its source under the swap protocol
     batch = dataset[[0, a, b]]
     video = batch["video"].to(device)
@@ -55,7 +56,7 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str | os.PathLike, 
             swap_rows[label] = model.swap(video[1:2], video[2:3])[0]
     figures = out / "figures"
     return [
-        save_frame_grid(rows, figures / "reconstructions.png", title="The same test video, reconstructed"),
+        save_frame_grid(rows, figures / "reconstructions.png", title=f"The same test video ({data_config.title}), reconstructed"),
         save_video_gif(rows, figures / "reconstructions.gif", labels=list(rows)),
         save_frame_grid(swap_rows, figures / "content_swap.png",
                         title="Content swap: A's content moving like B" + (
