@@ -471,7 +471,7 @@ def run_demo(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         started = time.monotonic()
         for data_config in judge_data_configs(args, runs):
             video = data_config.video
-            log(f"judges for {video.num_digits} digits, {video.num_frames} frames of {video.image_size}x"
+            log(f"judges for {data_config.title}, {video.num_digits} objects, {video.num_frames} frames of {video.image_size}x"
                 f"{video.image_size}: loading from the cache, or training them once (about 2-3 min)")
             get_run_judges(data_config, device, progress=sys.stderr.isatty())
         timings["judges"] = time.monotonic() - started
