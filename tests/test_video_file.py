@@ -151,6 +151,15 @@ def test_training_refuses_a_bad_video_file_in_one_line(tmp_path, kind, message, 
     assert message in error and "pickle" not in error
 
 
+def test_training_refuses_splits_larger_than_the_file_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "train", lambda *args, **kwargs: pytest.fail("training started"))
+    np.save(tmp_path / "videos.npy", moving_digits(10))
+    code, _, error = run(train_main, ["--model", "baseline", "--name", "run", "--checkpoint-dir", tmp_path / "ck",
+                                      "--device", "cpu", "--video-file", tmp_path / "videos.npy", "--test-size", "9"])
+    assert code == 2 and error.count("\n") == 1
+    assert "the splits ask for 11 videos (train 1, val 1, test 9) but the video file holds 10" in error
+
+
 @pytest.mark.parametrize(("kind", "message"), [kind for kind in BAD_KINDS if kind[0] != "too few"])
 def test_evaluate_refuses_a_bad_video_file_in_one_line(tmp_path, kind, message, trained):
     path = bad_file(tmp_path, kind)
