@@ -319,7 +319,9 @@ def data_description(data_config: DataConfig) -> dict[str, Any]:
     if data_config.video_file is not None:
         return {"name": "video_file", "title": data_config.title,
                 "class_names": None, "has_factors": False, "video_file": data_config.video_file,
-                "video_layout": data_config.video_layout}
+                "video_layout": data_config.video_layout,
+                "split": f"test videos: the first {data_config.test_size} of a permutation of the file seeded by "
+                         f"{data_config.seed} (training takes validation, then training videos, after them)"}
     return {"name": data_config.dataset, "title": data_config.title,
             "class_names": list(CLASS_NAMES[data_config.dataset]), "has_factors": True}
 

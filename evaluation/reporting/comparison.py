@@ -162,8 +162,9 @@ def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents
               "pixel_generation": "Generation without labels: pixel statistics of samples and conditional "
                                   "resampling against real videos",
               "cost": "Cost"}
-    report.paragraph(f"The videos ({data.get('video_file')}, layout {data.get('video_layout')}) have no ground-truth "
-                     "factors: there are no judges, probes, SAP or MIG. Everything that needs no labels is below.")
+    report.paragraph(f"The videos ({data.get('video_file')}, layout {data.get('video_layout')}; {data.get('split')}) "
+                     "have no ground-truth factors: there are no judges, probes, SAP or MIG. Everything that needs "
+                     "no labels is below.")
     for name, rows in reports.tables_for(documents).items():
         report.heading(titles[name])
         report.table(reports.table(grouped, rows))
