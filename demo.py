@@ -39,9 +39,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data import DataConfig, MovingMNISTConfig, data_loaders
+from data import DATASETS, DataConfig, MovingMNISTConfig, data_loaders
+from data.config import VIDEO_LAYOUTS
 from evaluation.judges.cache import get_judges
-from evaluation.metric_names import TABLES
 from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
 from evaluation.reporting import report as reports
 from evaluation.reporting.comparison import comparison_figures, write_report
@@ -64,7 +64,8 @@ from utils.devices import bf16_supported, resolve_device
 PROG = "demo.py"
 EXIT_FAILED, EXIT_USAGE, EXIT_WRITE, EXIT_INTERRUPTED = 1, 2, 3, 130
 # Options of python -m training.train that the demo sets itself, for every run: --train-args may not move them.
-DEMO_OWNED_OPTIONS = {"checkpoint_dir": "--checkpoint-dir", "device": "--device"}
+DEMO_OWNED_OPTIONS = {"checkpoint_dir": "--checkpoint-dir", "device": "--device", "video_file": "--video-file",
+                      "video_layout": "--video-layout"}
 CONTINUE = "run the same demo.py command again to continue"  # the demo continues an unfinished run itself
 # Training failures that the run logs itself, with what last.pt holds (the demo adds no second line).
 LOGGED_TRAINING_ERRORS = (NonFiniteLossError, RunWriteError, TrainingInterrupted)
@@ -106,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frame side (default: %(default)s)")
     shape.add_argument("--digits", type=positive_int, default=2, metavar="N",
                        help="digits per video; the Disentangled VAE gets one slot per digit (default: %(default)s)")
+    shape.add_argument("--dataset", choices=DATASETS, default="mnist",
+                       help="which images move: mnist digits, or fashion (Fashion-MNIST idx files: `apt-get install "
+                       "dataset-fashion-mnist`, or --image-root DIR) (default: %(default)s)")
+    shape.add_argument("--image-root", "--mnist-root", dest="mnist_root", default=None, metavar="DIR",
+                       help="folder of the dataset's idx files (default: the embedded MNIST digits; for fashion "
+                       "/usr/share/datasets/fashion-mnist)")
+    shape.add_argument("--video-file", default=None, metavar="PATH",
+                       help="train and evaluate on the videos of a .npy/.npz array instead (layouts (T, N, H, W) "
+                       "as mnist_test_seq.npy, (N, T, H, W), (N, T, C, H, W)); frames, image size and the 80/10/10 "
+                       "seeded split follow the file; no judges: the metrics that need ground-truth factors are "
+                       "listed as not available")
+    shape.add_argument("--video-layout", choices=VIDEO_LAYOUTS, default=None,
+                       help="the layout of --video-file when it cannot be inferred (default: inferred, and logged)")
     shape.add_argument("--width", type=positive_int, default=16, metavar="N",
                        help="base channels of every model's conv encoder/decoder (default: %(default)s; the "
                        "models' own default is 32)")
@@ -224,13 +238,16 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
               "prior_hidden": args.lstm_hidden}
     model_config = MODELS[model].config_class(**{key: value for key, value in wanted.items() if key in fields})
     train_config = TrainConfig(
-        experiment_name=name, model=model, epochs=epochs_per_model(args), batch_size=args.batch_size, lr=args.lr,
+        # a video file sets the steps of an epoch itself (recomputed below): any placeholder >= 1 will do here
+        experiment_name=name, model=model, epochs=max(1, epochs_per_model(args)) if args.video_file else
+        epochs_per_model(args), batch_size=args.batch_size, lr=args.lr,
         kl_warmup_epochs=args.kl_warmup_epochs, max_minutes=args.minutes_per_model or None, amp=amp,
         device=args.device, seed=seed, checkpoint_dir=args.checkpoint_dir,
     )
     data_config = DataConfig(train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
                              video=MovingMNISTConfig(image_size=args.image_size, num_digits=args.digits,
-                                                     num_frames=args.frames), seed=seed)
+                                                     num_frames=args.frames), seed=seed, dataset=args.dataset,
+                             mnist_root=args.mnist_root, video_file=args.video_file, video_layout=args.video_layout)
     options = model_options_for(model, _train_args(args))
     if run_base(name) == LEARNED_RUN:
         options = {**options, "model_option": [*(options.get("model_option") or []), *LEARNED_OPTIONS]}
@@ -240,6 +257,12 @@ def requested_configs(args: argparse.Namespace, model: str, seed: int, name: str
         if "epochs" in options:
             notes.append(f"--train-args --epochs {options['epochs']} replaces --steps-per-model "
                          f"{args.steps_per_model}: {options['epochs']} epochs are trained")
+        elif args.video_file is not None:  # the file sets the training videos, hence the steps of an epoch
+            per_epoch = steps_per_epoch(args, train_config, data_config)
+            train_config = replace(train_config, epochs=max(1, args.steps_per_model // per_epoch))
+            notes.append(f"--video-file: {data_config.train_size} training videos make an epoch {per_epoch} steps: "
+                         f"--steps-per-model {args.steps_per_model} is {train_config.epochs} epochs "
+                         f"({train_config.epochs * per_epoch} steps)")
         elif steps_per_epoch(args, train_config, data_config) != steps_per_epoch(args):
             per_epoch = steps_per_epoch(args, train_config, data_config)
             changed = " and ".join(f"--{dest.replace('_', '-')} {options[dest]}" for dest in ("batch_size", "train_size")
@@ -302,7 +325,7 @@ def check_training_options(args: argparse.Namespace) -> str | None:
         except (ConfigError, ValueError) as error:
             return str(error)
         per_epoch = steps_per_epoch(args, train_config, data_config)
-        if args.steps_per_model % per_epoch and "epochs" not in _train_args(args):
+        if args.steps_per_model % per_epoch and "epochs" not in _train_args(args) and args.video_file is None:
             return (f"--steps-per-model {args.steps_per_model} is not a multiple of the {per_epoch} steps of an "
                     f"epoch (--train-size {data_config.train_size} / --batch-size {train_config.batch_size}); try "
                     f"{max(1, round(args.steps_per_model / per_epoch)) * per_epoch}")
@@ -363,7 +386,7 @@ def judge_data_configs(args: argparse.Namespace, runs: list[tuple[str, int, str]
     configs: dict[str, DataConfig] = {}
     for model, seed, name in runs:
         data_config = requested_configs(args, model, seed, name, amp=False)[2]
-        key = repr((data_config.video, data_config.mnist_root))
+        key = repr((data_config.video, data_config.mnist_root, data_config.dataset))
         configs.setdefault(key, replace(data_config, test_size=args.test_size))
     return list(configs.values())
 
@@ -529,11 +552,14 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
     for note in option_notes(args, argv or [], runs):
         log(f"note: {note}")
 
-    if not args.no_judges:
+    if args.video_file is not None:
+        log(f"{args.video_file} has no ground-truth factors: no judges; the metrics that need factors are listed as "
+            "not available")
+    if not args.no_judges and args.video_file is None:
         started = time.monotonic()
         for data_config in judge_data_configs(args, runs):
             video = data_config.video
-            log(f"judges for {video.num_digits} digits, {video.num_frames} frames of {video.image_size}x"
+            log(f"judges for {data_config.title}, {video.num_digits} objects, {video.num_frames} frames of {video.image_size}x"
                 f"{video.image_size}: loading from the cache, or training them once (about 2-3 min)")
             get_run_judges(data_config, device, progress=sys.stderr.isatty())
         timings["judges"] = time.monotonic() - started
@@ -628,7 +654,7 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
     comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)
     written = write_report(documents, out, args.checkpoint_dir, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints))
-    for frame_name, rows in TABLES.items():
+    for frame_name, rows in reports.tables_for(documents).items():
         print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")
     log(f"swap explorer: python explore.py --checkpoint {Path(args.checkpoint_dir) / RUN_NAMES['disentangled']}")

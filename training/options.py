@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from data import DataConfig, MovingMNISTConfig
+from data import DataConfig, MovingMNISTConfig, VideoFileError, read_video_file
+from data.video_file import default_split_sizes
 from training.config import (
     MODEL_OPTIONS,
     ConfigError,
@@ -108,6 +110,42 @@ def _label(spec: dict[str, Any], value: Any) -> str:
     return f"{spec['flags'][0]} {value}"
 
 
+def follow_video_file(data_values: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """Make a new run's data values follow its ``--video-file``: frames and image size from the file, split
+    sizes 80/10/10 unless given; returns the notes that say so (the layout used and how it was chosen).
+
+    Raises:
+        ConfigError: the file cannot be used (one line), or an explicit --frames / --image-size contradicts it.
+    """
+    # stored absolute: evaluate.py, run from anywhere, must recognise the run's own file (and its test split)
+    data_values["video_file"] = str(Path(data_values["video_file"]).expanduser().resolve())
+    try:
+        videos = read_video_file(data_values["video_file"], data_values.get("video_layout"))
+    except VideoFileError as error:
+        raise ConfigError(f"argument --video-file: {error}") from None
+    for dest, value in (("num_frames", videos.num_frames), ("image_size", videos.image_size)):
+        if dest in options and options[dest] != value:
+            raise ConfigError(f"{config_options()[dest]['flags'][0]} {options[dest]} contradicts --video-file, "
+                              f"whose videos have {videos.num_frames} frames of {videos.image_size}x"
+                              f"{videos.image_size}; leave it out", usage=True)
+        data_values[dest] = value
+    data_values["digit_size"] = None
+    data_values["video_layout"] = videos.layout
+    try:
+        defaults = default_split_sizes(videos.num_videos)
+    except VideoFileError as error:
+        raise ConfigError(f"argument --video-file: {error}") from None
+    for split in ("val", "test"):
+        if f"{split}_size" not in options:
+            data_values[f"{split}_size"] = defaults[split]
+    if "train_size" not in options:
+        data_values["train_size"] = max(1, videos.num_videos - data_values["val_size"] - data_values["test_size"])
+    return [f"video file {videos.describe()}",
+            f"splits of the video file: a permutation seeded by --seed {data_values['seed']}: test "
+            f"{data_values['test_size']}, validation {data_values['val_size']}, training {data_values['train_size']} "
+            "videos (no ground-truth factors: the judged and factor metrics are not available)"]
+
+
 def make_configs(model_name: str, experiment_name: str, options: dict[str, Any],
                  base: tuple[Any, TrainConfig, DataConfig] | None = None,
                  *, resume: bool = False) -> tuple[Any, TrainConfig, DataConfig, list[str]]:
@@ -175,6 +213,8 @@ def make_configs(model_name: str, experiment_name: str, options: dict[str, Any],
             targets[section][dest] = value
     if not resume and "image_size" in options and "digit_size" not in options:
         data_values["digit_size"] = None  # the data config derives it for the new canvas
+    if not resume and data_values.get("video_file") is not None:
+        notes += follow_video_file(data_values, options)
     if resume:
         for name, value in given_model.items():
             if model_values.get(name) != value:

@@ -22,7 +22,8 @@ from utils.devices import resolve_device
 
 
 def judges_key(video_config: MovingMNISTConfig, digits: DigitSet, config: JudgeConfig, seed: int) -> str:
-    """Hash of everything the trained judges depend on: video config, digit source, hyper-parameters, seed."""
+    """Hash of everything the trained judges depend on: video config, digit source and dataset (MNIST or
+    Fashion-MNIST), hyper-parameters, seed."""
     description = {
         "format": FORMAT_VERSION,
         "video": asdict(video_config),
@@ -30,6 +31,8 @@ def judges_key(video_config: MovingMNISTConfig, digits: DigitSet, config: JudgeC
         "judges": asdict(config),
         "seed": seed,
     }
+    if digits.dataset != "mnist":  # another dataset's judges read other classes; MNIST keys stay as before
+        description["dataset"] = digits.dataset
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
 
 

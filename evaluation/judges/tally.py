@@ -16,7 +16,6 @@ from evaluation.judges.order_free import align_trajectories, digit_accuracy, tra
 from evaluation.metric_names import JUDGED_KEYS
 from evaluation.swaps import swap_scores
 
-
 CLOSE_START_PX = 10.0  # the hard case: a video whose digits start at most this far apart (frame 0)
 
 

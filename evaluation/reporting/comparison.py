@@ -40,24 +40,27 @@ def comparison_figures(runs: dict[str, str], checkpoint_dir: str | os.PathLike, 
     swap (A's digits, B's motion) beside its exact ideal render."""
     models, checkpoints = load_runs(runs, checkpoint_dir, device, log=log)
     first = next(iter(checkpoints))
-    dataset = test_loader(checkpoint_data_config(checkpoints[first], models[first])).dataset
+    data_config = checkpoint_data_config(checkpoints[first], models[first])
+    dataset = test_loader(data_config).dataset
     (a, b), = example_pairs(3, 1)  # content A = test video 1, motion B = its source under the swap protocol
     batch = dataset[[0, a, b]]
     video = batch["video"].to(device)
-    ideal = ideal_swap(dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])
     rows = {"ground truth": video[0]}
-    swap_rows = {"A (content source)": video[1], "B (motion source)": video[2],
-                 "ideal: A's digits on B's paths": ideal[0]}
+    swap_rows = {"A (content source)": video[1], "B (motion source)": video[2]}
+    if "trajectory" in batch:  # the exact ideal render needs the ground-truth factors
+        swap_rows["ideal: A's objects on B's paths"] = ideal_swap(
+            dataset.digit_images(batch["digit_ids"][1:2]), batch["trajectory"][2:3], video.shape[-1])[0]
     with torch.no_grad():
         for label, model in models.items():
             rows[label] = model.reconstruct(video[:1])[0]
             swap_rows[label] = model.swap(video[1:2], video[2:3])[0]
     figures = out / "figures"
     return [
-        save_frame_grid(rows, figures / "reconstructions.png", title="The same test video, reconstructed"),
+        save_frame_grid(rows, figures / "reconstructions.png", title=f"The same test video ({data_config.title}), reconstructed"),
         save_video_gif(rows, figures / "reconstructions.gif", labels=list(rows)),
         save_frame_grid(swap_rows, figures / "content_swap.png",
-                        title="Content swap: A's digits moving like B, beside the exact ideal render"),
+                        title="Content swap: A's content moving like B" + (
+                            ", beside the exact ideal render" if "trajectory" in batch else "")),
         save_video_gif(swap_rows, figures / "content_swap.gif", labels=list(swap_rows)),
     ]
 
@@ -76,7 +79,8 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
                  device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
     grouped = reports.group_by_model(documents)
     records = [(name, *reports.training_record(Path(checkpoint_dir) / name)) for name in run_dirs]
-    report = Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
+    data = data_of(documents)
+    report = Report(f"Content-motion VAEs on {data['title']}: measured comparison", out)
     total_minutes = sum(timings.values()) / 60
     report.paragraph(
         f"Written by `python demo.py` on {datetime.date.today().isoformat()} on {machine_description(device)} "
@@ -91,6 +95,12 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         f"`{name}` {steps:,.0f} steps in {seconds / 60:.1f} min" for name, steps, seconds in records) + ".")
     report.paragraph("Provenance (also in every `eval/NAME_metrics.json`, under `metadata.provenance`):")
     report.bullets(summary_lines(provenance()))
+    if data.get("class_names"):
+        report.paragraph(f"Data: {data['title']}; the ten classes the judges read: "
+                         f"{', '.join(data['class_names'])}.")
+    if not data.get("has_factors", True):
+        _factor_free_sections(report, grouped, documents, data)
+        return _figures_and_files(report, grouped, out)
     report.heading("The design document's hypotheses against the measurements")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
@@ -132,12 +142,51 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         "and LSTM-VAE have no explicit split: their content code is the time-average of the per-frame latent "
         "means and their motion code each frame's deviation from it."
     )
+    return _figures_and_files(report, grouped, out)
+
+
+def data_of(documents: list[dict]) -> dict:
+    """The evaluated data (``metadata.data`` of :func:`evaluation.pipeline.data_description`) of the first
+    document; documents written before it are Moving MNIST with factors."""
+    for document in documents:
+        data = document.get("metadata", {}).get("data")
+        if data:
+            return data
+    return {"name": "mnist", "title": "Moving MNIST", "class_names": None, "has_factors": True}
+
+
+def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents: list[dict], data: dict) -> None:
+    """The report's tables for data without ground-truth factors: what needs no labels, then the metrics
+    that cannot be computed, each listed once."""
+    titles = {"reconstruction": "Reconstruction quality (test videos)",
+              "pixel_generation": "Generation without labels: pixel statistics of samples and conditional "
+                                  "resampling against real videos",
+              "cost": "Cost"}
+    report.paragraph(f"The videos ({data.get('video_file')}, layout {data.get('video_layout')}; {data.get('split')}) "
+                     "have no ground-truth factors: there are no judges, probes, SAP or MIG. Everything that needs "
+                     "no labels is below.")
+    for name, rows in reports.tables_for(documents).items():
+        report.heading(titles[name])
+        report.table(reports.table(grouped, rows))
+        if name == "pixel_generation":
+            report.paragraph(
+                "Features: no network, on purpose (nothing to train or download, and nothing learned to trust): "
+                "per video the time-averaged frame pooled to 8x8, its mean intensity, the share of pixels above "
+                "0.5 and the mean absolute frame difference. They measure brightness, coverage, layout and the "
+                "amount of motion, not identity or shape. 'Real vs real' compares two halves of the test "
+                "videos (the floor of the distance). Formulas: `evaluation/pixel_generation.py`.")
+    report.heading("Not available")
+    report.bullets(reports.not_available(documents))
+
+
+def _figures_and_files(report: Report, grouped: Mapping[str, list], out: Path) -> list[Path]:
     report.heading("Figures")
     figures = out / "figures"
     for path, caption in (
         (figures / "training_curves.png", "Training curves (train solid, validation dashed)"),
         (figures / "reconstructions.png", "One test video reconstructed by each model"),
-        (figures / "content_swap.png", "Content swap: A's digits moving like B, beside the exact ideal render"),
+        (figures / "content_swap.png", "Content swap: A's content moving like B (beside the exact ideal render "
+                                       "where the data has factors)"),
     ):
         if path.exists():
             report.image(path, caption)

@@ -61,6 +61,7 @@ def make_figures(
     fps: float,
     seed: int,
     log: Callable[[str], None] = print,
+    dataset_title: str | None = None,
 ) -> list[Path]:
     """Every figure and GIF of one model (``evaluate.py``'s ``NAME_*.png`` / ``.gif``, with their twins).
 
@@ -77,11 +78,13 @@ def make_figures(
         fps: frames per second of the GIFs.
         seed: seed of the prior samples.
         log: where progress lines go.
+        dataset_title: the data's name for the titles (e.g. "Moving Fashion-MNIST"); None leaves it out.
 
     Returns:
         The paths written: figures and GIFs, then their PDF / MP4 twins.
     """
     out = Path(save_dir)
+    label = f"{name} ({dataset_title})" if dataset_title else name  # the titles' subject; files use the name
     videos = first_videos(test_loader, max(num_samples, 2))
     count = min(num_samples, videos.shape[0])
     if count < num_samples:
@@ -100,7 +103,7 @@ def make_figures(
         save_frame_grid(
             rows,
             out / f"{name}_reconstructions.png",
-            title=f"{name}: test videos and their reconstructions",
+            title=f"{label}: test videos and their reconstructions",
             group_size=2,
         )
     )
@@ -121,19 +124,19 @@ def make_figures(
     sample_rows = {f"sample {index}": video for index, video in enumerate(samples)}
     written.append(
         save_frame_grid(
-            sample_rows, out / f"{name}_samples.png", title=f"{name}: samples from the prior (seed {seed})"
+            sample_rows, out / f"{name}_samples.png", title=f"{label}: samples from the prior (seed {seed})"
         )
     )
     written.append(save_video_gif(sample_rows, out / f"{name}_samples.gif", fps=fps))
     prior = "the fitted prior" if getattr(model, "fitted_prior", None) is not None else "the prior"
     written.append(save_samples_vs_real(
         videos[:num_samples], samples, out / f"{name}_samples_vs_real.png",
-        title=f"{name}: real test videos above samples from {prior} (seed {seed})",
+        title=f"{label}: real test videos above samples from {prior} (seed {seed})",
     ))
     log("figures: fix one factor, resample the other (rows share content, columns share motion)")
     written.append(save_factor_grid(
         model, out / f"{name}_factor_grid.png", num_frames=num_frames, generator=generator, fps=fps,
-        title=f"{name}: rows share content, columns share motion (both from {prior})",
+        title=f"{label}: rows share content, columns share motion (both from {prior})",
         gif_path=out / f"{name}_factor_grid.gif",
     ))
     written.append(out / f"{name}_factor_grid.gif")
@@ -148,7 +151,7 @@ def make_figures(
             out / f"{name}_interpolation.png",
             steps=interpolation_steps,
             factor="both",
-            title=f"{name}: latent interpolation from test video 0 (A) to test video 1 (B)",
+            title=f"{label}: latent interpolation from test video 0 (A) to test video 1 (B)",
             gif_path=out / f"{name}_interpolation.gif",
             fps=fps,
         )
@@ -163,7 +166,7 @@ def make_figures(
             swap_videos,
             swap_videos,
             out / f"{name}_content_swap.png",
-            title=f"{name}: content from row, motion from column (the diagonal is the reconstruction)",
+            title=f"{label}: content from row, motion from column (the diagonal is the reconstruction)",
             gif_path=out / f"{name}_swaps.gif",
             fps=fps,
         )
@@ -187,7 +190,7 @@ def make_figures(
         save_frame_grid(
             rows,
             out / f"{name}_motion_swap.png",
-            title=f"{name}: swaps frame by frame ('content X + motion Y': X's digits along Y's paths)",
+            title=f"{label}: swaps frame by frame ('content X + motion Y': X's objects along Y's paths)",
             group_size=4,
         )
     )

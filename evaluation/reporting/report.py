@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluation.metric_names import TABLES, Metric, metric_value
+from evaluation.metric_names import (
+    FACTOR_FREE_TABLES,
+    METRICS,
+    NEEDS_FACTORS,
+    NO_FACTORS,
+    TABLES,
+    Metric,
+    metric_value,
+)
 from evaluation.reporting.writer import markdown_table
 from evaluation.swaps import swap_score
 from models import MODELS
@@ -192,7 +200,9 @@ TRAINED_SETTINGS = (
     ("train_config", "lr", "lr {}", "g"),
     ("train_config", "amp", "bf16 autocast {}", ""),
     ("data_config", "train_size", "{} training videos per epoch", ","),
-    ("data_config", "mnist_root", "MNIST files from {}", ""),
+    ("data_config", "dataset", "dataset {}", ""),
+    ("data_config", "mnist_root", "image files from {}", ""),
+    ("data_config", "video_file", "videos from {}", ""),
     ("train_config", "seed", "seed {}", ""),
 )
 
@@ -363,6 +373,29 @@ def disentanglement_results(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) 
     return {**top, "by_model": by_model}
 
 
+def tables_for(documents: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Metric, ...]]:
+    """The tables that apply to these documents: :data:`TABLES`, or, for data without ground-truth factors
+    (a document with ``not_available``), those of what needs none, without the rows the documents left out
+    (never a table of NaN)."""
+    if not any("not_available" in document for document in documents):
+        return dict(TABLES)
+    left_out = {entry for document in documents for entry in document.get("not_available", {}).get("other", {})}
+    return {name: tuple(row for row in rows if f"{row.section}.{row.key}" not in left_out)
+            for name, rows in FACTOR_FREE_TABLES.items()}
+
+
+def not_available(documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``"LABEL (section.key): REASON"`` for every metric the documents could not compute, each once, in the
+    registry's order (empty for data with ground-truth factors)."""
+    listed, other = set(), {}
+    for document in documents:
+        listed.update(document.get("not_available", {}).get("metrics", []))
+        other.update(document.get("not_available", {}).get("other", {}))
+    lines = [f"{metric.label.strip()} (`{metric.section}.{metric.key}`): {NO_FACTORS}"
+             for metric in NEEDS_FACTORS if f"{metric.section}.{metric.key}" in listed]
+    return lines + [f"{METRICS[entry.split('.', 1)[1]].label} (`{entry}`): {why}" for entry, why in other.items()]
+
+
 def write_summary(documents: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
     """Write ``comparison_results.json``, ``disentanglement_metrics.json`` and every table as ``.md``/``.tex``.
 
@@ -375,7 +408,7 @@ def write_summary(documents: Sequence[Mapping[str, Any]], out_dir: str | os.Path
         atomic_write_json(out / "comparison_results.json", comparison_results(grouped)),
         atomic_write_json(out / "disentanglement_metrics.json", disentanglement_results(grouped)),
     ]
-    for name, rows in TABLES.items():
+    for name, rows in tables_for(documents).items():
         frame = table(grouped, rows)
         written.append(atomic_write_text(out / f"table_{name}.md", markdown_table(frame) + "\n"))
         written.append(atomic_write_text(out / f"table_{name}.tex", frame.to_latex(escape=True)))
