@@ -59,8 +59,8 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
         path: the checkpoint file.
         loader: yields video batches (the run's training loader).
         device: where the encoder runs.
-        **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed`` of
-            :func:`models.fitted_prior.fit_prior`.
+        **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed``, ``log`` (one line per
+            part of the fit, as it finishes) of :func:`models.fitted_prior.fit_prior`.
 
     Returns:
         The prior, as stored.
@@ -88,6 +88,8 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
         weights = RunRecord.of(load_checkpoint(path)).model_state
         prior = next((prior for seen, prior in fitted if _same_weights(seen, weights)), None)
         if prior is None:
+            if options.get("log") is not None:
+                options["log"](f"ex-post prior of {path}:")
             prior = fit_checkpoint_prior(path, loader, device, **options)
             fitted.append((weights, prior))
         else:
