@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from evaluation.metric_names import TABLES
@@ -73,7 +74,8 @@ def steps_text(records: list[tuple[str, float, float]]) -> str:
 
 
 def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.PathLike, timings: dict[str, float],
-                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
+                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str],
+                 stages: pd.DataFrame | None = None) -> list[Path]:
     grouped = reports.group_by_model(documents)
     records = [(name, *reports.training_record(Path(checkpoint_dir) / name)) for name in run_dirs]
     report = Report("Content-motion VAEs on Moving MNIST: measured comparison", out)
@@ -157,6 +159,11 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         report.links([(f"{suffix}.gif", evaluation_dir / f"{name}_{suffix}.gif")
                       for suffix in ("reconstructions", "samples", "factor_grid", "swaps")
                       if (evaluation_dir / f"{name}_{suffix}.gif").exists()])
+    if stages is not None:
+        report.heading("Where the time went")
+        report.paragraph("Wall-clock seconds of each stage of this run (an evaluation's parts are inside it; "
+                         "`training NAME` excludes its ex-post prior fit, which has its own row).")
+        report.table(stages)
     report.heading("Files")
     report.bullets([
         "`eval/NAME_metrics.json`: every metric of every run (NaN kept), with the configs and the provenance",
