@@ -78,6 +78,7 @@ DEFAULT_CONTENT_TEMPERATURE = 0.4
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
+PROGRESS_SECONDS = 10  # a fit with a log says how far its encoding is this often
 CONTEXT_FRAMES = 2  # the frames a path prior's continuation is conditioned on (PathPrior.continue_paths)
 
 
@@ -563,7 +564,9 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
     """
     content_temperature = check_temperature(content_temperature)
     started = time.perf_counter()
-    codes = prior_codes(model, videos, max_videos, seed, per_object, object_paths)
+    if log is not None:
+        log(f"ex-post prior: encoding up to {max_videos} videos")
+    codes = prior_codes(model, videos, max_videos, seed, per_object, object_paths, log)
 
     def done(what: str) -> None:
         nonlocal started
@@ -612,9 +615,12 @@ class PriorCodes:
 
 
 def prior_codes(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS, seed: int = 0,
-                per_object: bool = True, object_paths: bool = True) -> PriorCodes:
-    """Encode up to ``max_videos`` videos and gather the codes :func:`fit_prior` fits (its arguments)."""
+                per_object: bool = True, object_paths: bool = True,
+                log: Callable[[str], None] | None = None) -> PriorCodes:
+    """Encode up to ``max_videos`` videos and gather the codes :func:`fit_prior` fits (its arguments; ``log``
+    gets a line on how far the encoding is every :data:`PROGRESS_SECONDS`)."""
     parameter = next(model.parameters())
+    said = time.perf_counter()
     objects = int(getattr(model, "object_slots", 0)) if object_paths else 0
     contents, motions, paths, seen = [], [], [], 0
     was_training = model.training
@@ -634,6 +640,9 @@ def prior_codes(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VID
                 elif not model.has_motion_prior:
                     motions.append(motion.double().flatten(0, 1).cpu())  # (B * T, Dm)
                 seen += video.shape[0]
+                if log is not None and time.perf_counter() - said > PROGRESS_SECONDS and seen < max_videos:
+                    log(f"ex-post prior: encoded {seen} of {max_videos} videos")
+                    said = time.perf_counter()
     finally:
         model.train(was_training)
     if seen < 2:

@@ -113,12 +113,16 @@ def test_diagonal_log_prob_matches_torch_distributions():
     assert torch.allclose(mixture.log_prob(points), reference.log_prob(points))
 
 
-def test_fit_prior_logs_each_part_with_its_seconds():
+def test_fit_prior_logs_each_part_with_its_seconds(monkeypatch):
+    import models.fitted_prior as fitted_prior_module
+
+    monkeypatch.setattr(fitted_prior_module, "PROGRESS_SECONDS", 0)  # a line after every batch but the last
     lines = []
-    fit_prior(tiny_model("baseline"), [videos()], components=2, steps=2, log=lines.append)
-    assert [line.split(":")[1].split(" in ")[0].strip().split(" ")[0] for line in lines] == [
-        "encoded", "content", "per-frame"]
-    assert all(line.startswith("ex-post prior: ") and line.endswith(" s") for line in lines)
+    fit_prior(tiny_model("baseline"), [videos()[:4], videos()[4:]], max_videos=8, components=2, steps=2,
+              log=lines.append)
+    assert lines[:2] == ["ex-post prior: encoding up to 8 videos", "ex-post prior: encoded 4 of 8 videos"]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[2:]] == ["encoded", "content", "per-frame"]
+    assert all(line.startswith("ex-post prior: ") and line.endswith(" s") for line in lines[2:])
 
 
 def test_bad_inputs_raise_clear_errors():
