@@ -45,8 +45,10 @@ far higher held-out likelihood), and among diagonal mixtures the held-out likeli
 peaks near 200 components, where the samples agree. The paths take 100 components with full covariances
 (:data:`PATH_COMPONENTS`, :data:`PATH_COVARIANCE`): a path's frames are strongly correlated, and with
 diagonal ones the drawn paths jitter from frame to frame (rows 43, 45). Each mixture is fitted with a fixed
-number of EM steps in float64 torch from a seeded k-means++ start (:func:`fit_gaussian_mixture`);
-:func:`fit_prior` gathers the codes and fits them. The prior travels
+number of EM steps in float64 torch from a seeded k-means++ start (:func:`fit_gaussian_mixture`, in matrix
+products: seconds, where the first version took minutes, benchmarks/NOTES.md rows 56-58, which also say why
+it is kept over scikit-learn's ``GaussianMixture``); :func:`prior_codes` gathers the codes and
+:func:`fit_prior` fits them. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
 loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
 ``model.sample`` and ``model.sample_factors`` use it. A model without one samples its original prior.

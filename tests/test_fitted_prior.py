@@ -297,6 +297,7 @@ def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
                  "--steps", "2", "--videos", "8", "--device", "cpu"]) == 0
     stored = load_checkpoint(best)["fitted_prior"]
     assert stored["content_slots"] == 1 and "paths" not in stored and "motion" not in stored
+    assert "ex-post prior: content mixture: 2 diag components" in capsys.readouterr().err  # progress, on stderr
     (tmp_path / "empty").mkdir()
     assert main(["--checkpoint", str(tmp_path / "empty"), "--device", "cpu"]) == 2
     error = capsys.readouterr().err

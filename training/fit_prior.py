@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
                        steps=args.steps, seed=args.seed, per_object=not args.whole_content,
                        object_paths=not args.learned_motion, path_components=args.path_components,
-                       content_temperature=args.temperature)
+                       content_temperature=args.temperature,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))  # progress, on stderr
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:
