@@ -35,6 +35,7 @@ from data import DataConfig, get_standard_test_loader
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.generation import compute_generation_metrics
 from evaluation.judges.cache import get_judges
+from evaluation.judges.remembered import RememberedReadings
 from evaluation.metric_names import RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures
@@ -303,6 +304,8 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
             setup.seconds, "judges",
         )
         setup.judge_accuracy = dict(getattr(judges, "accuracy", {}) or {})
+        if hasattr(judges, "describe"):  # the tally and the generation metrics both read the real test videos:
+            judges = RememberedReadings(judges)  # once (the same readings, evaluation/judges/remembered.py)
     disentanglement = _timed(
         "disentanglement metrics" + (" (no judges: the judged metrics are NaN)" if judges is None else ""),
         lambda: compute_all_disentanglement_metrics(
