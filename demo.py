@@ -60,6 +60,7 @@ from training.trainer import NonFiniteLossError
 from utils.cli import device_name, given_values, non_negative_int, number, positive_int
 from utils.curves import plot_training_curves
 from utils.devices import bf16_supported, resolve_device
+from utils.stages import StageTimes
 
 PROG = "demo.py"
 EXIT_FAILED, EXIT_USAGE, EXIT_WRITE, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -548,6 +549,7 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
         return EXIT_USAGE
     out = Path(args.out)
     timings: dict[str, float] = {}
+    stage_times = StageTimes()  # every stage and its parts: the table at the end of the log and in the report
     log(f"{len(runs)} runs on {device}: {', '.join(name for _, _, name in runs)}; report in {out}/report.md")
     for note in option_notes(args, argv or [], runs):
         log(f"note: {note}")
@@ -563,6 +565,7 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                 f"{video.image_size}: loading from the cache, or training them once (about 2-3 min)")
             get_run_judges(data_config, device, progress=sys.stderr.isatty())
         timings["judges"] = time.monotonic() - started
+        stage_times.add("judges", timings["judges"])
 
     started = time.monotonic()
     checkpoints: dict[str, Path] = {}
@@ -584,13 +587,15 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
         best = run_dir / BEST
         if name in plans and plans[name] is None:
             log(f"{name}: reusing {best}, trained with exactly these settings (--retrain trains it again)")
+            stage_times.add(f"training {name}", 0.0, note="reused")
             try:
                 stale = stale_prior(best)
                 if stale is not None:  # a run trained before the current prior rule samples with it from now on
                     log(f"{name}: {stale}: fitting it again (models/fitted_prior.py)")
                     _, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
-                    fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
-                                   seed=train_config.seed)
+                    with stage_times.time(f"prior fit {name}", note="refitted: an older prior"):
+                        fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
+                                       seed=train_config.seed, log=log)
             except (CheckpointError, FileNotFoundError) as error:  # e.g. weights that are not finite
                 print(f"{PROG}: error: cannot use the run in {run_dir}: {' '.join(str(error).split())}; pass "
                       "--retrain to train it again (or another --checkpoint-dir to keep it)", file=sys.stderr)
@@ -601,6 +606,7 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                 + (f" from {run_dir / LAST} (epoch {resume.checkpoint.get('epoch')}, step "
                    f"{resume.checkpoint.get('step')})" if resume else ""))
             model_config, train_config, data_config, notes = requested_configs(args, model, seed, name, amp)
+            run_started = time.perf_counter()
             try:
                 result = train(model, model_config, train_config, data_config, run_dir, resume=resume,
                                overwrite=args.retrain, quiet=False, notes=notes, how_to_continue=CONTINUE,
@@ -612,6 +618,10 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                 return EXIT_USAGE
             if not result.finished:  # the run has said where it stopped, and how to continue
                 return result.exit_status
+            # train() fits the ex-post prior when it finishes: its own row, so a slow fit shows itself
+            stage_times.add(f"training {name}", time.perf_counter() - run_started - result.prior_seconds,
+                            note=f"continued from epoch {resume.checkpoint.get('epoch')}" if resume else "")
+            stage_times.add(f"prior fit {name}", result.prior_seconds)
             held, problem = lock_run_folders(args, [(model, seed, name)])  # train() let it go: held till the end
             if problem is not None:
                 print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -631,11 +641,15 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
     config = eval_config(args)
     for name, path in checkpoints.items():
         log(f"evaluating {name}")
+        evaluation_started = time.perf_counter()
         try:
-            evaluate(path, config, command=f"{PROG} (evaluation of {path})")
+            evaluation = evaluate(path, config, command=f"{PROG} (evaluation of {path})")
         except (EvaluationError, FileNotFoundError, CheckpointError, ValueError) as error:
             print(f"{PROG}: error: evaluating {name} failed: {error}", file=sys.stderr)
             return EXIT_USAGE
+        stage_times.add(f"evaluation {name}", time.perf_counter() - evaluation_started)
+        for part, seconds in evaluation.seconds.items():
+            stage_times.add(f"evaluation {name}", seconds, part=part)
         stage_done(f"{name} evaluated")
     stages.close()
     timings["evaluation"] = time.monotonic() - started
@@ -652,10 +666,12 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                          out / "figures" / "training_curves.png", title="Training curves",
                          unit="nats per video" if bce else "loss per video")
     comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)
+    stage_times.add("report", time.monotonic() - started, note="tables and comparison figures")
     written = write_report(documents, out, args.checkpoint_dir, timings | {"report": time.monotonic() - started}, device, amp,
-                           judge_accuracy, list(checkpoints))
+                           judge_accuracy, list(checkpoints), stage_times.table())
     for frame_name, rows in reports.tables_for(documents).items():
         print(f"\n{frame_name}:\n{markdown_table(reports.table(reports.group_by_model(documents), rows))}")
+    print(f"\nstages (wall-clock):\n{markdown_table(stage_times.table())}")
     log(f"done in {sum(timings.values()) / 60:.1f} min. Report: {written[0]} (and {written[1].name})")
     log(f"swap explorer: python explore.py --checkpoint {Path(args.checkpoint_dir) / RUN_NAMES['disentangled']}")
     return 0

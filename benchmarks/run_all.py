@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_data, bench_eval, bench_train
+from benchmarks import bench_data, bench_eval, bench_prior_fit, bench_train
 from benchmarks.common import checked_device
 from utils.cli import device_name
 
-BENCHMARKS = {"data": bench_data.main, "train": bench_train.main, "eval": bench_eval.main}
+BENCHMARKS = {"data": bench_data.main, "train": bench_train.main, "eval": bench_eval.main,
+              "prior": bench_prior_fit.main}
+ON_CPU = ("data", "prior")  # benchmarks without a --device: they measure the CPU
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and name not in args.only:
             continue
         print(f"\n== {name} ==")
-        run([] if name == "data" else ["--device", args.device])
+        run([] if name in ON_CPU else ["--device", args.device])
 
 
 if __name__ == "__main__":

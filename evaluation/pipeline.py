@@ -36,6 +36,7 @@ from data.mnist import CLASS_NAMES
 from evaluation.disentanglement import compute_all_disentanglement_metrics
 from evaluation.generation import compute_generation_metrics
 from evaluation.judges.cache import get_judges
+from evaluation.judges.remembered import RememberedReadings
 from evaluation.metric_names import NEEDS_FACTORS, NO_FACTORS, RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.pixel_generation import compute_pixel_generation_metrics
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
@@ -142,6 +143,7 @@ class Evaluation:
     document: dict[str, Any]
     metrics_path: Path
     written: list[Path]
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each part's wall-clock time
 
 
 def log(message: str) -> None:
@@ -213,6 +215,7 @@ class _Setup:
     standard_skip: str | None
     save_dir: Path
     judge_accuracy: dict[str, Any] | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each part's, as _timed measured it
 
 
 def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
@@ -305,11 +308,15 @@ def _video_file_data_config(data_config: DataConfig, config: EvalConfig, model: 
 # Metrics
 
 
-def _timed(what: str, function: Callable[[], Any]) -> Any:
+def _timed(what: str, function: Callable[[], Any], seconds: dict[str, float] | None = None, part: str = "") -> Any:
+    """``function()``, logged before and after with its seconds (also stored as ``seconds[part]``)."""
     log(f"{what} ...")
     start = time.perf_counter()
     result = function()
-    log(f"{what}: done in {time.perf_counter() - start:.1f} s")
+    elapsed = time.perf_counter() - start
+    log(f"{what}: done in {elapsed:.1f} s")
+    if seconds is not None:
+        seconds[part or what] = elapsed
     return result
 
 
@@ -360,6 +367,7 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
         lambda: compare_models(
             {setup.name: model}, setup.test_loader, device, max_batches=config.max_batches, progress=progress
         )[setup.name],
+        setup.seconds, "reconstruction",
     )
     reconstruction = {key: compared[key] for key in RECONSTRUCTION_OUTPUT_KEYS if key in compared}
     cost = {key: value for key, value in compared.items() if key not in reconstruction}
@@ -382,18 +390,23 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
         judges = _timed(
             "judges (cached per data config; the first run for a data config trains them, which is slow)",
             lambda: get_judges(dataset.config, device, digits=dataset.digits, progress=progress),
+            setup.seconds, "judges",
         )
         setup.judge_accuracy = dict(getattr(judges, "accuracy", {}) or {})
+        if hasattr(judges, "describe"):  # the tally and the generation metrics both read the real test videos:
+            judges = RememberedReadings(judges)  # once (the same readings, evaluation/judges/remembered.py)
     disentanglement = _timed(
         "disentanglement metrics" + (" (no judges: the judged metrics are NaN)" if judges is None else ""),
         lambda: compute_all_disentanglement_metrics(
             model, setup.test_loader, device, max_samples=config.max_samples, judges=judges
         ),
+        setup.seconds, "disentanglement",
     )
     generation = _timed(
         "generation metrics (prior samples and both conditional modes against real test videos)",
         lambda: compute_generation_metrics(model, setup.test_loader, judges, device, max_videos=config.max_samples,
                                            seed=setup.data_config.seed),
+        setup.seconds, "generation",
     )
     log(f"  prior: {generation['prior']}")
     metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement,
@@ -415,6 +428,7 @@ def _standard_file_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, 
                 lambda: reconstruction_metrics(
                     model, setup.standard_loader, device, max_batches=config.max_batches, progress=progress
                 ),
+                setup.seconds, "standard test file",
             )
             metrics["standard_test_file"] = {"path": str(config.standard_test_file), **standard}
     return metrics
@@ -508,10 +522,12 @@ def evaluate(checkpoint: str | Path, config: EvalConfig | None = None, command: 
         "metadata": _metadata(setup, command if command is not None else " ".join(sys.argv)),
     })
     atomic_write_json(metrics_path, document)  # never a half-written JSON
+    started = time.perf_counter()
     figures = make_figures(
         setup.model, setup.test_loader, setup.save_dir, setup.name, device=setup.device,
         num_samples=config.num_samples, batch_size=config.batch_size,
         interpolation_steps=config.interpolation_steps, fps=config.fps, seed=data.seed, log=log,
         dataset_title=data_description(data)["title"],
     )
-    return Evaluation(setup.name, document, metrics_path, [metrics_path, *figures])
+    setup.seconds["figures"] = time.perf_counter() - started
+    return Evaluation(setup.name, document, metrics_path, [metrics_path, *figures], dict(setup.seconds))

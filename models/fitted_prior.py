@@ -46,8 +46,10 @@ far higher held-out likelihood), and among diagonal mixtures the held-out likeli
 peaks near 200 components, where the samples agree. The paths take 100 components with full covariances
 (:data:`PATH_COMPONENTS`, :data:`PATH_COVARIANCE`): a path's frames are strongly correlated, and with
 diagonal ones the drawn paths jitter from frame to frame (rows 43, 45). Each mixture is fitted with a fixed
-number of EM steps in float64 torch from a seeded k-means++ start (:func:`fit_gaussian_mixture`);
-:func:`fit_prior` gathers the codes and fits them. The prior travels
+number of EM steps in float64 torch from a seeded k-means++ start (:func:`fit_gaussian_mixture`, in matrix
+products: seconds, where the first version took minutes, benchmarks/NOTES.md rows 56-58, which also say why
+it is kept over scikit-learn's ``GaussianMixture``); :func:`prior_codes` gathers the codes and
+:func:`fit_prior` fits them. The prior travels
 inside the checkpoint under ``"fitted_prior"`` (tensors and plain values only, so the checkpoint still
 loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches it, after which
 ``model.sample`` and ``model.sample_factors`` use it. A model without one samples its original prior.
@@ -56,7 +58,8 @@ loads with ``weights_only=True``); :func:`models.checkpoint.load_model` attaches
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +84,7 @@ MAX_CONTENT_TEMPERATURE = 4.0
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
+PROGRESS_SECONDS = 10  # a fit with a log says how far its encoding is this often
 CONTEXT_FRAMES = 2  # the frames a path prior's continuation is conditioned on (PathPrior.continue_paths)
 
 
@@ -168,22 +172,62 @@ def _check_finite(what: str, values: Tensor) -> None:
 
 
 def _component_log_probs(points: Tensor, mixture: GaussianMixture) -> Tensor:
-    """``log w_k + log N(x_n | mu_k, Sigma_k)``, ``(N, K)``."""
-    centred = points[:, None, :] - mixture.means[None]  # (N, K, D)
+    """``log w_k + log N(x_n | mu_k, Sigma_k)``, ``(N, K)``.
+
+    A diagonal covariance's Mahalanobis distance is expanded into matrix products
+    (:func:`_mahalanobis_expanded`), never forming the ``(N, K, D)`` differences of every point to every mean
+    (820 MB for the Baseline VAE's 2,000 codes of 256 numbers and 200 components: the whole cost of the EM
+    before issue 32, which now uses the expansion for full covariances too). A full one is solved exactly
+    here, one triangular solve batched over the components (the paths' 20 numbers: small).
+    """
     if mixture.covariance == "full":
-        # Solve L_k y = (x - mu_k) per component (one (D, N) right-hand side each): |y|^2 is the
+        # Solve L_k y = (x - mu_k) for every component at once (a (D, N) right-hand side each): |y|^2 is the
         # Mahalanobis distance.
-        solved = torch.stack([
-            torch.linalg.solve_triangular(scale, centred[:, k].T, upper=False).T
-            for k, scale in enumerate(mixture.scales)
-        ], dim=1)  # (N, K, D)
+        centred = (points[None] - mixture.means[:, None]).transpose(1, 2)  # (K, D, N)
+        solved = torch.linalg.solve_triangular(mixture.scales, centred, upper=False)  # (K, D, N)
+        mahalanobis = solved.pow(2).sum(1).T  # (N, K)
+    else:
+        mahalanobis = _mahalanobis_expanded(points, mixture)
+    return _log_probs_from(mahalanobis, mixture)
+
+
+def _log_probs_from(mahalanobis: Tensor, mixture: GaussianMixture) -> Tensor:
+    """``log w_k + log N`` from the ``(N, K)`` squared Mahalanobis distances."""
+    if mixture.covariance == "full":
         log_det = 2 * torch.log(torch.diagonal(mixture.scales, dim1=-2, dim2=-1)).sum(-1)  # (K,)
     else:
-        solved = centred / mixture.scales[None]
         log_det = 2 * torch.log(mixture.scales).sum(-1)
-    mahalanobis = solved.pow(2).sum(-1)  # (N, K)
+    return torch.log(mixture.weights)[None] - 0.5 * (mahalanobis + log_det[None]
+                                                     + mixture.dim * math.log(2 * math.pi))
+
+
+def _mahalanobis_expanded(points: Tensor, mixture: GaussianMixture) -> Tensor:
+    """``(x_n - mu_k)^T Sigma_k^-1 (x_n - mu_k)``, ``(N, K)``, as ``x^T P x - 2 x^T P mu + mu^T P mu`` with
+    ``P = Sigma_k^-1``: matrix products only (scikit-learn's ``GaussianMixture`` expands the same way). In
+    float64 on points centred on their mean (as the EM fits them) the cancellation costs ~1e-12 relative."""
+    if mixture.covariance == "full":
+        dim = mixture.dim
+        eye = torch.eye(dim, dtype=mixture.scales.dtype).expand_as(mixture.scales)
+        inverse = torch.linalg.solve_triangular(mixture.scales, eye, upper=False)  # L_k^-1, (K, D, D)
+        precision = inverse.transpose(1, 2) @ inverse  # (K, D, D)
+        precise_means = (precision @ mixture.means[:, :, None])[:, :, 0]  # P_k mu_k, (K, D)
+        quadratic = torch.cat([outer @ precision.flatten(1).T for outer in _outer_products(points)])  # (N, K)
+    else:
+        precision = mixture.scales.pow(-2)  # (K, D)
+        precise_means = mixture.means * precision
+        quadratic = points.pow(2) @ precision.T  # (N, K)
+    offsets = (mixture.means * precise_means).sum(1)  # mu_k^T P_k mu_k, (K,)
+    return (quadratic - 2 * points @ precise_means.T + offsets[None]).clamp_min(0)
+
+
+def _outer_products(points: Tensor, limit: int = 1 << 24) -> Iterable[Tensor]:
+    """``x_n x_n^T`` of consecutive blocks of points, flattened, ``(rows, D * D)``, at most ``limit`` numbers a
+    block (one block for the paths' 20 numbers; a full mixture of 256-number codes would need 1 GB at once)."""
     dim = points.shape[1]
-    return torch.log(mixture.weights)[None] - 0.5 * (mahalanobis + log_det[None] + dim * math.log(2 * math.pi))
+    rows = max(1, limit // (dim * dim))
+    for start in range(0, points.shape[0], rows):
+        block = points[start:start + rows]
+        yield (block[:, :, None] * block[:, None, :]).flatten(1)
 
 
 def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE,
@@ -217,6 +261,8 @@ def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, c
     count, dim = points.shape
     components = max(1, min(int(components), count))
     generator = torch.Generator().manual_seed(seed)
+    centre = points.mean(0)  # fitted about their mean: E[x x^T] - mu mu^T then loses nothing to cancellation
+    points = points - centre
     ridge = regularization * float(points.var(dim=0).mean()) + 1e-12
     eye = torch.eye(dim, dtype=torch.float64)
 
@@ -237,18 +283,25 @@ def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, c
     mixture = GaussianMixture(torch.full((components,), 1.0 / components, dtype=torch.float64), means, scales,
                               covariance)
     for _ in range(steps):
-        responsibilities = torch.softmax(_component_log_probs(points, mixture), dim=1)  # (N, K)
+        responsibilities = torch.softmax(_log_probs_from(_mahalanobis_expanded(points, mixture), mixture), dim=1)
         mass = responsibilities.sum(0) + 1e-10  # (K,)
         means = responsibilities.T @ points / mass[:, None]  # (K, D)
-        centred = points[:, None, :] - means[None]  # (N, K, D)
+        # Each component's covariance is E_k[x x^T] - mu_k mu_k^T (only the diagonal for "diag"): matrix
+        # products, where the differences of every point to every mean were (N, K, D).
         if covariance == "full":
-            weighted = centred * responsibilities[..., None]
-            covariances = torch.einsum("nkd,nke->kde", weighted, centred) / mass[:, None, None] + ridge * eye
+            second_moments = torch.zeros(components, dim * dim, dtype=torch.float64)
+            start = 0
+            for outer in _outer_products(points):  # (rows, D * D)
+                second_moments += responsibilities[start:start + outer.shape[0]].T @ outer
+                start += outer.shape[0]
+            second_moments = second_moments.view(-1, dim, dim) / mass[:, None, None]  # (K, D, D)
+            covariances = second_moments - means[:, :, None] * means[:, None, :] + ridge * eye
             scales = torch.linalg.cholesky(covariances)
         else:
-            variances = (responsibilities[..., None] * centred.pow(2)).sum(0) / mass[:, None] + ridge
-            scales = variances.sqrt()
+            second_moments = responsibilities.T @ points.pow(2) / mass[:, None]  # (K, D)
+            scales = ((second_moments - means.pow(2)).clamp_min(0) + ridge).sqrt()
         mixture = GaussianMixture(mass / mass.sum(), means, scales, covariance)
+    mixture.means = mixture.means + centre
     return mixture
 
 
@@ -514,7 +567,8 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
               components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE, steps: int = DEFAULT_STEPS,
               seed: int = 0, per_object: bool = True, object_paths: bool = True,
               path_components: int = PATH_COMPONENTS,
-              content_temperature: float = DEFAULT_CONTENT_TEMPERATURE) -> FittedPrior:
+              content_temperature: float = DEFAULT_CONTENT_TEMPERATURE,
+              log: Callable[[str], None] | None = None) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
     Args:
@@ -530,12 +584,70 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         path_components: the path mixture's components.
         content_temperature: the content mixture's draws scale each component's spread by it (module
             docstring; 1 draws the fitted mixture itself, 0 its component means).
+        log: called with one line per part (the encoding, each mixture) and its seconds, as it finishes.
 
     Returns:
         The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
     """
     content_temperature = check_temperature(content_temperature)
+    started = time.perf_counter()
+    if log is not None:
+        log(f"ex-post prior: encoding up to {max_videos} videos")
+    codes = prior_codes(model, videos, max_videos, seed, per_object, object_paths, log)
+
+    def done(what: str) -> None:
+        nonlocal started
+        if log is not None:
+            log(f"ex-post prior: {what} in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+
+    def fitted(points: Tensor, count: int, kind: str, part_seed: int, what: str) -> GaussianMixture:
+        mixture = fit_gaussian_mixture(points, count, kind, steps, part_seed)
+        done(f"{what}: {mixture.components} {kind} components on {points.shape[0]} codes of {points.shape[1]}")
+        return mixture
+
+    done(f"encoded {codes.videos} videos")
+    content_mixture = fitted(codes.content, components, covariance, seed, "content mixture")
+    motion_mixture = None
+    if codes.motion is not None:
+        motion_mixture = fitted(codes.motion, components, covariance, seed + 1, "per-frame motion mixture")
+    path_prior = None
+    if codes.paths is not None:
+        positions = codes.paths.view(-1, 2)  # every (x, y) of every path
+        bounds = torch.stack([positions.amin(0), positions.amax(0)])  # (2, 2): the box the objects stayed in
+        path_prior = PathPrior(fitted(codes.paths, path_components, PATH_COVARIANCE, seed + 2, "path mixture"),
+                               codes.paths.shape[1] // 2, codes.objects, bounds)
+    return FittedPrior(content_mixture, motion_mixture, codes.videos, codes.slots, path_prior, content_temperature)
+
+
+@dataclass
+class PriorCodes:
+    """The codes an ex-post prior is fitted to (:func:`prior_codes`), float64 on the CPU.
+
+    Attributes:
+        content: ``(N * K, Dc / K)``, one row per content unit (K: ``slots``).
+        motion: ``(M, Dm)`` per-frame motion codes (M at most N, drawn at random), or None.
+        paths: ``(N * objects, 2T)`` object paths ``x_0, y_0, x_1, ...``, or None.
+        videos: N, the videos encoded.
+        slots: content units per video.
+        objects: objects placed per video (0: no paths).
+    """
+
+    content: Tensor
+    motion: Tensor | None
+    paths: Tensor | None
+    videos: int
+    slots: int
+    objects: int
+
+
+def prior_codes(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS, seed: int = 0,
+                per_object: bool = True, object_paths: bool = True,
+                log: Callable[[str], None] | None = None) -> PriorCodes:
+    """Encode up to ``max_videos`` videos and gather the codes :func:`fit_prior` fits (its arguments; ``log``
+    gets a line on how far the encoding is every :data:`PROGRESS_SECONDS`)."""
     parameter = next(model.parameters())
+    said = time.perf_counter()
     objects = int(getattr(model, "object_slots", 0)) if object_paths else 0
     contents, motions, paths, seen = [], [], [], 0
     was_training = model.training
@@ -555,6 +667,9 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
                 elif not model.has_motion_prior:
                     motions.append(motion.double().flatten(0, 1).cpu())  # (B * T, Dm)
                 seen += video.shape[0]
+                if log is not None and time.perf_counter() - said > PROGRESS_SECONDS and seen < max_videos:
+                    log(f"ex-post prior: encoded {seen} of {max_videos} videos")
+                    said = time.perf_counter()
     finally:
         model.train(was_training)
     if seen < 2:
@@ -562,22 +677,13 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
     slots = int(getattr(model, "content_slots", 1)) if per_object else 1
     units = torch.cat(contents)  # (N, Dc)
     units = units.reshape(units.shape[0] * slots, units.shape[1] // slots)  # (N * K, Dc / K): one row per object
-    content_mixture = fit_gaussian_mixture(units, components, covariance, steps, seed)
-    motion_mixture = None
+    frames = None
     if motions:
         frames = torch.cat(motions)  # (N * T, Dm): T times as many points as videos
         if frames.shape[0] > max_videos:  # as many frames as videos, drawn at random: the fit's cost stays that of
             keep = torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_videos]
             frames = frames[keep.sort().values]  # the content's, and the mixture hardly changes
-        motion_mixture = fit_gaussian_mixture(frames, components, covariance, steps, seed + 1)
-    path_prior = None
-    if paths:
-        points = torch.cat(paths)  # (N * K, 2T)
-        positions = points.view(-1, 2)  # every (x, y) of every path
-        bounds = torch.stack([positions.amin(0), positions.amax(0)])  # (2, 2): the box the objects stayed in
-        path_prior = PathPrior(fit_gaussian_mixture(points, path_components, PATH_COVARIANCE, steps, seed + 2),
-                               points.shape[1] // 2, objects, bounds)
-    return FittedPrior(content_mixture, motion_mixture, seen, slots, path_prior, content_temperature)
+    return PriorCodes(units, frames, torch.cat(paths) if paths else None, seen, slots, objects)
 
 
 def check_temperature(temperature: Any) -> float:

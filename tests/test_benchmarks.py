@@ -22,3 +22,16 @@ def test_a_failing_measurement_process_is_an_error_not_a_hang():
     # An image size the models refuse: the measuring process dies before it sends its row.
     with pytest.raises(RuntimeError, match="measuring baseline failed in its process"):
         bench_train.main(["--models", "baseline", "--image-size", "20", "--steps", "1", "--device", "cpu"])
+
+
+def test_prior_fit_benchmark_times_before_and_now_and_scores_them(capsys):
+    from benchmarks import bench_prior_fit
+
+    rows = bench_prior_fit.main(["--models", "disentangled", "--train-steps", "0", "--videos", "12",
+                                 "--held-out", "4", "--before", "--frames", "4"])
+    assert [row["mixture"] for row in rows] == ["content (200 diag)", "paths (100 full)"]
+    for row in rows:
+        assert row["before s"] > 0 and row["now s"] > 0
+        # the same EM: the same fit up to rounding, so the same held-out likelihood
+        assert abs(row["now held-out ll"] - row["before held-out ll"]) < 1e-6 * abs(row["before held-out ll"])
+    assert "| disentangled | paths (100 full)" in capsys.readouterr().out

@@ -17,8 +17,10 @@ import evaluation.disentanglement as disentanglement
 from data import MovingMNIST, get_moving_mnist_dataloaders, render_digits
 from evaluation.codes.factors import content_factors
 from evaluation.disentanglement import compute_all_disentanglement_metrics
+from evaluation.generation import compute_generation_metrics
 from evaluation.judges import cache as judges_cache
 from evaluation.judges import networks as judges_module
+from evaluation.judges.remembered import RememberedReadings
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS, JUDGED_KEYS
 from models import MODELS, build_model
 
@@ -222,6 +224,38 @@ def test_untrained_project_judges_fit_the_interface(test_loader):
     results = compute_all_disentanglement_metrics(model, test_loader, "cpu", max_samples=12, judges=judges)
     assert_every_key(results)
     assert all(math.isfinite(results[key]) or key.startswith("motion_correlation") for key in JUDGED_KEYS)
+
+
+def test_remembered_readings_read_each_real_video_once_and_change_no_number(test_loader):
+    # The pipeline wraps the judges so that the tally's read and the generation metrics' describe of the
+    # same real test videos are one reading: every judged and generation number must stay exactly as it was.
+    judges = judges_module.Judges(test_loader.dataset.config).eval()
+    model = build_model("disentangled", image_size=IMAGE_SIZE, width=8, feature_dim=32, content_dim=8,
+                        motion_dim=8, lstm_hidden=16, prior_hidden=16).eval()
+    video = next(iter(test_loader))["video"]
+    remembered = RememberedReadings(judges)
+    labels, trajectory = judges.read(video)
+    again = remembered.read(video)
+    assert torch.equal(again[0], labels) and torch.equal(again[1], trajectory)
+    assert remembered.describe(video.clone()) is remembered.describe(video) and remembered.remembered == 1
+    assert remembered.accuracy == judges.accuracy and not hasattr(remembered, "content_probabilities")
+    plain = compute_all_disentanglement_metrics(model, test_loader, "cpu", max_samples=24, judges=judges)
+    wrapped = RememberedReadings(judges)
+    same = compute_all_disentanglement_metrics(model, test_loader, "cpu", max_samples=24, judges=wrapped)
+    assert repr(same) == repr(plain)  # exactly, NaN included
+    generated = compute_generation_metrics(model, test_loader, judges, "cpu", max_videos=24, seed=3)
+    assert repr(compute_generation_metrics(model, test_loader, wrapped, "cpu", max_videos=24, seed=3)) == repr(generated)
+    # the real videos the tally read were not read again by the generation metrics
+    calls = []
+    counting = RememberedReadings(judges)
+    counting.judges = type("Counting", (), {"describe": lambda self, video: calls.append(1) or judges.describe(video),
+                                             "accuracy": {}})()
+    compute_all_disentanglement_metrics(model, test_loader, "cpu", max_samples=24, judges=counting)
+    tally_calls = len(calls)
+    compute_generation_metrics(model, test_loader, counting, "cpu", max_videos=24, seed=3)
+    # 2 batches of 12, 5 kinds of video each: the real videos are remembered, and here the reconstructions
+    # too (this model's reconstruct is bitwise its combine(split), which the tally read)
+    assert len(calls) - tally_calls == 2 * 3
 
 
 def test_auto_judges_come_from_evaluation_judges(test_loader, monkeypatch):

@@ -63,6 +63,75 @@ def test_full_covariance_log_prob_matches_torch_distributions():
     assert torch.allclose(mixture.log_prob(points), reference.log_prob(points))
 
 
+def separated_mixture(components: int, dim: int, count: int = 1500, offset: float = 0.0):
+    """Points of ``components`` well-separated Gaussians (centres ~20 apart, spreads 0.5-1.5, different along
+    each axis) shifted by ``offset``, and each component's points' mean (what a maximum-likelihood fit finds)."""
+    generator = torch.Generator().manual_seed(4)
+    centres = offset + 20.0 * torch.randn(components, dim, generator=generator, dtype=torch.float64)
+    spreads = 0.5 + torch.rand(components, dim, generator=generator, dtype=torch.float64)
+    chosen = torch.arange(count) % components
+    points = centres[chosen] + spreads[chosen] * torch.randn(count, dim, generator=generator, dtype=torch.float64)
+    return points, torch.stack([points[chosen == k].mean(0) for k in range(components)])
+
+
+@pytest.mark.parametrize("covariance, dim", [("diag", 24), ("full", 6)])
+@pytest.mark.parametrize("offset", [0.0, 1000.0])  # far from the origin: the EM works about the points' mean
+def test_em_recovers_the_means_of_well_separated_components(covariance, dim, offset):
+    points, centres = separated_mixture(5, dim, offset=offset)
+    mixture = fit_gaussian_mixture(points, components=5, covariance=covariance, steps=30, seed=1)
+    nearest = torch.cdist(centres, mixture.means).min(1)  # each component's closest fitted mean
+    assert nearest.values.max() < 1e-3 and sorted(nearest.indices.tolist()) == list(range(5))
+    assert torch.allclose(mixture.weights, torch.full((5,), 0.2, dtype=torch.float64), atol=0.01)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_an_em_step_is_the_textbook_update(covariance):
+    # The EM never forms the (N, K, D) differences (matrix products instead): one step must still equal
+    # r_nk ∝ w_k N(x_n | mu_k, Sigma_k), mu_k = sum_n r_nk x_n / sum_n r_nk, Sigma_k = sum_n r_nk (x_n - mu_k)
+    # (x_n - mu_k)^T / sum_n r_nk + ridge, written out directly from a start of the same seed.
+    points = separated_mixture(3, 4, count=300, offset=3.0)[0]
+    start = fit_gaussian_mixture(points, components=3, covariance=covariance, steps=0, seed=2)
+    stepped = fit_gaussian_mixture(points, components=3, covariance=covariance, steps=1, seed=2)
+    covariances = (start.scales @ start.scales.transpose(1, 2) if covariance == "full"
+                   else torch.diag_embed(start.scales ** 2))
+    densities = torch.distributions.MultivariateNormal(start.means, covariance_matrix=covariances)
+    responsibilities = torch.softmax(densities.log_prob(points[:, None]) + start.weights.log(), dim=1)  # (N, K)
+    mass = responsibilities.sum(0)
+    means = responsibilities.T @ points / mass[:, None]
+    centred = points[:, None] - means[None]  # (N, K, D)
+    expected = torch.einsum("nk,nkd,nke->kde", responsibilities, centred, centred) / mass[:, None, None]
+    ridge = 1e-3 * float(points.var(0).mean()) + 1e-12
+    expected = expected + ridge * torch.eye(4, dtype=torch.float64)
+    got = (stepped.scales @ stepped.scales.transpose(1, 2) if covariance == "full"
+           else torch.diag_embed(stepped.scales ** 2))
+    if covariance == "diag":
+        expected = torch.diag_embed(torch.diagonal(expected, dim1=1, dim2=2))
+    assert torch.allclose(stepped.weights, mass / mass.sum(), atol=1e-9)
+    assert torch.allclose(stepped.means, means, atol=1e-8) and torch.allclose(got, expected, atol=1e-8)
+
+
+def test_diagonal_log_prob_matches_torch_distributions():
+    mixture = fit_gaussian_mixture(two_clusters(100, 3), components=2, covariance="diag", steps=5)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=mixture.weights),
+        torch.distributions.Independent(torch.distributions.Normal(mixture.means, mixture.scales), 1),
+    )
+    points = 3 * torch.randn(7, 3, dtype=torch.float64)
+    assert torch.allclose(mixture.log_prob(points), reference.log_prob(points))
+
+
+def test_fit_prior_logs_each_part_with_its_seconds(monkeypatch):
+    import models.fitted_prior as fitted_prior_module
+
+    monkeypatch.setattr(fitted_prior_module, "PROGRESS_SECONDS", 0)  # a line after every batch but the last
+    lines = []
+    fit_prior(tiny_model("baseline"), [videos()[:4], videos()[4:]], max_videos=8, components=2, steps=2,
+              log=lines.append)
+    assert lines[:2] == ["ex-post prior: encoding up to 8 videos", "ex-post prior: encoded 4 of 8 videos"]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[2:]] == ["encoded", "content", "per-frame"]
+    assert all(line.startswith("ex-post prior: ") and line.endswith(" s") for line in lines[2:])
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="covariance must be one of"):
         fit_gaussian_mixture(torch.randn(10, 2), covariance="spherical")
@@ -235,6 +304,7 @@ def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
                  "--steps", "2", "--videos", "8", "--device", "cpu"]) == 0
     stored = load_checkpoint(best)["fitted_prior"]
     assert stored["content_slots"] == 1 and "paths" not in stored and "motion" not in stored
+    assert "ex-post prior: content mixture: 2 diag components" in capsys.readouterr().err  # progress, on stderr
     (tmp_path / "empty").mkdir()
     assert main(["--checkpoint", str(tmp_path / "empty"), "--device", "cpu"]) == 2
     error = capsys.readouterr().err

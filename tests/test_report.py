@@ -12,10 +12,11 @@ import demo
 import summarize
 from evaluation.metric_names import TABLES
 from evaluation.reporting import report as reports
-from evaluation.reporting.writer import Report
+from evaluation.reporting.writer import Report, markdown_table
 from models.checkpoint import atomic_torch_save, load_checkpoint
 from training.config import ConfigError
 from utils import provenance
+from utils.stages import StageTimes
 
 
 def document(model: str, name: str, mse: float, ssim: float, overall: float, preservation: float = 0.9,
@@ -204,6 +205,24 @@ def test_report_renders_markdown_and_html(tmp_path):
     assert '<img src="figures/a.png"' in page
 
 
+def test_stage_table_adds_the_stages_not_their_parts():
+    times = StageTimes()
+    times.add("judges", 30.0)
+    times.add("training run", 60.0)
+    times.add("prior fit run", 6.0)
+    times.add("evaluation run", 24.0)
+    times.add("evaluation run", 20.0, part="disentanglement")
+    with times.time("report", note="tables"):
+        pass
+    table = times.table()
+    assert list(table.index[:6]) == ["judges", "training run", "prior fit run", "evaluation run",
+                                     "evaluation run / disentanglement", "report"]
+    assert table.loc["total", "seconds"] == "120.0" and table.loc["evaluation run / disentanglement", "share"] == "17%"
+    assert table.loc["report", "note"] == "tables"
+    markdown = markdown_table(table)
+    assert "| prior fit run " in markdown and "| total " in markdown
+
+
 def test_summarize_cli(tmp_path, capsys):
     folder = tmp_path / "eval_results"
     folder.mkdir()
@@ -276,7 +295,12 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert "motion Gaussian mixture per object path (2 drawn independently, 4 frames)" in markdown
     assert "LSTM-VAE: content Gaussian mixture, 8 components" in markdown  # at most one per training video
     assert "motion learned recurrent prior" in markdown
-    capsys.readouterr()
+    # Where the time went: every stage, each prior fit and each evaluation's parts, in the report and the log.
+    assert "## Where the time went" in markdown
+    for stage in ("training baseline_vae", "prior fit baseline_vae", "evaluation lstm_vae / disentanglement",
+                  "evaluation disentangled_vae / figures", "report", "total"):
+        assert f"| {stage} " in markdown, stage
+    assert "stages (wall-clock):" in capsys.readouterr().out
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 4  # the three models and the learned localiser
 

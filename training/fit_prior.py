@@ -65,8 +65,8 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
         path: the checkpoint file.
         loader: yields video batches (the run's training loader).
         device: where the encoder runs.
-        **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed`` of
-            :func:`models.fitted_prior.fit_prior`.
+        **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed``, ``log`` (one line per
+            part of the fit, as it finishes) of :func:`models.fitted_prior.fit_prior`.
 
     Returns:
         The prior, as stored.
@@ -101,6 +101,8 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
     fitted: dict[str, FittedPrior] = {}  # the prior fitted to each weights hash so far
     for path, (model, fitted_to) in models.items():
         if fitted_to not in fitted:
+            if options.get("log") is not None:
+                options["log"](f"ex-post prior of {path}:")
             fitted[fitted_to] = fit_prior(model, loader, **options)
         save_fitted_prior(path, fitted[fitted_to], fitted_to)
         written[path] = fitted[fitted_to]
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
                        steps=args.steps, seed=args.seed, per_object=not args.whole_content,
                        object_paths=not args.learned_motion, path_components=args.path_components,
-                       content_temperature=args.temperature)
+                       content_temperature=args.temperature,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))  # progress, on stderr
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
         else:

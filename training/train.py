@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class TrainResult:
         batches: batches of the unfinished epoch done when training stopped mid-epoch.
         step: optimizer steps taken.
         best_metric: the best validation loss so far.
+        prior_seconds: seconds spent fitting the ex-post prior after training (0 when none was fitted).
     """
 
     run_dir: Path
@@ -105,6 +107,7 @@ class TrainResult:
     batches: int
     step: int
     best_metric: float
+    prior_seconds: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -316,27 +319,31 @@ def _train_locked(model_name: str, model_config: Any, train_config: TrainConfig,
             logger.error("%s", message)
             raise TrainingInterrupted(message, interrupt.signum) from None
         _log_end(reason, trainer, train_config, run_dir, how_to_continue)
+        prior_seconds = 0.0
         if context.is_main and reason in ("completed", "budget"):
             # The ex-post prior (models.fitted_prior) of the finished run, so samples look like the data.
             # There is no step to finish here: the first signal stops the fit (the weights are saved).
             for signum in previous_handlers:
                 signal.signal(signum, _stop_prior_fit)
+            logger.info("fitting the ex-post prior of the finished run (models/fitted_prior.py)")
+            started = time.perf_counter()
             try:
                 signalled = {signal.Signals(signum).name: signum for signum in previous_handlers}
                 if trainer.stop_reason in signalled:  # a signal that came as the last epoch ended
                     raise _SignalDuringPrior(signalled[trainer.stop_reason])
-                written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed)
+                written = fit_run_priors(run_dir, train_loader, device, seed=train_config.seed, log=logger.info)
             except _SignalDuringPrior as interrupt:  # an atomic write in progress leaves the previous file
                 message = (f"{interrupt}: stopped; the trained weights are saved in {run_dir / LAST}, without "
                            f"a current ex-post prior; {how_to_continue} (it fits the prior then)")
                 logger.error("%s", message)
                 raise TrainingInterrupted(message, interrupt.signum) from None
+            prior_seconds = time.perf_counter() - started
             paths = any(prior.paths is not None for prior in written.values())
-            logger.info("fitted the ex-post prior (Gaussian mixtures on the content codes%s) into %s",
+            logger.info("fitted the ex-post prior (Gaussian mixtures on the content codes%s) into %s in %.1f s",
                         " and the objects' paths" if paths else "",
-                        ", ".join(str(path) for path in written))
+                        ", ".join(str(path) for path in written), prior_seconds)
         return TrainResult(run_dir, reason, trainer.epoch, trainer.progress.batches, trainer.step,
-                           trainer.best_metric)
+                           trainer.best_metric, prior_seconds)
     except OSError as failure:  # a full disk, a folder made read-only: only writes fail this way here
         message = _write_failure(failure, run_dir, trainer, how_to_continue)
         logger.error("%s", message)

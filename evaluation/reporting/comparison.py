@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from evaluation.metric_names import TABLES
@@ -76,7 +77,8 @@ def steps_text(records: list[tuple[str, float, float]]) -> str:
 
 
 def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.PathLike, timings: dict[str, float],
-                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str]) -> list[Path]:
+                 device: torch.device, amp: bool, judge_accuracy: dict, run_dirs: list[str],
+                 stages: pd.DataFrame | None = None) -> list[Path]:
     grouped = reports.group_by_model(documents)
     records = [(name, *reports.training_record(Path(checkpoint_dir) / name)) for name in run_dirs]
     data = data_of(documents)
@@ -100,7 +102,7 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
                          f"{', '.join(data['class_names'])}.")
     if not data.get("has_factors", True):
         _factor_free_sections(report, grouped, documents, data)
-        return _figures_and_files(report, grouped, out)
+        return _figures_and_files(report, grouped, out, stages)
     report.heading("The design document's hypotheses against the measurements")
     expected = reports.expected_vs_measured(grouped)
     if not expected.empty:
@@ -142,7 +144,7 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
         "and LSTM-VAE have no explicit split: their content code is the time-average of the per-frame latent "
         "means and their motion code each frame's deviation from it."
     )
-    return _figures_and_files(report, grouped, out)
+    return _figures_and_files(report, grouped, out, stages)
 
 
 def data_of(documents: list[dict]) -> dict:
@@ -179,7 +181,8 @@ def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents
     report.bullets(reports.not_available(documents))
 
 
-def _figures_and_files(report: Report, grouped: Mapping[str, list], out: Path) -> list[Path]:
+def _figures_and_files(report: Report, grouped: Mapping[str, list], out: Path,
+                       stages: pd.DataFrame | None = None) -> list[Path]:
     report.heading("Figures")
     figures = out / "figures"
     for path, caption in (
@@ -206,6 +209,11 @@ def _figures_and_files(report: Report, grouped: Mapping[str, list], out: Path) -
         report.links([(f"{suffix}.gif", evaluation_dir / f"{name}_{suffix}.gif")
                       for suffix in ("reconstructions", "samples", "factor_grid", "swaps")
                       if (evaluation_dir / f"{name}_{suffix}.gif").exists()])
+    if stages is not None:
+        report.heading("Where the time went")
+        report.paragraph("Wall-clock seconds of each stage of this run (an evaluation's parts are inside it; "
+                         "`training NAME` excludes its ex-post prior fit, which has its own row).")
+        report.table(stages)
     report.heading("Files")
     report.bullets([
         "`eval/NAME_metrics.json`: every metric of every run (NaN kept), with the configs and the provenance",
