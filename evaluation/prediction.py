@@ -32,6 +32,7 @@ window, as :mod:`evaluation.generation` compares halves); ``real_*`` are the sam
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -39,10 +40,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from data import MovingMNIST
 from evaluation.codes.information import inception_score
 from evaluation.generation import frame_speeds, frechet_distance, judge_reading, wasserstein_1d
 from evaluation.judges.order_free import digit_accuracy, trajectory_error
-from evaluation.reconstruction.metrics import frame_psnr
+from evaluation.reconstruction.metrics import eval_mode, frame_psnr
 from evaluation.reconstruction.ssim import frame_ssim
 from evaluation.reconstruction.tensor_checks import check_pair, pair_as
 from models.config import check_positive_int
@@ -305,3 +307,85 @@ def _labels(judges: Any, video: Tensor, reading: Mapping[str, Any]) -> Tensor:
     return probabilities.view(batch, -1, probabilities.shape[-1]).argmax(-1).sort(dim=1).values
 
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# The metrics JSON's "prediction" section
+
+
+def _generator_batches(dataset: Any, num_videos: int, frames: int, batch_size: int) -> list[dict[str, Tensor]]:
+    """The first ``num_videos`` test videos of ``dataset``'s generator (same split, seed and digits), rendered
+    with ``frames`` frames: video i's first frames are those of the test set's video i."""
+    longer = MovingMNIST(dataset.split, num_videos, dataclasses.replace(dataset.config, num_frames=frames),
+                         seed=dataset.seed, digits=dataset.digits)
+    return [longer.generate(range(start, min(start + batch_size, num_videos)))
+            for start in range(0, num_videos, batch_size)]
+
+
+def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: str | torch.device = "cpu", *,
+                               num_videos: int = 1000, batch_size: int = 32, samples: int | None = DEFAULT_SAMPLES,
+                               long_videos: int = 100, horizon: int = HORIZON, seed: int = 0,
+                               standard_loader: Iterable | None = None, standard_path: str | None = None,
+                               reconstruction_mse_per_frame: float = math.nan,
+                               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The ``prediction`` section of evaluate.py's metrics JSON, for one model and the last-frame reference.
+
+    Args:
+        model: a model of the common API (``predict``, ``prediction_description``).
+        dataset: the checkpoint's test set (a :class:`data.MovingMNIST`): the 10 -> 10 videos and the long
+            horizon's come from its generator (same split, seed and digits, 20 and ``horizon`` frames).
+        judges: the judges of the data config, or None (judged values NaN).
+        device: where the model runs.
+        num_videos: videos of the 10 -> 10 table (on the standard file: at most this many).
+        batch_size: videos per batch.
+        samples: N of the best-of-N scores; None skips them.
+        long_videos: videos of the long horizon; 0 skips it.
+        horizon: the long horizon's last frame.
+        seed: seed of the stochastic draws.
+        standard_loader, standard_path: the standard test file (``(20, N, 64, 64)`` uint8, time first): if
+            given, the 10 -> 10 table is scored on it instead of the generator's videos.
+        reconstruction_mse_per_frame: the reconstruction's value, copied beside the prediction's.
+        log: progress messages.
+
+    Returns:
+        ``mse_per_frame``, ``mae_per_frame``, ``ssim``, ``ssim_uniform``, ``psnr`` (10 -> 10, deterministic)
+        with ``*_by_frame``, ``best_of_n``, ``identity_kept_by_window``, ``identity_kept_at_{horizon}``,
+        ``reconstruction_mse_per_frame``, ``method`` (how the model predicts), ``test_set`` (which videos),
+        ``last_frame`` (the reference's 10 -> 10 numbers and identity by window) and ``long_horizon`` (every
+        window's readings, the model's and the reference's, with the real frames').
+    """
+    say = log or (lambda message: None)
+    if standard_loader is not None:
+        loader: Iterable = standard_loader
+        test_set = {"kind": "standard_test_file", "path": str(standard_path),
+                    "words": f"the standard test file {standard_path}"}
+    else:
+        loader = _generator_batches(dataset, num_videos, OBSERVED_FRAMES + PREDICTED_FRAMES, batch_size)
+        test_set = {"kind": "generator", "seed": int(dataset.seed),
+                    "words": f"the generator's test videos (seed {dataset.seed}), "
+                             f"{OBSERVED_FRAMES + PREDICTED_FRAMES} frames"}
+    say(f"prediction {OBSERVED_FRAMES} -> {PREDICTED_FRAMES} on {test_set['words']}")
+    with eval_mode(model):
+        table = standard_prediction_metrics(model.predict, loader, device, samples=samples, seed=seed,
+                                            max_videos=num_videos)
+        reference = standard_prediction_metrics(last_frame_prediction, loader, device, samples=None,
+                                                max_videos=num_videos)
+        test_set["num_videos"] = table["num_videos"]
+        section: dict[str, Any] = {**table, "reconstruction_mse_per_frame": reconstruction_mse_per_frame,
+                                   "method": model.prediction_description(), "test_set": test_set,
+                                   "last_frame": reference}
+        if long_videos < 1:
+            section.update(identity_kept_by_window=[], **{f"identity_kept_at_{horizon}": math.nan},
+                           long_horizon=None)
+            return section
+        say(f"long horizon: {OBSERVED_FRAMES} observed, frames {OBSERVED_FRAMES + 1}-{horizon} predicted, "
+            f"{long_videos} videos")
+        batches = _generator_batches(dataset, long_videos, horizon, batch_size)
+        ours = long_horizon_metrics(model.predict, batches, judges, device, horizon=horizon)
+        last = long_horizon_metrics(last_frame_prediction, batches, judges, device, horizon=horizon)
+    reference["identity_kept_by_window"] = last["identity_kept_by_window"]
+    reference[f"identity_kept_at_{horizon}"] = last[f"identity_kept_at_{horizon}"]
+    section.update(identity_kept_by_window=ours["identity_kept_by_window"],
+                   **{f"identity_kept_at_{horizon}": ours[f"identity_kept_at_{horizon}"]},
+                   long_horizon={**ours, "last_frame": last})
+    return section
