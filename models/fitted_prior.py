@@ -326,7 +326,7 @@ class PathPrior:
         return paths.to(dtype)
 
     def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None,
-                       mean: bool = False) -> Tensor:
+                       mean: bool = False, context: int | None = None) -> Tensor:
         """Extend ``(M, t, 2)`` paths (t >= C, the context: ``min(CONTEXT_FRAMES, F - 1)`` frames) by ``extra``
         frames, in blocks of ``F - C`` frames drawn jointly from the mixture's conditional given the last C
         positions (the mixture's first C frames stand for them, its other F - C for the block): component k
@@ -338,7 +338,11 @@ class PathPrior:
 
         With ``mean`` the continuation is the mode path instead of a draw: the most probable component given
         the context, then its conditional mean (no noise, no generator), kept in the box by clamping (a mean
-        cannot be drawn again). One-frame paths repeat their last position then."""
+        cannot be drawn again). One-frame paths repeat their last position then.
+
+        ``context`` conditions on the last ``context`` frames instead of C (1 to F - 1, at most the paths'
+        frames; blocks of F - ``context``): prediction uses more of the observed path, which averages out
+        the positions' jitter."""
         mixture = self.mixture
         device = paths.device
         paths = paths.double()
@@ -353,7 +357,10 @@ class PathPrior:
         means = mixture.means.to(device, torch.float64)
         scales = mixture.scales.to(device, torch.float64)
         covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
-        context = self.context
+        context = self.context if context is None else int(context)
+        if not 1 <= context <= min(self.frames - 1, paths.shape[1]):
+            raise ValueError(f"a continuation's context must be 1 to {min(self.frames - 1, paths.shape[1])} frames "
+                             f"(the fitted {self.frames} less one, at most the {paths.shape[1]} given), got {context}")
         observed = 2 * context
         s_oo = covariances[:, :observed, :observed]
         s_no = covariances[:, observed:, :observed]

@@ -117,7 +117,8 @@ def test_a_path_prior_continues_the_observed_positions(video):
         model.predict(video, FUTURE)
         future = model.object_positions(seen["motion"])
     tracks = observed.transpose(1, 2).reshape(-1, FRAMES, 2).double()
-    expected = model.fitted_prior.paths.continue_paths(tracks, FUTURE, mean=True)[:, FRAMES:]
+    expected = model.fitted_prior.paths.continue_paths(tracks, FUTURE, mean=True,
+                                                       context=model.prediction_context(FRAMES))[:, FRAMES:]
     expected = expected.view(video.shape[0], model.object_slots, FUTURE, 2).transpose(1, 2)
     assert torch.allclose(future.double(), expected, atol=1e-4)
 
@@ -289,3 +290,15 @@ def test_long_horizon_windows_with_and_without_judges():
     assert lost["identity_kept_at_25"] == 0.0 and kept["path_error_px_by_window"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="videos of 30 frames"):
         prediction.long_horizon_metrics(blank, batches, None, observed=5, horizon=30)
+
+
+def test_a_longer_context_also_goes_straight_on_and_a_bad_one_is_refused():
+    paths = straight_paths(400, 6)
+    prior = PathPrior(fit_gaussian_mixture(paths.flatten(1), components=1, covariance="full", steps=2,
+                                           regularization=1e-10), 6, 1)
+    observed = straight_paths(5, 12, seed=2)
+    continued = prior.continue_paths(observed[:, :4], 8, mean=True, context=4)  # blocks of two frames
+    assert torch.allclose(continued, observed, atol=1e-6)
+    for context in (0, 6, 5):  # 5 > the 4 frames given
+        with pytest.raises(ValueError, match="context must be"):
+            prior.continue_paths(observed[:, :4], 2, mean=True, context=context)
