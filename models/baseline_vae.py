@@ -65,7 +65,9 @@ class BaselineVAE(FrameLatentVAE):
         shape = (num_samples, num_frames, self.config.latent_dim)
         return {"z": torch.randn(shape, generator=generator, device=device, dtype=dtype)}
 
-    def _continue_latents(self, observed, posteriors, future_frames, generator, deterministic):
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
         """No temporal model: the last observed frame's code, held (its posterior mean, or one draw from
         its posterior per sample), so the prediction is that frame as the model reconstructs it."""
         if deterministic:

@@ -344,7 +344,9 @@ class DisentangledVAE(VideoVAE):
         content = torch.randn(content_shape, generator=generator, device=device, dtype=dtype)
         return {"content": content, "motion": self.motion_prior.sample(num_samples, num_frames, generator)}
 
-    def _continue_latents(self, observed, posteriors, future_frames, generator, deterministic):
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
         """Content: the observed posterior mean, held fixed. Motion: with a fitted path prior (object
         architectures), each object's observed posterior path continued by
         :meth:`models.fitted_prior.PathPrior.continue_paths` (blocks from the mixture's conditional on the

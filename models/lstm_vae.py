@@ -87,7 +87,9 @@ class LSTMVAE(FrameLatentVAE):
     ) -> dict[str, Tensor]:
         return {"z": self.prior.sample(num_samples, num_frames, generator)}
 
-    def _continue_latents(self, observed, posteriors, future_frames, generator, deterministic):
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
         """The recurrent prior run over the observed posterior means, then on by itself
         (:meth:`RecurrentGaussianPrior.continue_codes`)."""
         return {"z": self.prior.continue_codes(observed["z"], future_frames, generator, deterministic)}
