@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="videos shown in each figure (default: %(default)s)")
     evaluation.add_argument("--no-judges", action="store_true",
                             help="skip the judges (no judged swap metrics; saves their one-off training)")
+    evaluation.add_argument("--prediction-videos", type=non_negative_int, default=100, metavar="N",
+                            help="test videos each model predicts from 10 frames to --prediction-horizon, read by "
+                            "the judges per window of 10 frames; 0 skips the long horizon and its figures (the "
+                            "10 -> 10 table is always scored) (default: %(default)s)")
+    evaluation.add_argument("--prediction-horizon", type=positive_int, default=100, metavar="N",
+                            help="the long horizon's last frame, more than 10 (default: %(default)s)")
     evaluation.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
                             help="torch CPU threads (default: 0, torch's choice)")
     return parser
@@ -282,7 +288,8 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         EvaluationError: a bad value (e.g. fewer test videos than the disentanglement probes need).
     """
     return EvalConfig(device=args.device, num_samples=args.num_samples, save_dir=str(Path(args.out) / "eval"),
-                      test_size=args.test_size, max_samples=args.test_size, judges=not args.no_judges)
+                      test_size=args.test_size, max_samples=args.test_size, judges=not args.no_judges,
+                      prediction_videos=args.prediction_videos, prediction_horizon=args.prediction_horizon)
 
 
 def output_folder_problem(option: str, folder: str | os.PathLike) -> str | None:
@@ -665,7 +672,8 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
     plot_training_curves({label: Path(args.checkpoint_dir) / name / RunFiles.METRICS for label, name in first_seed.items()},
                          out / "figures" / "training_curves.png", title="Training curves",
                          unit="nats per video" if bce else "loss per video")
-    comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log)
+    comparison_figures(first_seed, args.checkpoint_dir, out, device, log=log,
+                       prediction_horizon=args.prediction_horizon if args.prediction_videos and not args.video_file else None)
     stage_times.add("report", time.monotonic() - started, note="tables and comparison figures")
     written = write_report(documents, out, args.checkpoint_dir, timings | {"report": time.monotonic() - started}, device, amp,
                            judge_accuracy, list(checkpoints), stage_times.table())

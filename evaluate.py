@@ -49,11 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
             f"Files written to SAVE_DIR (NAME = the checkpoint's experiment name):\n{outputs}\n"
             "Each .png also as .pdf; each .gif also as .mp4 where imageio-ffmpeg is installed.\n"
             "The JSON has the sections reconstruction, cost, disentanglement, generation (with the\n"
-            "prior the samples were drawn from), metadata and, with\n"
+            "prior the samples were drawn from), prediction (10 -> 10 table: mse_per_frame, mae_per_frame,\n"
+            "ssim, psnr; identity_kept_by_window, identity_kept_at_100), metadata and, with\n"
             "--standard-test-file, standard_test_file; non-finite values are written as NaN / Infinity.\n"
             "On videos without ground-truth factors (--video-file) the JSON has reconstruction, cost,\n"
             "pixel_generation (label-free pixel statistics) and not_available (every metric that needs\n"
-            "factors, listed once with the reason) instead of disentanglement and generation.\n\n"
+            "factors, listed once with the reason) instead of disentanglement, generation and prediction.\n\n"
             "Example:\n  python evaluate.py --checkpoint ./checkpoints/disentangled_vae/best_model.pt "
             "--device auto --num_samples 5 --save_dir ./eval_results\n\n"
             "Exit status: 0 on success, 2 for a missing, corrupt or mismatched checkpoint or a bad option,\n"
@@ -177,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--name", default=DEFAULTS.name, help="prefix of the output files (default: the checkpoint's experiment name)"
     )
+    parser.add_argument(
+        "--prediction-samples", type=non_negative_int, default=DEFAULTS.prediction_samples, metavar="N",
+        help="stochastic predictions per test video for the 10 -> 10 best-of-N scores (by SSIM); 0 scores the "
+        f"deterministic prediction only (default: {DEFAULTS.prediction_samples})")
+    parser.add_argument(
+        "--prediction-videos", type=non_negative_int, default=DEFAULTS.prediction_videos, metavar="N",
+        help="generator test videos predicted to the long horizon and read by the judges per window of 10 "
+        f"frames; 0 skips the long horizon (default: {DEFAULTS.prediction_videos})")
+    parser.add_argument(
+        "--prediction-horizon", type=positive_int, default=DEFAULTS.prediction_horizon, metavar="N",
+        help=f"the long horizon's last frame: 10 observed, the rest predicted (default: {DEFAULTS.prediction_horizon})")
     parser.add_argument("--fps", type=float, default=DEFAULTS.fps,
                         help=f"frames per second of the GIFs (default: {DEFAULTS.fps:g})")
     return parser

@@ -39,6 +39,13 @@ from evaluation.judges.cache import get_judges
 from evaluation.judges.remembered import RememberedReadings
 from evaluation.metric_names import NEEDS_FACTORS, NO_FACTORS, RECONSTRUCTION_OUTPUT_KEYS
 from evaluation.pixel_generation import compute_pixel_generation_metrics
+from evaluation.prediction import (
+    DEFAULT_SAMPLES,
+    HORIZON,
+    OBSERVED_FRAMES,
+    PREDICTED_FRAMES,
+    compute_prediction_metrics,
+)
 from evaluation.reconstruction.metrics import compare_models, reconstruction_metrics
 from evaluation.reporting.figures import make_figures
 from evaluation.trained_runs import checkpoint_data_config, test_loader
@@ -100,6 +107,9 @@ class EvalConfig:
         video_layout: the layout of ``video_file``; None infers it (or keeps the checkpoint's for its file).
         name: prefix of the output files; None uses the checkpoint's experiment name.
         fps: frames per second of the GIFs.
+        prediction_samples: N of the 10 -> 10 prediction's best-of-N scores (0: deterministic only).
+        prediction_videos: videos of the long-horizon prediction (0 skips it; it is the slow part).
+        prediction_horizon: the long horizon's last frame (10 observed, the rest predicted; more than 10).
     """
 
     device: str = "auto"
@@ -119,6 +129,9 @@ class EvalConfig:
     video_layout: str | None = None
     name: str | None = None
     fps: float = 8.0
+    prediction_samples: int = DEFAULT_SAMPLES
+    prediction_videos: int = 100
+    prediction_horizon: int = HORIZON
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "batch_size"):
@@ -129,6 +142,10 @@ class EvalConfig:
         if self.seed is not None:
             _check_int("--seed", self.seed, 0)
         _check_int("--interpolation-steps", self.interpolation_steps, 2)
+        _check_int("--prediction-samples", self.prediction_samples, 0)
+        _check_int("--prediction-videos", self.prediction_videos, 0)
+        _check_int("--prediction-horizon", self.prediction_horizon, OBSERVED_FRAMES + 1,
+                   f" ({OBSERVED_FRAMES} frames are observed)")
         _check_int("--max-samples", self.max_samples, MIN_TEST_VIDEOS, " (the disentanglement probes need them)")
         fps = self.fps
         if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
@@ -411,6 +428,25 @@ def _compute_metrics(setup: _Setup) -> dict[str, Any]:
     log(f"  prior: {generation['prior']}")
     metrics = {"reconstruction": reconstruction, "cost": cost, "disentanglement": disentanglement,
                "generation": generation}
+    standard = setup.standard_loader
+    if standard is not None and standard.dataset.videos.num_frames < OBSERVED_FRAMES + PREDICTED_FRAMES:
+        log(f"the standard test file has {standard.dataset.videos.num_frames} frames, fewer than the "
+            f"{OBSERVED_FRAMES} + {PREDICTED_FRAMES} of the prediction protocol: predicting generator videos")
+        standard = None
+    metrics["prediction"] = _timed(
+        "prediction (10 -> 10 table, and the judged long horizon)",
+        lambda: compute_prediction_metrics(
+            model, setup.test_loader.dataset, judges, device, num_videos=setup.data_config.test_size,
+            batch_size=config.batch_size, samples=config.prediction_samples or None,
+            long_videos=config.prediction_videos, horizon=config.prediction_horizon, seed=setup.data_config.seed,
+            standard_loader=standard, standard_path=config.standard_test_file,
+            reconstruction_mse_per_frame=reconstruction.get("mse_per_frame", math.nan), log=log),
+        setup.seconds, "prediction",
+    )
+    prediction = metrics["prediction"]
+    log(f"  10 -> 10: mse/frame {prediction['mse_per_frame']:.1f} (last frame "
+        f"{prediction['last_frame']['mse_per_frame']:.1f}), ssim {prediction['ssim']:.3f}; identity kept at "
+        f"frame {config.prediction_horizon}: {prediction[f'identity_kept_at_{config.prediction_horizon}']:.3f}")
     return _standard_file_metrics(setup, metrics)
 
 
@@ -466,6 +502,9 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
             "judges": config.judges,
             "num_samples": config.num_samples,
             "interpolation_steps": config.interpolation_steps,
+            "prediction_samples": config.prediction_samples,
+            "prediction_videos": config.prediction_videos,
+            "prediction_horizon": config.prediction_horizon,
         },
         "device": str(setup.device),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

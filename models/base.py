@@ -135,6 +135,18 @@ class VideoVAE(nn.Module):
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
+        """Codes of ``future_frames`` frames after the observed ones (keys as ``latent_layout``, T = the future
+        frames), from the observed posterior means ``observed`` (and ``posteriors``); the mode path when
+        ``deterministic``, else one draw per row. Used by :meth:`predict`."""
+        raise NotImplementedError
+
+    def prediction_description(self) -> str:
+        """How :meth:`predict` continues a video, in words (for reports and the metrics JSON)."""
+        raise NotImplementedError
+
     @property
     def content_dim(self) -> int:
         """Size of the content code of ``split``."""
@@ -309,6 +321,42 @@ class VideoVAE(nn.Module):
         if self.fitted_prior is not None:
             return self.combine(*self.sample_factors(num_samples, num_frames, generator))
         return self.decode(self._sample_latents(num_samples, num_frames, generator))
+
+    def predict(self, video: Tensor, future_frames: int, samples: int | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Continue videos past their last frame: the frames that follow the observed ones.
+
+        The observed frames are encoded (posterior means), and the model's temporal model carries the codes
+        on (:meth:`prediction_description` says how, per model): deterministic by default (the mode or mean
+        path, for tables), or ``samples`` stochastic continuations. Any ``future_frames`` works, also past
+        the training length: every model continues frame by frame (or, with a fitted path prior, block by
+        block), never in one window of the training length. Wrap in ``torch.no_grad()`` and ``eval()``.
+
+        Args:
+            video: ``(B, T, C, H, W)`` observed frames in [0, 1], T >= 2 (the checks of :meth:`encode`).
+            future_frames: F, frames to predict (at least 1).
+            samples: None for the deterministic prediction; N for N stochastic ones.
+            generator: Source of the stochastic draws (unused without ``samples``).
+
+        Returns:
+            ``(B, F, C, H, W)`` probabilities, or ``(N, B, F, C, H, W)`` with ``samples=N``.
+        """
+        check_positive_int("future_frames", future_frames)
+        if samples is not None:
+            check_positive_int("samples", samples)
+        posteriors = self.encode(video)  # the checks of every verb
+        observed = {key: posterior.mean for key, posterior in posteriors.items()}
+        if samples is None:
+            return self.decode(self._continue_latents(observed, posteriors, future_frames, None, True))
+
+        def repeated(code: Tensor) -> Tensor:  # (N * B, ...): sample n's rows are n * B .. n * B + B - 1
+            return code.repeat(samples, *[1] * (code.ndim - 1))
+
+        observed = {key: repeated(code) for key, code in observed.items()}
+        posteriors = {key: DiagonalGaussian(repeated(posterior.mean), repeated(posterior.logvar))
+                      for key, posterior in posteriors.items()}
+        frames = self.decode(self._continue_latents(observed, posteriors, future_frames, generator, False))
+        return frames.view(samples, video.shape[0], *frames.shape[1:])  # (N, B, F, C, H, W)
 
     def split(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """Content ``(B, Dc)`` and motion ``(B, T, Dm)`` from the posterior means (see module docstring)."""

@@ -64,3 +64,18 @@ class BaselineVAE(FrameLatentVAE):
         device, dtype = self._device_dtype()
         shape = (num_samples, num_frames, self.config.latent_dim)
         return {"z": torch.randn(shape, generator=generator, device=device, dtype=dtype)}
+
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
+        """No temporal model: the last observed frame's code, held (its posterior mean, or one draw from
+        its posterior per sample), so the prediction is that frame as the model reconstructs it."""
+        if deterministic:
+            last = observed["z"][:, -1:]  # (B, 1, D)
+        else:
+            last = posteriors["z"].sample(generator)[:, -1:]
+        return {"z": last.expand(-1, future_frames, -1)}  # (B, F, D)
+
+    def prediction_description(self) -> str:
+        return ("no temporal model: the last observed frame's code repeated (its posterior mean; a draw from "
+                "its posterior per stochastic sample), i.e. the last frame as reconstructed: the floor")

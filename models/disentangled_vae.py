@@ -365,6 +365,52 @@ class DisentangledVAE(VideoVAE):
         content = torch.randn(content_shape, generator=generator, device=device, dtype=dtype)
         return {"content": content, "motion": self.motion_prior.sample(num_samples, num_frames, generator)}
 
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
+        """Content: the observed posterior mean, held fixed. Motion: with a fitted path prior (object
+        architectures), each object's observed posterior path continued by
+        :meth:`models.fitted_prior.PathPrior.continue_paths` (blocks from the mixture's conditional on the
+        last two positions: its mean, or draws) and written into the last observed motion code (the
+        decoder reads nothing else of it); otherwise the learned motion prior, teacher-forced on the
+        observed motion codes and then run on by itself.
+
+        The path prior conditions on the last :meth:`prediction_context` observed positions, not the two its
+        samples continue from: the posterior positions jitter by about a pixel, and half the fitted frames
+        average it out (benchmarks/NOTES.md row 56: 10 -> 10 MSE per frame 179 with two frames, 140 with
+        five)."""
+        content, motion = observed["content"], observed["motion"]  # (B, Dc), (B, T, Dm)
+        paths = self.fitted_prior.paths if self.fitted_prior is not None else None
+        if not (self.object_slots and paths is not None):
+            return {"content": content,
+                    "motion": self.motion_prior.continue_codes(motion, future_frames, generator, deterministic)}
+        batch, frames = motion.shape[:2]
+        positions = self.object_positions(motion)  # (B, T, K, 2)
+        tracks = positions.transpose(1, 2).reshape(batch * self.object_slots, frames, 2)  # (B * K, T, 2)
+        continued = paths.continue_paths(tracks, future_frames, generator, mean=deterministic,
+                                         context=self.prediction_context(frames))[:, frames:]
+        future = continued.view(batch, self.object_slots, future_frames, 2).transpose(1, 2)  # (B, F, K, 2)
+        held = motion[:, -1:].expand(-1, future_frames, -1)  # (B, F, Dm)
+        return {"content": content, "motion": self.with_object_positions(held, future.float()).to(motion.dtype)}
+
+    def prediction_context(self, observed: int) -> int:
+        """How many of ``observed`` frames' positions a fitted path prior's continuation is conditioned on:
+        half its fitted frames (at least its sampling context, at most ``observed``)."""
+        paths = self.fitted_prior.paths
+        return min(observed, max(paths.context, paths.frames // 2))
+
+    def prediction_description(self) -> str:
+        paths = self.fitted_prior.paths if self.fitted_prior is not None else None
+        if self.object_slots and paths is not None:
+            context = max(paths.context, paths.frames // 2)
+            return (f"content: the observed posterior mean, fixed; motion: each object's observed path continued "
+                    f"by the fitted path prior, {paths.frames - context} frames at a time from its "
+                    f"conditional on the last {context} positions (mode path: the most probable "
+                    "component's conditional mean; draws for stochastic samples), kept in the training box")
+        return ("content: the observed posterior mean, fixed; motion: the learned recurrent prior p(m_t | m_<t), "
+                "teacher-forced on the observed motion codes, then run on by itself (its mean path; draws for "
+                "stochastic samples)")
+
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return latents["content"], latents["motion"]
 

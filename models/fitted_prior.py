@@ -362,6 +362,13 @@ class PathPrior:
         low, high = self.bounds.to(points)
         return ((points < low) | (points > high)).flatten(1).any(1)
 
+    def _clamped(self, points: Tensor) -> Tensor:
+        """``(M, t, 2)`` points clamped into the box (unchanged without bounds)."""
+        if self.bounds is None:
+            return points
+        low, high = self.bounds.to(points)
+        return torch.maximum(torch.minimum(points, high), low)
+
     def _within(self, points: Tensor, redraw: Any) -> Tensor:
         """The ``(M, t, 2)`` paths, those that leave the box drawn again (``redraw(rows) -> (rows.sum(), t, 2)``
         for a boolean ``(M,)`` mask) until none does, at most :data:`REDRAWS` times; then any still outside
@@ -372,8 +379,7 @@ class PathPrior:
                 return points
             points = points.clone()
             points[outside] = redraw(outside)
-        low, high = self.bounds.to(points)
-        return torch.maximum(torch.minimum(points, high), low)
+        return self._clamped(points)
 
     def draw(self, num_samples: int, num_frames: int, generator: torch.Generator | None = None,
              device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -388,7 +394,8 @@ class PathPrior:
         paths = paths.view(num_samples, self.slots, num_frames, 2).transpose(1, 2)  # (N, T, K, 2)
         return paths.to(dtype)
 
-    def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None) -> Tensor:
+    def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None,
+                       mean: bool = False, context: int | None = None) -> Tensor:
         """Extend ``(M, t, 2)`` paths (t >= C, the context: ``min(CONTEXT_FRAMES, F - 1)`` frames) by ``extra``
         frames, in blocks of ``F - C`` frames drawn jointly from the mixture's conditional given the last C
         positions (the mixture's first C frames stand for them, its other F - C for the block): component k
@@ -396,10 +403,20 @@ class PathPrior:
         S_oo,k^-1 (x_o - mu_o,k), S_nn,k - S_no,k S_oo,k^-1 S_on,k)`` (o: the 2C observed numbers, n: the
         block's). Two frames of context give a position and a velocity; a block drawn whole keeps its frames'
         correlations, where frames drawn one at a time would feed their noise back into the velocity
-        (benchmarks/NOTES.md row 53: the speed then grows from frame to frame)."""
+        (benchmarks/NOTES.md row 53: the speed then grows from frame to frame).
+
+        With ``mean`` the continuation is the mode path instead of a draw: the most probable component given
+        the context, then its conditional mean (no noise, no generator), kept in the box by clamping (a mean
+        cannot be drawn again). One-frame paths repeat their last position then.
+
+        ``context`` conditions on the last ``context`` frames instead of C (1 to F - 1, at most the paths'
+        frames; blocks of F - ``context``): prediction uses more of the observed path, which averages out
+        the positions' jitter."""
         mixture = self.mixture
         device = paths.device
         paths = paths.double()
+        if self.frames == 1 and mean:  # nothing to condition on: the mode path stays where it is
+            return torch.cat([paths, paths[:, -1:].expand(-1, extra, -1)], 1)
         if self.frames == 1:  # one-frame paths: nothing to condition on, every frame is a fresh draw
             def fresh(rows: Tensor) -> Tensor:
                 return self._whole(int(rows.sum()), generator, device)  # (rows, 1, 2)
@@ -409,7 +426,10 @@ class PathPrior:
         means = mixture.means.to(device, torch.float64)
         scales = mixture.scales.to(device, torch.float64)
         covariances = scales @ scales.transpose(1, 2) if mixture.covariance == "full" else torch.diag_embed(scales ** 2)
-        context = self.context
+        context = self.context if context is None else int(context)
+        if not 1 <= context <= min(self.frames - 1, paths.shape[1]):
+            raise ValueError(f"a continuation's context must be 1 to {min(self.frames - 1, paths.shape[1])} frames "
+                             f"(the fitted {self.frames} less one, at most the {paths.shape[1]} given), got {context}")
         observed = 2 * context
         s_oo = covariances[:, :observed, :observed]
         s_no = covariances[:, observed:, :observed]
@@ -421,11 +441,18 @@ class PathPrior:
                                    torch.linalg.cholesky(s_oo), "full")
         while extra > 0:
             last = paths[:, -context:].flatten(1)  # (M, 2C)
-            chosen = torch.multinomial(torch.softmax(_component_log_probs(last, marginal), 1), 1,
-                                       generator=generator)[:, 0]  # (M,)
+            log_probs = _component_log_probs(last, marginal)  # (M, K)
+            if mean:
+                chosen = log_probs.argmax(1)  # (M,)
+            else:
+                chosen = torch.multinomial(torch.softmax(log_probs, 1), 1, generator=generator)[:, 0]  # (M,)
             offset = (gain[chosen] @ (last - means[chosen, :observed])[:, :, None])[:, :, 0]
-            block = _GaussianDraw(means[chosen, observed:] + offset, conditional_scale[chosen], generator)
-            drawn = self._within(block(torch.ones_like(chosen, dtype=torch.bool)), block)  # (M, F - C, 2)
+            centre = means[chosen, observed:] + offset  # (M, 2(F - C))
+            if mean:
+                drawn = self._clamped(centre.view(centre.shape[0], -1, 2))  # (M, F - C, 2)
+            else:
+                block = _GaussianDraw(centre, conditional_scale[chosen], generator)
+                drawn = self._within(block(torch.ones_like(chosen, dtype=torch.bool)), block)  # (M, F - C, 2)
             paths = torch.cat([paths, drawn[:, :extra]], 1)
             extra -= drawn.shape[1]
         return paths

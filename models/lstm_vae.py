@@ -86,3 +86,14 @@ class LSTMVAE(FrameLatentVAE):
         self, num_samples: int, num_frames: int, generator: torch.Generator | None
     ) -> dict[str, Tensor]:
         return {"z": self.prior.sample(num_samples, num_frames, generator)}
+
+    def _continue_latents(self, observed: dict[str, Tensor], posteriors: dict[str, DiagonalGaussian],
+                          future_frames: int, generator: torch.Generator | None,
+                          deterministic: bool) -> dict[str, Tensor]:
+        """The recurrent prior run over the observed posterior means, then on by itself
+        (:meth:`RecurrentGaussianPrior.continue_codes`)."""
+        return {"z": self.prior.continue_codes(observed["z"], future_frames, generator, deterministic)}
+
+    def prediction_description(self) -> str:
+        return ("the learned recurrent prior p(z_t | z_<t), teacher-forced on the observed posterior means, "
+                "then run on by itself (its mean path; draws for stochastic samples)")

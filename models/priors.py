@@ -53,3 +53,34 @@ class RecurrentGaussianPrior(nn.Module):
             previous = DiagonalGaussian.from_parameters(self.head(hidden)).sample(generator)  # (N, 1, D)
             codes.append(previous)
         return torch.cat(codes, dim=1)  # (N, T, D)
+
+    def continue_codes(self, codes: Tensor, extra: int, generator: torch.Generator | None = None,
+                       deterministic: bool = True) -> Tensor:
+        """Continue code sequences past their end, conditioned on every code so far.
+
+        The LSTM reads ``[0, z_0, ..., z_{T-1}]`` (teacher-forced on the given codes, as in training), then
+        runs on by itself: each new code is the prior's mean (``deterministic``, the mean path) or a draw
+        from it, and is fed back as the next input. The LSTM has no notion of the training length, so any
+        ``extra`` works; past the training length its state is one it has not been trained on.
+
+        Args:
+            codes: ``(B, T, D)`` observed codes (posterior means), ``T >= 1``.
+            extra: frames to add (at least 1).
+            generator: the draws' noise (unused when ``deterministic``).
+            deterministic: feed back the prior's means instead of draws.
+
+        Returns:
+            ``(B, extra, D)`` the continued codes only.
+        """
+        batch, _, dim = codes.shape
+        inputs = torch.cat([codes.new_zeros(batch, 1, dim), codes], dim=1)  # (B, T + 1, D)
+        hidden, state = self.lstm(inputs)  # the last output is p(z_T | z_<=T-1)
+        step = hidden[:, -1:]  # (B, 1, H)
+        continued = []
+        for index in range(extra):
+            prior = DiagonalGaussian.from_parameters(self.head(step))  # (B, 1, D)
+            code = prior.mean if deterministic else prior.sample(generator)
+            continued.append(code)
+            if index + 1 < extra:
+                step, state = self.lstm(code, state)
+        return torch.cat(continued, dim=1)  # (B, extra, D)

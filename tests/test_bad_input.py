@@ -30,7 +30,7 @@ def run_evaluate(*argv) -> tuple[int, str]:
 def cheap_args(checkpoint, save_dir, *more) -> list:
     return ["--checkpoint", checkpoint, "--device", "cpu", "--num_samples", "2", "--save_dir", save_dir,
             "--test-size", "5", "--max-samples", "5", "--batch-size", "5", "--interpolation-steps", "2",
-            "--no-judges", *more]
+            "--prediction-videos", "0", "--prediction-samples", "0", "--no-judges", *more]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--steps-per-model", "2", "--train-size", "8", "--val-size", "4", "--test-size", "5", "--frames", "4",
         "--image-size", "32", "--width", "4", "--batch-size", "4", "--lstm-hidden", "8", "--num-samples", "2",
-        "--no-judges", "--amp", "off", "--threads", "1", "--train-args",
+        "--no-judges", "--amp", "off", "--threads", "1", "--prediction-videos", "2", "--prediction-horizon", "20",
+        "--train-args",
         "--model-option feature_dim=8 --latent-dim 4 --content-dim 4 --motion-dim 4"]
 
 

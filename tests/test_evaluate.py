@@ -76,8 +76,14 @@ def run(*argv: str) -> tuple[int, str, str]:
 def tiny_args(checkpoint: Path, save_dir: Path, *more: str) -> list[str]:
     return [
         "--checkpoint", checkpoint, "--device", "cpu", "--num_samples", "2", "--save_dir", save_dir,
-        "--test-size", "8", "--batch-size", "4", "--interpolation-steps", "3", *more,
+        "--test-size", "8", "--batch-size", "4", "--interpolation-steps", "3", *PREDICTION_ARGS, *more,
     ]  # fmt: skip
+
+
+PREDICTION_ARGS = ["--prediction-samples", "2", "--prediction-videos", "3", "--prediction-horizon", "25"]
+PREDICTION_KEYS = {"mse_per_frame", "mae_per_frame", "ssim", "ssim_uniform", "psnr", "identity_kept_by_window",
+                   "identity_kept_at_25", "reconstruction_mse_per_frame", "method", "test_set", "last_frame",
+                   "best_of_n", "long_horizon"}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +150,23 @@ def test_metrics_json_has_every_key(evaluated):
     assert metrics["metadata"]["evaluation"]["judges"] is False
     assert {"torch", "numpy", "matplotlib", "pillow"} <= set(metrics["metadata"]["versions"])
     assert metrics["standard_test_file"]["skipped"]  # a 32x32 model cannot read 64x64 frames
+
+
+def test_metrics_json_has_the_prediction_section(evaluated):
+    metrics = read_metrics(evaluated["save_dir"] / "tiny_run_metrics.json")
+    prediction = metrics["prediction"]
+    assert PREDICTION_KEYS <= set(prediction)
+    assert prediction["test_set"]["kind"] == "generator" and prediction["num_videos"] == 8
+    assert prediction["observed_frames"] == 10 and len(prediction["ssim_by_frame"]) == 10
+    assert prediction["best_of_n"]["samples"] == 2
+    assert prediction["best_of_n"]["ssim"] >= prediction["ssim"] - 1e-9 or prediction["best_of_n"]["ssim"] > 0
+    assert prediction["reconstruction_mse_per_frame"] == metrics["reconstruction"]["mse_per_frame"]
+    # 10 observed, frames 11-25 predicted: windows 11-20 and 21-25; no judges, so the identity is NaN
+    assert prediction["long_horizon"]["windows"] == [[11, 20], [21, 25]]
+    assert len(prediction["identity_kept_by_window"]) == 2 and math.isnan(prediction["identity_kept_at_25"])
+    assert len(prediction["long_horizon"]["mse_per_frame_by_window"]) == 2
+    assert prediction["last_frame"]["mse_per_frame"] > 0 and "identity_kept_by_window" in prediction["last_frame"]
+    assert metrics["metadata"]["evaluation"]["prediction_horizon"] == 25
 
 
 def test_metrics_json_records_provenance(evaluated):
@@ -219,6 +242,7 @@ def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatc
     code, out, err = run(
         "--checkpoint", checkpoint, "--device", "cpu", "--num-samples", "1", "--save-dir", tmp_path / "out",
         "--test-size", "8", "--batch-size", "8", "--interpolation-steps", "2", "--max-samples", "6", "--seed", "7",
+        "--prediction-videos", "2", "--prediction-samples", "0",
     )  # fmt: skip
     assert code == 0, err
     # The judges read the evaluated videos' own config and digit set (the embedded digits here).
@@ -232,6 +256,10 @@ def test_judged_metrics_with_fake_judges_and_option_aliases(tmp_path, monkeypatc
     assert metrics["disentanglement"]["num_videos"] == 6
     assert metrics["metadata"]["judges"] == FakeJudges.accuracy
     assert metrics["metadata"]["evaluation"]["seed"] == 7
+    # The long horizon read by the (fake) judges: one finite identity per window of 10 frames to frame 100
+    identity = metrics["prediction"]["identity_kept_by_window"]
+    assert len(identity) == 9 and all(0 <= value <= 1 for value in identity)
+    assert metrics["prediction"]["identity_kept_at_100"] == identity[-1]
 
 
 @pytest.mark.slow
@@ -270,6 +298,29 @@ def test_standard_test_file_on_a_64_pixel_model(tmp_path, standard_file):
     standard = metrics["standard_test_file"]
     assert standard["num_videos"] == 3
     assert set(RECONSTRUCTION_KEYS) <= set(standard)
+    # A 6-frame file is too short for 10 -> 10: the generator's videos are predicted instead, and said so.
+    assert metrics["prediction"]["test_set"]["kind"] == "generator"
+
+
+def test_standard_test_file_scores_the_10_to_10_prediction(tmp_path):
+    """A tiny file of the standard layout, uint8 (20, N, 64, 64) time first: the table is scored on it."""
+    array = np.zeros((20, 3, 64, 64), dtype=np.uint8)
+    for t in range(20):
+        array[t, :, 10 + t : 20 + t, 5 + 2 * t : 15 + 2 * t] = 255
+    path = tmp_path / "mnist_test_seq.npy"
+    np.save(path, array)
+    checkpoint = write_checkpoint(tmp_path / "run", image_size=64)
+    code, _, err = run(*tiny_args(checkpoint, tmp_path / "out", "--no-judges", "--num_samples", "1",
+                                  "--max-samples", "5", "--prediction-videos", "0", "--standard-test-file", path))
+    assert code == 0, err
+    prediction = read_metrics(tmp_path / "out" / "tiny_run_metrics.json")["prediction"]
+    assert prediction["test_set"] == {"kind": "standard_test_file", "path": str(path), "num_videos": 3,
+                                      "words": f"the standard test file {path}"}
+    video = torch.from_numpy(array).float().div(255).permute(1, 0, 2, 3)[:, :, None]  # (N, T, 1, H, W)
+    last = video[:, 9:10].expand(-1, 10, -1, -1, -1)
+    expected = (last - video[:, 10:]).pow(2).flatten(2).sum(2).mean()
+    assert prediction["last_frame"]["mse_per_frame"] == pytest.approx(float(expected))
+    assert prediction["long_horizon"] is None and prediction["identity_kept_by_window"] == []
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -321,6 +372,8 @@ def mismatched_data(tmp_path: Path) -> Path:
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--device", "tpu"], "unknown device"),
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--max-samples", "3"], "at least 5"),
         (lambda tmp: write_checkpoint(tmp / "ok"), ["--interpolation-steps", "1"], "at least 2"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--prediction-horizon", "10"], "10 frames are observed"),
+        (lambda tmp: write_checkpoint(tmp / "ok"), ["--prediction-videos", "-1"], "integer >= 0"),
     ],
     ids=[
         "missing",
@@ -332,6 +385,8 @@ def mismatched_data(tmp_path: Path) -> Path:
         "device",
         "max-samples",
         "steps",
+        "horizon",
+        "prediction-videos",
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(tmp_path, make, options, message):
@@ -380,6 +435,7 @@ def test_help_explains_every_option():
     for option in (
         "--checkpoint", "--device", "--num_samples", "--num-samples", "--save_dir", "--save-dir", "--test-size",
         "--batch-size", "--seed", "--max-samples", "--no-judges", "--standard-test-file", "--mnist-root",
+        "--prediction-samples", "--prediction-videos", "--prediction-horizon",
     ):  # fmt: skip
         assert option in out
     for suffix in SUFFIXES:

@@ -17,7 +17,8 @@ from evaluation.pipeline import EvalConfig, EvaluationError, evaluate, to_jsonab
 from tests.evaluation_helpers import write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = dict(device="cpu", num_samples=2, test_size=8, batch_size=4, interpolation_steps=3, judges=False)
+TINY = dict(device="cpu", num_samples=2, test_size=8, batch_size=4, interpolation_steps=3, judges=False,
+            prediction_samples=2, prediction_videos=2, prediction_horizon=20)
 
 
 def test_library_and_command_line_write_the_same_metrics(tmp_path):
@@ -27,7 +28,7 @@ def test_library_and_command_line_write_the_same_metrics(tmp_path):
         code = evaluate_cli.main([
             "--checkpoint", str(checkpoint), "--device", "cpu", "--num_samples", "2", "--save_dir",
             str(tmp_path / "cli"), "--test-size", "8", "--batch-size", "4", "--interpolation-steps", "3",
-            "--no-judges",
+            "--no-judges", "--prediction-samples", "2", "--prediction-videos", "2", "--prediction-horizon", "20",
         ])
     assert code == 0
     assert result.name == "tiny_run"
@@ -41,6 +42,7 @@ def test_library_and_command_line_write_the_same_metrics(tmp_path):
     cli = json.loads((tmp_path / "cli" / "tiny_run_metrics.json").read_text())
     assert cli["metadata"]["command"].startswith("evaluate.py --checkpoint")
     assert cli["reconstruction"] == written["reconstruction"]
+    assert cli["prediction"]["mse_per_frame"] == written["prediction"]["mse_per_frame"]
     assert cli["metadata"]["evaluation"] == written["metadata"]["evaluation"]
     codes = {key: value for key, value in written["disentanglement"].items() if key != "notes"}
     assert json.dumps(codes, sort_keys=True) == json.dumps(

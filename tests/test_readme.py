@@ -24,7 +24,8 @@ README = (REPO / "README.md").read_text()
 TINY_DATA = ["--train-size", "8", "--val-size", "8", "--test-size", "8", "--batch-size", "4", "--frames", "4"]
 TINY = {
     "training.train": ["--epochs", "1", *TINY_DATA, "--width", "8", "--lstm-hidden", "16", "--quiet", "--device", "cpu"],
-    "evaluate.py": ["--device", "cpu", "--test-size", "8", "--max-samples", "8", "--no-judges", "--num_samples", "2"],
+    "evaluate.py": ["--device", "cpu", "--test-size", "8", "--max-samples", "8", "--no-judges", "--num_samples", "2",
+                    "--prediction-samples", "2", "--prediction-videos", "2", "--prediction-horizon", "20"],
     "summarize.py": [],
     "benchmarks.bench_data": ["--batches", "2"],
     "benchmarks.bench_train": ["--batch-size", "2", "--frames", "2", "--image-size", "32", "--width", "8",

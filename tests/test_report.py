@@ -256,7 +256,7 @@ def test_summarize_out_on_a_file_is_one_line(tmp_path, capsys, out):
 
 TINY_DEMO = ["--steps-per-model", "4", "--train-size", "8", "--val-size", "4", "--test-size",
              "8", "--frames", "4", "--image-size", "32", "--width", "8", "--batch-size", "4", "--num-samples", "2",
-             "--no-judges", "--amp", "off", "--threads", "1"]
+             "--no-judges", "--amp", "off", "--threads", "1", "--prediction-videos", "2", "--prediction-horizon", "25"]
 
 
 @pytest.mark.slow
@@ -301,6 +301,13 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
                   "evaluation disentangled_vae / figures", "report", "total"):
         assert f"| {stage} " in markdown, stage
     assert "stages (wall-clock):" in capsys.readouterr().out
+    # Prediction (issue 30): the 10 -> 10 table beside the published one, the curves, the filmstrip and GIF
+    assert "Prediction: 10 observed frames, 10 predicted" in markdown and "PredRNN++ (OpenSTL re-run)" in markdown
+    assert "last frame repeated (reference)" in markdown and "identity kept at 25" in markdown
+    assert "the generator's test videos (seed 42), 20 frames" in markdown
+    for name in ("figures/prediction_curves.png", "figures/prediction_filmstrip.png", "figures/prediction.gif"):
+        assert (results / name).is_file(), name
+    assert "by the fitted path prior" in markdown  # how the Disentangled VAE continued its digits' paths
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 4  # the three models and the learned localiser
 
@@ -322,6 +329,40 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "continuing lstm_vae (lstm, seed 42)" in out and out.count("reusing") == 3
     assert load_checkpoint(last)["epoch"] == 2
+
+
+def prediction_document(model: str, mse: float, identity: list[float]) -> dict:
+    long = {"windows": [[11, 20], [21, 30]], "horizon": 30, "num_videos": 4,
+            "identity_kept_by_window": identity, "path_error_px_by_window": [1.0, 2.0],
+            "frechet_distance_by_window": [3.0, 4.0], "real_identity_kept_by_window": [1.0, 1.0],
+            "real_frechet_distance_by_window": [0.5, 0.5],
+            "last_frame": {"identity_kept_by_window": [0.9, 0.5], "path_error_px_by_window": [5.0, 9.0],
+                           "frechet_distance_by_window": [6.0, 8.0]}}
+    table = {"mse_per_frame": mse, "mae_per_frame": 2 * mse, "ssim": 0.8, "ssim_uniform": 0.7, "psnr": 15.0}
+    return {"model_name": model, "experiment_name": f"{model}_vae",
+            "metadata": {"step": 512, "device": "cpu", "model_config": {}, "train_config": {}, "data_config": {}},
+            "prediction": {**table, "best_of_n": {"samples": 3, **table}, "identity_kept_at_30": identity[-1],
+                           "identity_kept_by_window": identity, "test_set": {"kind": "generator"},
+                           "last_frame": {**table, "mse_per_frame": 99.0, "identity_kept_at_30": 0.5},
+                           "long_horizon": long, "method": "words"}}
+
+
+def test_prediction_table_and_curves(tmp_path):
+    from evaluation.reporting.prediction_report import prediction_table, save_identity_curves
+
+    grouped = reports.group_by_model([prediction_document("lstm", 40.0, [0.8, 0.6]),
+                                      prediction_document("disentangled", 30.0, [0.95, 0.9])])
+    frame = prediction_table(grouped)
+    assert frame.loc["Disentangled VAE", "MSE/frame ↓"] == "30.0"
+    assert frame.loc["LSTM-VAE", "identity kept at 30 ↑"] == "0.600"
+    assert frame.loc["last frame repeated (reference)", "MSE/frame ↓"] == "99.0"
+    assert frame.loc["DDPAE (paper)", "MSE/frame ↓"] == "38.9" and "best-of-N SSIM ↑" in frame.columns
+    assert frame.loc["LSTM-VAE", "best-of-N SSIM ↑"] == "0.700 (N=3)"
+    assert frame.loc["LSTM-VAE", "budget"] == "512 steps, cpu"
+    path = save_identity_curves(grouped, tmp_path / "curves.png")
+    assert path.is_file() and path.with_suffix(".pdf").is_file()
+    assert save_identity_curves(reports.group_by_model([document("lstm", "lstm_vae", 1.0, 0.5, 0.1)]),
+                                tmp_path / "none.png") is None
 
 
 def test_trained_settings_come_from_the_checkpoints_configs():
