@@ -377,7 +377,7 @@ class DisentangledVAE(VideoVAE):
 
         The path prior conditions on the last :meth:`prediction_context` observed positions, not the two its
         samples continue from: the posterior positions jitter by about a pixel, and half the fitted frames
-        average it out (benchmarks/NOTES.md row 56: 10 -> 10 MSE per frame 179 with two frames, 140 with
+        average it out (benchmarks/NOTES.md row 60: 10 -> 10 MSE per frame 179 with two frames, 140 with
         five)."""
         content, motion = observed["content"], observed["motion"]  # (B, Dc), (B, T, Dm)
         paths = self.fitted_prior.paths if self.fitted_prior is not None else None
