@@ -28,7 +28,7 @@ test-fast: $(STAMP)  ## the test suite without the slow end-to-end runs
 demo: $(STAMP)  ## train the three models, evaluate them, write results/report.md (ARGS="..." passes options)
 	$(PY) demo.py $(ARGS)
 
-ablation: $(STAMP)  ## the README's ablation of the design document's Disentangled VAE (six 4.5-min runs; ARGS="...")
+ablation: $(STAMP)  ## the leakage ablation of the design document's Disentangled VAE (docs/results.md; six 4.5-min runs; ARGS="...")
 	$(PY) ablation.py $(ARGS)
 
 bench: $(STAMP)  ## every benchmark, one table each

@@ -1,11 +1,11 @@
-"""The README's ablation in one command: the leakage options of the design document's Disentangled VAE.
+"""The leakage ablation of docs/results.md in one command: the design document's Disentangled VAE's options.
 
     python ablation.py            # what `make ablation` runs; --dry-run prints the commands instead
 
 Trains the Disentangled VAE with ``architecture=average`` six times at the old demo's settings (4.5 minutes
 of wall-clock each, bf16 autocast): the default (seeds 42 and 43), ``content_pooling=global``,
 ``motion_blur=5``, both, and ``--motion-dim 16``; evaluates each run with ``evaluate.py`` on 500 test
-videos; and writes the side-by-side tables with ``summarize.py`` (see README, "Closing the leakage paths").
+videos; and writes the side-by-side tables with ``summarize.py`` (docs/results.md has them).
 Each step is the same as the ``python -m training.train`` / ``python evaluate.py`` / ``python summarize.py``
 command it prints, run in this process. A run folder that already exists is refused by the training
 command; ``--train-args --overwrite`` starts such runs over.

@@ -76,7 +76,7 @@ RUN_NAMES = {name: f"{name}_vae" for name in MODELS}  # the design document's ch
 LEARNED_RUN = "disentangled_vae_keypoints"
 LEARNED_OPTIONS = ("architecture=keypoints",)
 LEARNED_LABEL = "Disentangled VAE (learned localiser)"
-DEFAULT_STEPS = 512  # about 25 min for the whole demo on a 2-core AVX2 CPU (README, benchmarks/NOTES.md)
+DEFAULT_STEPS = 512  # about 25 min for the whole demo on a 2-core AVX2 CPU (docs/results.md, benchmarks/NOTES.md)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ def time_call(function: Callable[[], object], repeats: int = 5, warmup: int = 1,
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """Rows of dicts as a Markdown table (the README quotes these tables as printed)."""
+    """Rows of dicts as a Markdown table (docs/reproducing.md quotes these tables as printed)."""
     frame = pd.DataFrame(list(rows))
     if columns is not None:
         frame = frame.reindex(columns=list(columns))

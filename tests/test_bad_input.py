@@ -137,7 +137,7 @@ def test_summarize_runs_again_on_its_own_output_and_beside_the_readme_scripts_fi
     assert (folder / "disentanglement_metrics.json").is_file()  # matches *_metrics.json
     code, out, err = run_summarize(folder)
     assert code == 0, err
-    # the README's custom evaluation script writes its own disentanglement_metrics.json there too
+    # the custom evaluation script of docs/training.md writes its own disentanglement_metrics.json there too
     (folder / "disentanglement_metrics.json").write_text(json.dumps({"mig": 0.1, "sap_disentanglement": 0.2}))
     code, out, err = run_summarize(folder)
     assert code == 0, err

@@ -150,7 +150,7 @@ def write_report(documents: list[dict], out: Path, checkpoint_dir: str | os.Path
     _prediction_section(report, grouped, out)
     report.paragraph(
         "Definitions: every metric, with its formula, is documented in `evaluation/reconstruction/metrics.py` (reconstruction) "
-        "and `evaluation/disentanglement.py` (disentanglement, swaps); the README lists them too. Baseline VAE "
+        "and `evaluation/disentanglement.py` (disentanglement, swaps); `docs/metrics.md` lists them too. Baseline VAE "
         "and LSTM-VAE have no explicit split: their content code is the time-average of the per-frame latent "
         "means and their motion code each frame's deviation from it."
     )
