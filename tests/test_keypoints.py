@@ -151,7 +151,9 @@ def test_the_localiser_trains_at_its_own_learning_rate_scale():
     assert len(rates) == sum(1 for _ in model.parameters())  # every parameter in exactly one group
     for name, parameter in model.named_parameters():
         assert rates[id(parameter)] == pytest.approx(4e-3 if name.startswith("localiser.") else 1e-3), name
-    assert len(make_optimizer(tiny_keypoint_model(), TrainConfig(experiment_name="t", model="disentangled", lr=1e-3)).param_groups) == 1  # default: one
+    one_rate = tiny_keypoint_model(localiser_lr_scale=1.0)
+    assert len(make_optimizer(one_rate, TrainConfig(experiment_name="t", model="disentangled", lr=1e-3)).param_groups) == 1
+    assert tiny_keypoint_model().config.localiser_lr_scale == 10.0  # the default (NOTES rows 61-63)
     slots = build_model("disentangled", architecture="slots", localiser_lr_scale=4.0)
     assert "localiser_lr_scale" in slots.config.idle_fields()  # no localiser: the option says it is idle
     with pytest.raises(ValueError, match="localiser_lr_scale"):
