@@ -369,9 +369,37 @@ def _factor_free_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, An
         # label-free metrics this test set is too small for: each with its own reason
         "other": {f"pixel_generation.{key}": why for key, why in metrics["pixel_generation"].pop("unavailable").items()},
     }
+    metrics["not_available"]["other"].update(_factor_free_prediction(setup, metrics))
     for entry, why in metrics["not_available"]["other"].items():
         log(f"  {entry}: {why}")
     return metrics
+
+
+def _factor_free_prediction(setup: _Setup, metrics: dict[str, Any]) -> dict[str, str]:
+    """The 10 -> 10 prediction table on the video file's own test videos, when they are long enough (into
+    ``metrics["prediction"]``, without the judged long horizon); returns what could not be computed, and why."""
+    needed = OBSERVED_FRAMES + PREDICTED_FRAMES
+    frames = setup.test_loader.dataset.videos.num_frames
+    if frames < needed:
+        return {"prediction": f"the videos have {frames} frames, fewer than the {OBSERVED_FRAMES} observed + "
+                              f"{PREDICTED_FRAMES} predicted of the prediction protocol"}
+    video_file = setup.data_config.video_file
+    section = _timed(
+        f"prediction ({OBSERVED_FRAMES} -> {PREDICTED_FRAMES} on the test videos of {video_file})",
+        lambda: compute_prediction_metrics(
+            setup.model, None, None, setup.device, num_videos=len(setup.test_loader.dataset),
+            batch_size=setup.config.batch_size, samples=setup.config.prediction_samples or None, long_videos=0,
+            standard_loader=setup.test_loader, standard_path=str(video_file),
+            reconstruction_mse_per_frame=metrics["reconstruction"].get("mse_per_frame", math.nan), log=log),
+        setup.seconds, "prediction",
+    )
+    for part in (section, section["last_frame"]):  # judged: nothing to read identities with
+        for key in [key for key in part if key.startswith("identity_kept")] + ["long_horizon"]:
+            part.pop(key, None)
+    section["test_set"] = {"kind": "video_file", "path": str(video_file), "num_videos": section["num_videos"],
+                           "words": f"the test videos of {video_file}, their first {needed} frames"}
+    metrics["prediction"] = section
+    return {"prediction.identity_kept_by_window": NO_FACTORS, "prediction.long_horizon": NO_FACTORS}
 
 
 def _compute_metrics(setup: _Setup) -> dict[str, Any]:

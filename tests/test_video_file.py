@@ -220,7 +220,10 @@ def test_a_factor_free_run_evaluates_end_to_end_with_the_not_available_list(trai
     assert document["reconstruction"]["num_videos"] == 3 and math.isfinite(document["reconstruction"]["mse"])
     # 3 test videos are too few for a Fréchet distance (2 per half): left out with the reason, never a NaN
     other = document["not_available"]["other"]
-    assert sorted(other) == sorted(f"pixel_generation.{key}" for key in PIXEL_GENERATION_KEYS if "frechet" in key)
+    assert sorted(other) == sorted([f"pixel_generation.{key}" for key in PIXEL_GENERATION_KEYS if "frechet" in key]
+                                   + ["prediction"])
+    assert "the videos have 4 frames, fewer than the 10 observed + 10 predicted" in other["prediction"]
+    assert "prediction" not in document
     assert all(math.isfinite(document["pixel_generation"][key]) for key in PIXEL_GENERATION_KEYS
                if f"pixel_generation.{key}" not in other)
     assert document["metadata"]["data"]["has_factors"] is False
@@ -245,3 +248,34 @@ def test_a_factor_free_run_evaluates_end_to_end_with_the_not_available_list(trai
     code, out, error = run(summarize.main, [save_dir])
     assert code == 0, error
     assert "NOT AVAILABLE" in out and out.count(NO_FACTORS) == len(NEEDS_FACTORS) and "| nan" not in out
+
+
+@pytest.mark.slow
+def test_factor_free_videos_of_20_frames_get_the_10_to_10_prediction_table_and_nothing_judged(tmp_path):
+    """Issue 30 on issue 31's data: the standard protocol on the file's own test videos, the judged long
+    horizon listed as not available (never NaN)."""
+    np.save(tmp_path / "videos.npy", moving_digits(12, frames=20, size=32))  # (N, T, H, W)
+    with contextlib.chdir(tmp_path):
+        code, _, error = run(train_main, ["--model", "lstm", "--name", "long", "--video-file", "videos.npy", "--video-layout", "NTHW",
+                                          "--test-size", "4", "--val-size", "2", *TINY_TRAINING])
+        assert code == 0, error
+        code, _, error = run(evaluate.main, ["--checkpoint", "checkpoints/long/best_model.pt", "--save_dir", "eval",
+                                             "--device", "cpu", "--num_samples", "2", "--prediction-samples", "2"])
+    assert code == 0, error
+    document = json.loads((tmp_path / "eval" / "long_metrics.json").read_text())
+    prediction = document["prediction"]
+    assert prediction["test_set"]["kind"] == "video_file" and prediction["num_videos"] == 4
+    for key in ("mse_per_frame", "mae_per_frame", "ssim", "ssim_uniform", "psnr"):
+        assert math.isfinite(prediction[key]) and math.isfinite(prediction["last_frame"][key]), key
+    assert len(prediction["mse_per_frame_by_frame"]) == 10
+    assert not [key for key in prediction if key.startswith("identity_kept")] and "long_horizon" not in prediction
+    other = document["not_available"]["other"]
+    assert other["prediction.identity_kept_by_window"] == NO_FACTORS and "prediction" not in other
+    documents = reports.load_results([tmp_path / "eval" / "long_metrics.json"])
+    write_report(documents, tmp_path / "report", tmp_path / "checkpoints", {"evaluation": 1.0}, torch.device("cpu"),
+                 False, {}, ["long"])
+    text = (tmp_path / "report" / "report.md").read_text()
+    table = text.split("## Prediction: 10 observed frames, 10 predicted")[1].split("## Not available")[0]
+    assert "last frame repeated (reference)" in table and f"{prediction['mse_per_frame']:.1f}" in table
+    assert "nan" not in table.lower() and "n/a" not in table
+    assert "Prediction: the judged long horizon (`prediction.long_horizon`)" in text

@@ -23,6 +23,7 @@ from evaluation.reporting.prediction_report import (
     prediction_filmstrip,
     prediction_table,
     save_identity_curves,
+    standard_table,
 )
 from evaluation.reporting.writer import Report
 from evaluation.swaps import example_pairs, ideal_swap
@@ -187,6 +188,13 @@ def _factor_free_sections(report: Report, grouped: Mapping[str, list], documents
                 "0.5 and the mean absolute frame difference. They measure brightness, coverage, layout and the "
                 "amount of motion, not identity or shape. 'Real vs real' compares two halves of the test "
                 "videos (the floor of the distance). Formulas: `evaluation/pixel_generation.py`.")
+    predicted = [document["prediction"] for document in documents if document.get("prediction")]
+    if predicted:
+        report.heading("Prediction: 10 observed frames, 10 predicted")
+        report.paragraph(f"On {predicted[0]['test_set']['words']} ({predicted[0]['num_videos']} videos), the "
+                         "deterministic prediction; MSE and MAE per frame are sums over a frame's pixels, averaged "
+                         "over frames and videos (OpenSTL's convention). Formulas: `evaluation/prediction.py`.")
+        report.table(standard_table(grouped))
     report.heading("Not available")
     report.bullets(reports.not_available(documents))
 

@@ -70,6 +70,24 @@ def budget_words(document: Mapping[str, Any]) -> str:
     return f"{step:,} steps, {device}" if isinstance(step, int) else f"? steps, {device}"
 
 
+def standard_table(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
+    """The 10 -> 10 metrics alone (no judged identity, no published rows: for data without factors): one row
+    per model that predicted (mean ± std over its runs), then the last-frame reference."""
+    rows, index = [], []
+    for label, group in grouped.items():
+        if any(_prediction(document) for document in group):
+            rows.append({title: _summary(group, lambda p, key=key: p[key]).format(fmt) for key, title, fmt in COLUMNS})
+            index.append(label)
+    first = next((group for group in grouped.values() if any(_prediction(document) for document in group)), None)
+    if first is not None:
+        rows.append({title: _summary(first, lambda p, key=key: p["last_frame"][key]).format(fmt)
+                     for key, title, fmt in COLUMNS})
+        index.append("last frame repeated (reference)")
+    frame = pd.DataFrame(rows, index=index)
+    frame.index.name = "model"
+    return frame
+
+
 def prediction_table(grouped: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
     """One row per model (mean ± std over its runs), the last-frame reference (from the first model's runs),
     then the published rows; columns: the 10 -> 10 metrics, best of N SSIM, identity kept at the horizon, the

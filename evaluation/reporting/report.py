@@ -393,7 +393,16 @@ def not_available(documents: Sequence[Mapping[str, Any]]) -> list[str]:
         other.update(document.get("not_available", {}).get("other", {}))
     lines = [f"{metric.label.strip()} (`{metric.section}.{metric.key}`): {NO_FACTORS}"
              for metric in NEEDS_FACTORS if f"{metric.section}.{metric.key}" in listed]
-    return lines + [f"{METRICS[entry.split('.', 1)[1]].label} (`{entry}`): {why}" for entry, why in other.items()]
+    return lines + [f"{_entry_label(entry)} (`{entry}`): {why}" for entry, why in other.items()]
+
+
+def _entry_label(entry: str) -> str:
+    """A not-available entry's words: the registered metric's label, else the prediction part it names."""
+    key = entry.split(".", 1)[-1]
+    if key in METRICS and "." in entry:
+        return METRICS[key].label.strip()
+    return {"prediction": "Prediction, 10 -> 10", "identity_kept_by_window": "Prediction: judged identity by window",
+            "long_horizon": "Prediction: the judged long horizon"}.get(key, entry)
 
 
 def write_summary(documents: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
