@@ -39,6 +39,7 @@ from models.fitted_prior import (
     PATH_COVARIANCE,
     GaussianMixture,
     fit_gaussian_mixture,
+    initial_components,
     prior_codes,
 )
 from training.linking import link_configs
@@ -58,19 +59,7 @@ def fit_before(points: torch.Tensor, components: int, covariance: str, steps: in
     generator = torch.Generator().manual_seed(seed)
     ridge = regularization * float(points.var(dim=0).mean()) + 1e-12
     eye = torch.eye(dim, dtype=torch.float64)
-    chosen = [int(torch.randint(count, (1,), generator=generator))]
-    nearest = (points - points[chosen[0]]).pow(2).sum(1)
-    for _ in range(1, components):
-        total = nearest.sum()
-        probabilities = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / count)
-        chosen.append(int(torch.multinomial(probabilities, 1, generator=generator)))
-        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).pow(2).sum(1))
-    means = points[chosen].clone()
-    data_cov = torch.cov(points.T).reshape(dim, dim) + ridge * eye
-    if covariance == "full":
-        scales = torch.linalg.cholesky(data_cov)[None].repeat(components, 1, 1)
-    else:
-        scales = torch.diagonal(data_cov).sqrt()[None].repeat(components, 1)
+    means, scales = initial_components(points, components, covariance, generator, ridge)  # the same start
     weights = torch.full((components,), 1.0 / components, dtype=torch.float64)
     for _ in range(steps):
         centred = points[:, None, :] - means[None]  # (N, K, D)

@@ -230,6 +230,29 @@ def _outer_products(points: Tensor, limit: int = 1 << 24) -> Iterable[Tensor]:
         yield (block[:, :, None] * block[:, None, :]).flatten(1)
 
 
+def initial_components(points: Tensor, components: int, covariance: str, generator: torch.Generator,
+                       ridge: float) -> tuple[Tensor, Tensor]:
+    """EM's start: k-means++ means (each next one a point drawn with probability proportional to its squared
+    distance to the nearest chosen) and every component's scale that of the data's covariance plus ``ridge``.
+
+    Returns:
+        ``(means (K, D), scales)``: scales ``(K, D)`` standard deviations, or ``(K, D, D)`` Cholesky factors for
+        ``covariance="full"``.
+    """
+    count, dim = points.shape
+    chosen = [int(torch.randint(count, (1,), generator=generator))]
+    nearest = (points - points[chosen[0]]).pow(2).sum(1)
+    for _ in range(1, components):
+        total = nearest.sum()
+        probabilities = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / count)
+        chosen.append(int(torch.multinomial(probabilities, 1, generator=generator)))
+        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).pow(2).sum(1))
+    data_cov = torch.cov(points.T).reshape(dim, dim) + ridge * torch.eye(dim, dtype=points.dtype)
+    if covariance == "full":
+        return points[chosen].clone(), torch.linalg.cholesky(data_cov)[None].repeat(components, 1, 1)
+    return points[chosen].clone(), torch.diagonal(data_cov).sqrt()[None].repeat(components, 1)
+
+
 def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, covariance: str = DEFAULT_COVARIANCE,
                          steps: int = DEFAULT_STEPS, seed: int = 0, regularization: float = 1e-3) -> GaussianMixture:
     """Fit a Gaussian mixture to points by expectation-maximisation (Dempster et al. 1977), in float64.
@@ -266,20 +289,7 @@ def fit_gaussian_mixture(points: Tensor, components: int = DEFAULT_COMPONENTS, c
     ridge = regularization * float(points.var(dim=0).mean()) + 1e-12
     eye = torch.eye(dim, dtype=torch.float64)
 
-    # k-means++: each next mean is a point drawn with probability proportional to its squared distance.
-    chosen = [int(torch.randint(count, (1,), generator=generator))]
-    nearest = (points - points[chosen[0]]).pow(2).sum(1)
-    for _ in range(1, components):
-        total = nearest.sum()
-        probabilities = nearest / total if total > 0 else torch.full_like(nearest, 1.0 / count)
-        chosen.append(int(torch.multinomial(probabilities, 1, generator=generator)))
-        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).pow(2).sum(1))
-    means = points[chosen].clone()
-    data_cov = torch.cov(points.T).reshape(dim, dim) + ridge * eye
-    if covariance == "full":
-        scales = torch.linalg.cholesky(data_cov)[None].repeat(components, 1, 1)
-    else:
-        scales = torch.diagonal(data_cov).sqrt()[None].repeat(components, 1)
+    means, scales = initial_components(points, components, covariance, generator, ridge)
     mixture = GaussianMixture(torch.full((components,), 1.0 / components, dtype=torch.float64), means, scales,
                               covariance)
     for _ in range(steps):
