@@ -44,7 +44,7 @@ from data import MovingMNIST
 from evaluation.codes.information import inception_score
 from evaluation.generation import frame_speeds, frechet_distance, judge_reading, wasserstein_1d
 from evaluation.judges.order_free import digit_accuracy, trajectory_error
-from evaluation.reconstruction.metrics import eval_mode, frame_psnr
+from evaluation.reconstruction.metrics import eval_mode, frame_error_sums, frame_psnr
 from evaluation.reconstruction.ssim import frame_ssim
 from evaluation.reconstruction.tensor_checks import check_pair, pair_as
 from models.config import check_positive_int
@@ -98,10 +98,10 @@ def frame_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """
     check_pair(pred, target)
     pred, target = pair_as(pred, target)
-    error = (pred - target).flatten(2)  # (B, F, P)
+    squared, absolute = frame_error_sums(pred, target)  # (B, F) each
     return {
-        "mse_per_frame": error.pow(2).sum(2).double(),
-        "mae_per_frame": error.abs().sum(2).double(),
+        "mse_per_frame": squared.double(),
+        "mae_per_frame": absolute.double(),
         "ssim": frame_ssim(pred, target).double(),
         "ssim_uniform": frame_ssim(pred, target, window="uniform").double(),
         "psnr": frame_psnr(pred, target).double(),

@@ -73,6 +73,15 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
     return frame_mse(pred, target).mean(dim=1)
 
 
+def frame_error_sums(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared and absolute error summed over each frame's pixels: ``sum_pixels (pred - target)^2`` and
+    ``sum_pixels |pred - target|``, each ``(B, T)`` (OpenSTL's Moving MNIST "MSE" and "MAE" of one frame)."""
+    check_pair(pred, target)
+    pred, target = pair_as(pred, target)
+    error = (pred - target).flatten(2)  # (B, T, C * H * W)
+    return error.pow(2).sum(dim=2), error.abs().sum(dim=2)
+
+
 def mse_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     """Squared error summed over a frame's pixels, averaged over frames (OpenSTL's Moving MNIST "MSE").
 
@@ -81,9 +90,7 @@ def mse_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    check_pair(pred, target)
-    pred, target = pair_as(pred, target)
-    return (pred - target).pow(2).flatten(2).sum(dim=2).mean(dim=1)
+    return frame_error_sums(pred, target)[0].mean(dim=1)
 
 
 def mae_per_frame(pred: Tensor, target: Tensor) -> Tensor:
@@ -94,9 +101,7 @@ def mae_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    check_pair(pred, target)
-    pred, target = pair_as(pred, target)
-    return (pred - target).abs().flatten(2).sum(dim=2).mean(dim=1)
+    return frame_error_sums(pred, target)[1].mean(dim=1)
 
 
 def bce_per_frame(pred: Tensor, target: Tensor) -> Tensor:
