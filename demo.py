@@ -406,6 +406,11 @@ def get_run_judges(data_config: DataConfig, device: torch.device, progress: bool
     return get_judges(dataset.config, device, digits=dataset.digits, progress=progress)
 
 
+def unusable_run(run_dir: Path, error: object) -> str:
+    """The one line for a reused run folder whose checkpoint cannot be used, and what to do."""
+    return f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again (or another --checkpoint-dir to keep it)"
+
+
 def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]], amp: bool
                       ) -> tuple[dict[str, ResumePoint | None], str | None]:
     """What to do with the existing runs, and the problem that stops the demo (``None`` if there is none).
@@ -432,8 +437,7 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         try:
             checkpoint = load_checkpoint(source)
         except (CheckpointError, FileNotFoundError) as error:
-            return plans, (f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again (or "
-                           f"another --checkpoint-dir to keep it)")
+            return plans, unusable_run(run_dir, error)
         model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
         differences = config_differences(checkpoint, model, model_config, train_config, data_config)
         if differences:
@@ -448,8 +452,7 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
                 try:
                     load_checkpoint(best)
                 except CheckpointError as error:
-                    return plans, (f"cannot use the run in {run_dir}: {error}; pass --retrain to train it again "
-                                   f"(or another --checkpoint-dir to keep it)")
+                    return plans, unusable_run(run_dir, error)
             plans[name] = None
         elif finished:  # a finished run whose best_model.pt is gone: nothing to continue, nothing to evaluate
             return plans, (f"{run_dir} holds the last.pt of a finished run but no {BEST}; pass --retrain to train "
@@ -604,8 +607,7 @@ def _run_demo_locked(args: argparse.Namespace, argv: list[str] | None, device: t
                         fit_run_priors(run_dir, data_loaders(data_config, train_config.batch_size)[0], device,
                                        seed=train_config.seed, log=log)
             except (CheckpointError, FileNotFoundError) as error:  # e.g. weights that are not finite
-                print(f"{PROG}: error: cannot use the run in {run_dir}: {' '.join(str(error).split())}; pass "
-                      "--retrain to train it again (or another --checkpoint-dir to keep it)", file=sys.stderr)
+                print(f"{PROG}: error: {unusable_run(run_dir, ' '.join(str(error).split()))}", file=sys.stderr)
                 return EXIT_USAGE
         else:
             resume = plans.get(name)
