@@ -361,6 +361,7 @@ def _factor_free_metrics(setup: _Setup, metrics: dict[str, Any]) -> dict[str, An
         "videos)",
         lambda: compute_pixel_generation_metrics(setup.model, setup.test_loader, setup.device,
                                                  max_videos=config.max_samples, seed=setup.data_config.seed),
+        setup.seconds, "generation",
     )
     describe = getattr(setup.model, "prior_description", None)
     metrics["pixel_generation"]["prior"] = describe() if describe is not None else None
