@@ -68,6 +68,21 @@ def test_tables_put_models_side_by_side_and_aggregate_seeds():
     assert frame.loc["MSE per frame (sum over pixels) ↓", "Baseline VAE"] == "nan"  # missing in the document
 
 
+def test_the_tables_name_the_datasets_objects():
+    """Moving Fashion-MNIST's tables say "articles" where Moving MNIST's say "digits"; a mixed set keeps "digits"."""
+    fashion = three_models()
+    for item in fashion:
+        item["metadata"]["evaluation_data_config"] = {"dataset": "fashion"}
+    rows = TABLES["swaps"]
+    labels = list(reports.table(reports.group_by_model(fashion), rows).index)
+    assert any("A's articles kept" in label for label in labels)
+    assert not any("digit" in label for label in labels)
+    mnist_labels = list(reports.table(reports.group_by_model(three_models()), rows).index)
+    assert any("A's digits kept" in label for label in mnist_labels)
+    assert reports.dataset_of(fashion + three_models()) == "mnist"
+    assert reports.row_label(TABLES["swaps"][0], "fashion").count("article") == TABLES["swaps"][0].label.count("digit")
+
+
 def with_settings(item: dict, seed: int, **model_config) -> dict:
     """A document with the metadata evaluate.py writes: the run's model, data and training configs."""
     item["metadata"].update(

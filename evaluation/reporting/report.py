@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,11 +318,34 @@ def summarize(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence
     }
 
 
+# What the moving objects are called in the tables' labels, by dataset (the registry's labels say "digits").
+OBJECT_NOUNS = {"mnist": ("digits", "digit"), "fashion": ("articles", "article")}
+
+
+def row_label(row: Metric, dataset: str = "mnist") -> str:
+    """The metric's label, its "digits" named as the dataset's objects (``"articles"`` for Fashion-MNIST)."""
+    plural, singular = OBJECT_NOUNS.get(dataset, OBJECT_NOUNS["mnist"])
+    return re.sub(r"\bdigit(s?)\b", lambda match: plural if match.group(1) else singular, row.label)
+
+
+def dataset_of(documents: Iterable[Mapping[str, Any]]) -> str:
+    """The documents' dataset (the evaluation data's, else the training data's; ``"mnist"`` when unset or
+    mixed)."""
+    names = set()
+    for document in documents:
+        metadata = document.get("metadata", {})
+        data = metadata.get("evaluation_data_config") or metadata.get("data_config") or {}
+        names.add(data.get("dataset", "mnist"))
+    return names.pop() if len(names) == 1 else "mnist"
+
+
 def table(grouped: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Metric]) -> pd.DataFrame:
-    """A DataFrame of formatted values: one row per metric (arrow: which way is better), one column per model."""
+    """A DataFrame of formatted values: one row per metric (arrow: which way is better), one column per model.
+    Labels name the dataset's objects (:func:`row_label`)."""
     summaries = summarize(grouped, rows)
     arrows = {"higher": " ↑", "lower": " ↓", "": ""}
-    index = [row.label + arrows[row.better] for row in rows]
+    dataset = dataset_of(document for documents in grouped.values() for document in documents)
+    index = [row_label(row, dataset) + arrows[row.better] for row in rows]
     columns = {name: [summaries[name][row.key].format(row.fmt) for row in rows] for name in grouped}
     frame = pd.DataFrame(columns, index=index)
     frame.index.name = "metric"
