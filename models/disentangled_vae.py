@@ -58,7 +58,7 @@ from models.config import (
 from models.decoders import FrameDecoder
 from models.distributions import DiagonalGaussian
 from models.encoders import POOLINGS, FrameEncoder
-from models.objects.keypoints import KeypointLocaliser, sprite_centres
+from models.objects.keypoints import MODEL_HAND_SET_PARTS, KeypointLocaliser, sprite_centres
 from models.objects.slots import glimpses, place_sprites, track_objects
 from models.priors import RecurrentGaussianPrior
 
@@ -69,7 +69,7 @@ OBJECT_ARCHITECTURES = ("slots", "keypoints")
 OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
-KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement")  # the learned localiser's: no effect under any other
+KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement", "localiser_appearance", "localiser_without")  # the learned localiser's: no effect under any other
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,12 @@ class DisentangledVAEConfig(VideoVAEConfig):
             against 0.82-0.85 at 1 (benchmarks/NOTES.md rows 61-63).
         localiser_refinement: Rounds of the learned localiser's refinement from the full-resolution window
             around each position (``"keypoints"`` only; :class:`~models.objects.keypoints.KeypointLocaliser`).
+        localiser_appearance: Starting weight of the learned localiser's appearance query (0: none; see
+            :class:`~models.objects.keypoints.KeypointLocaliser`): each slot looks for what it has followed.
+        localiser_without: Hand-set parts of the learned localiser removed, joined by ``+`` (for the
+            ablation; ``""``: none): ``start_prior``, ``track_prior``, ``velocity``, ``taken``, ``coords``
+            (:class:`~models.objects.keypoints.KeypointLocaliser`) and ``ink_centre`` (a position names
+            the sprite window's centre, not its ink centre).
     """
 
     legacy_values: ClassVar[dict[str, Any]] = {"track_alignment": 0, "localiser_lr_scale": 1.0}
@@ -123,6 +129,13 @@ class DisentangledVAEConfig(VideoVAEConfig):
     track_alignment: int = 2
     localiser_lr_scale: float = 10.0
     localiser_refinement: int = 0
+    localiser_appearance: float = 0.0
+    localiser_without: str = ""
+
+    @property
+    def removed_parts(self) -> tuple[str, ...]:
+        """``localiser_without`` as a tuple of part names."""
+        return tuple(part for part in self.localiser_without.split("+") if part)
 
     def idle_fields(self) -> tuple[str, ...]:
         """The options of the other architectures (the module's ``*_ONLY_FIELDS``)."""
@@ -141,6 +154,13 @@ class DisentangledVAEConfig(VideoVAEConfig):
         check_non_negative_int("track_alignment", self.track_alignment)
         check_finite_number("localiser_lr_scale", self.localiser_lr_scale, minimum=0)
         check_non_negative_int("localiser_refinement", self.localiser_refinement)
+        check_finite_number("localiser_appearance", self.localiser_appearance, minimum=0)
+        if not isinstance(self.localiser_without, str):
+            raise ValueError(f"localiser_without must be part names joined by '+', got {self.localiser_without!r}")
+        unknown = sorted(set(self.removed_parts) - set(MODEL_HAND_SET_PARTS))
+        if unknown:
+            raise ValueError(f"localiser_without names unknown parts {unknown}: choose from "
+                             f"{'+'.join(MODEL_HAND_SET_PARTS)}")
         if self.motion_blur % 2 == 0 or self.motion_blur >= self.image_size:
             raise ValueError(
                 f"motion_blur must be an odd kernel size below image_size, got {self.motion_blur!r}"
@@ -197,8 +217,10 @@ class DisentangledVAE(VideoVAE):
             # Motion from the tracked positions and their steps: nothing of the pixels but where objects are.
             track_dim = 2 * cfg.slots
             if cfg.architecture == "keypoints":
-                self.localiser = KeypointLocaliser(cfg.slots, cfg.channels, cfg.width,
-                                                   refinement=cfg.localiser_refinement)
+                self.localiser = KeypointLocaliser(
+                    cfg.slots, cfg.channels, cfg.width, refinement=cfg.localiser_refinement,
+                    appearance=cfg.localiser_appearance,
+                    without=tuple(part for part in cfg.removed_parts if part != "ink_centre"))
             self.motion_encoder = nn.Sequential(
                 nn.Linear(2 * track_dim, cfg.feature_dim), nn.LeakyReLU(0.2, inplace=True)
             )
@@ -352,7 +374,7 @@ class DisentangledVAE(VideoVAE):
             sprites = sprites.view(batch, cfg.slots, *sprites.shape[1:])  # (B, K, C, w, w)
             positions = self.object_positions(motion)  # (B, T, K, 2)
             with torch.autocast(motion.device.type, enabled=False):  # sub-pixel placement needs fp32
-                if cfg.architecture == "keypoints":
+                if cfg.architecture == "keypoints" and "ink_centre" not in cfg.removed_parts:
                     # A position names where the sprite's ink centre goes, not its window's centre: otherwise
                     # a sprite drawn off-centre and a position off by as much draw the same frames.
                     positions = positions - sprite_centres(sprites.float(), cfg.image_size)[:, None]

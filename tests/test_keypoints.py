@@ -116,9 +116,9 @@ def test_start_points_are_spread_and_a_fresh_localiser_sits_near_them():
     assert positions[:, 0, 0, 0].max() < 0 < positions[:, 0, 1, 0].min()  # slot 0 starts left, slot 1 right
 
 
-@pytest.mark.parametrize("refinement", [0, 2])
-def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth(refinement):
-    model = tiny_keypoint_model(localiser_refinement=refinement)
+@pytest.mark.parametrize("options", [{}, {"localiser_refinement": 2}, {"localiser_appearance": 4.0}])
+def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth(options):
+    model = tiny_keypoint_model(**options)
     video, _ = moving_square()
     before = {name: value.clone() for name, value in model.localiser.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -207,3 +207,43 @@ def test_one_to_three_slots_give_finite_positions_on_the_canvas(slots):
     positions = model.track(video)
     assert positions.shape == (2, FRAMES, slots, 2) and positions.abs().max() <= 1.0
     assert model.split(video)[1][..., : 2 * slots].reshape(2, FRAMES, slots, 2).allclose(positions)
+
+
+def test_the_appearance_query_reads_what_each_slot_followed():
+    """A slot's query in frame t is the mean unit embedding at its own positions in frames < t: with the
+    weight set huge, a slot goes where the embedding matches its query, whatever the priors say."""
+    model = tiny_keypoint_model(localiser_appearance=4.0).eval()
+    localiser = model.localiser
+    assert localiser.appearance.requires_grad and float(localiser.appearance.detach()) == 4.0
+    video, _ = moving_square()
+    with torch.no_grad():
+        plain = tiny_keypoint_model().eval().localiser(video)
+        localiser.appearance.fill_(0.0)  # weight 0: exactly the localiser without the query
+        torch.testing.assert_close(localiser(video), plain)
+        localiser.appearance.fill_(4.0)
+        assert not torch.allclose(localiser(video), plain)  # the query moves the later frames ...
+        torch.testing.assert_close(localiser(video)[:, 0], plain[:, 0])  # ... and never frame 0 (no query yet)
+
+
+@pytest.mark.parametrize("part", ["start_prior", "track_prior", "velocity", "taken", "coords", "ink_centre"])
+def test_each_hand_set_part_can_be_removed_and_removing_it_changes_the_model(part):
+    video, _ = moving_square(frames=6)
+    whole = tiny_keypoint_model()
+    ablated = tiny_keypoint_model(localiser_without=part)
+    ablated.load_state_dict(whole.state_dict())  # the same weights: only the removed part differs
+    with torch.no_grad():
+        whole.localiser.head_out.weight.normal_(std=1.0)  # a head that answers, so the priors do not decide alone
+        ablated.localiser.head_out.weight.copy_(whole.localiser.head_out.weight)
+        torch.manual_seed(0)
+        reconstruction = whole.reconstruct(video) if part == "ink_centre" else whole.track(video)
+        torch.manual_seed(0)
+        without = ablated.reconstruct(video) if part == "ink_centre" else ablated.track(video)
+    assert not torch.allclose(reconstruction, without), f"removing {part} changed nothing"
+    assert ablated.config.removed_parts == (part,)
+
+
+def test_an_unknown_part_to_remove_is_one_line_naming_the_parts():
+    with pytest.raises(ValueError, match="localiser_without.*velocity"):
+        tiny_keypoint_model(localiser_without="velocity+wings")
+    with pytest.raises(ValueError, match="localiser_appearance"):
+        tiny_keypoint_model(localiser_appearance=-1.0)

@@ -36,6 +36,11 @@ from models.objects.slots import glimpses, pixel_centres
 
 REFINE_WINDOW = 32  # pixels of the frame around a position that the refinement reads (a whole 28-px digit)
 REFINE_SHIFT = 0.125  # largest move of one refinement round, in normalised units (4 px of a 64-px frame)
+APPEARANCE_DIM = 16  # channels of the appearance embedding a slot's query is read from
+# The hand-set parts of the localiser that ``without`` can remove, for the ablation (benchmarks/NOTES.md).
+HAND_SET_PARTS = ("start_prior", "track_prior", "velocity", "taken", "coords")
+# ... and the decoder's: a position names where the sprite's ink centre goes (``DisentangledVAE``).
+MODEL_HAND_SET_PARTS = HAND_SET_PARTS + ("ink_centre",)
 
 
 def start_points(slots: int) -> Tensor:
@@ -93,6 +98,16 @@ class KeypointLocaliser(nn.Module):
             each position (detached) and a small CNN moves the position by at most ``REFINE_SHIFT``: the
             learned counterpart of the hand tracker's template alignment, fixing the half-resolution
             heatmaps' sub-pixel error from what the object looks like around it.
+        appearance: Starting weight of the appearance query (0: none). A 1x1 convolution of the trunk's
+            features gives every pixel a unit-length appearance embedding; slot k's query in frame t is the
+            mean of the embeddings it read at its own positions in frames ``< t``, and ``weight * (query .
+            embedding)`` is added to its logits: a slot looks for what it has been following, as a slot's
+            state does in SAVi (Kipf et al. 2022). The weight is learned.
+        without: Hand-set parts to remove, for the ablation (names from :data:`HAND_SET_PARTS`):
+            ``"start_prior"`` (no Gaussian around the start points in frame 0), ``"track_prior"`` (no
+            Gaussian around the expected position in later frames; the head still reads the expected map),
+            ``"velocity"`` (the expected position is the previous one, not moved by the last step),
+            ``"taken"`` (no taken map and no exclusion), ``"coords"`` (no coordinate channels).
     """
 
     def __init__(
@@ -104,8 +119,14 @@ class KeypointLocaliser(nn.Module):
         track_sigma: float = 0.3,
         taken_sigma: float = 0.2,
         refinement: int = 0,
+        appearance: float = 0.0,
+        without: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        unknown = sorted(set(without) - set(HAND_SET_PARTS))
+        if unknown:
+            raise ValueError(f"unknown localiser parts {unknown}: choose from {', '.join(HAND_SET_PARTS)}")
+        self.without = frozenset(without)
         self.refinement = refinement
         self.slots = slots
         self.start_sigma, self.track_sigma, self.taken_sigma = start_sigma, track_sigma, taken_sigma
@@ -127,6 +148,9 @@ class KeypointLocaliser(nn.Module):
         # How strongly a slot avoids the slots already placed in its frame (learned; starts at a clear
         # preference for a free object: a weight of e^-4 where another slot sits).
         self.exclusion = nn.Parameter(torch.tensor(4.0))
+        if appearance:
+            self.appearance_embed = nn.Conv2d(width, APPEARANCE_DIM, 1)
+            self.appearance = nn.Parameter(torch.tensor(float(appearance)))
         if refinement:
             side = REFINE_WINDOW // 2 // 4  # the window read at half resolution, then two stride-2 stages
             self.refiner = nn.Sequential(
@@ -152,31 +176,52 @@ class KeypointLocaliser(nn.Module):
         frames_half = F.avg_pool2d(video.reshape(batch * frames, channels, size, size), 2)  # (B*T, C, S, S)
         coords = pixel_centres(half, video.device, torch.float32)  # (P, 2)
         coord_maps = coords.t().reshape(1, 2, half, half).to(frames_half.dtype)
+        if "coords" in self.without:
+            coord_maps = torch.zeros_like(coord_maps)
         trunk_input = torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1)
         trunk_input = trunk_input.contiguous(memory_format=torch.channels_last)  # oneDNN's faster layout
-        features = self.head_features(self.trunk(trunk_input))  # (B * T, W, S, S)
-        features = features.view(batch, frames, -1, half, half)  # (B, T, W, S, S)
+        trunk = self.trunk(trunk_input)  # (B * T, W, S, S)
+        features = self.head_features(trunk).view(batch, frames, -1, half, half)  # (B, T, W, S, S)
+        if hasattr(self, "appearance_embed"):
+            embedding = F.normalize(self.appearance_embed(trunk).float(), dim=1)  # (B * T, D, S, S)
+            embedding = embedding.view(batch, frames, APPEARANCE_DIM, half * half)  # (B, T, D, P)
+            read = embedding.new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
         positions: list[Tensor] = []  # one (B, K, 2) per frame
         for frame in range(frames):
             if frame == 0:
                 expected = self.start.float()[None].expand(batch, -1, -1)  # (B, K, 2)
                 sigma = self.start_sigma
+                use_prior = "start_prior" not in self.without
             else:  # the guess is an input, not a path for gradients back through time (which destabilises)
                 previous = positions[-1].detach()
-                step = previous - positions[-2].detach() if frame > 1 else torch.zeros_like(previous)
+                moving = frame > 1 and "velocity" not in self.without
+                step = previous - positions[-2].detach() if moving else torch.zeros_like(previous)
                 expected = (previous + step).clamp(-1.0, 1.0)
                 sigma = self.track_sigma
+                use_prior = "track_prior" not in self.without
             placed: list[Tensor] = []
             taken = features.new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
             for slot in range(self.slots):
                 prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
                 maps = torch.stack([prior.exp(), taken], dim=1).view(batch, 2, half, half)
                 hidden = F.leaky_relu(features[:, frame] + self.head_maps(maps.to(features.dtype)), 0.2)
-                logits = self.head_out(hidden).flatten(1).float() + prior - self.exclusion * taken  # (B, P)
+                logits = self.head_out(hidden).flatten(1).float() - self.exclusion * taken  # (B, P)
+                if use_prior:
+                    logits = logits + prior
+                if frame > 0 and hasattr(self, "appearance_embed"):
+                    query = F.normalize(read[:, slot], dim=-1)  # (B, D)
+                    logits = logits + self.appearance * (query[:, None] @ embedding[:, frame]).squeeze(1)
                 position = torch.softmax(logits, dim=-1) @ coords  # (B, 2)
                 placed.append(position)
-                taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
-            positions.append(torch.stack(placed, dim=1))
+                if "taken" not in self.without:
+                    taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
+            located_now = torch.stack(placed, dim=1)  # (B, K, 2)
+            if hasattr(self, "appearance_embed"):  # what each slot reads where it now is (bilinear)
+                grid = located_now.detach().view(batch, self.slots, 1, 2)
+                here = F.grid_sample(embedding[:, frame].view(batch, APPEARANCE_DIM, half, half), grid,
+                                     align_corners=False)  # (B, D, K, 1)
+                read = read + here.squeeze(-1).transpose(1, 2)
+            positions.append(located_now)
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
         for _ in range(self.refinement):
             crops = glimpses(video, located.detach(), REFINE_WINDOW)  # (B, T, K, C, w, w)
