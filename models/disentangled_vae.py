@@ -2,7 +2,7 @@
 
 Four architectures (``architecture=``), measured side by side in benchmarks/NOTES.md:
 
-- ``"slots"`` (default): the video is K objects on K paths. A parameter-free tracker
+- ``"slots"`` (the hand tracker): the video is K objects on K paths. A parameter-free tracker
   (:func:`models.objects.slots.track_objects`: soft K-means over the pixels, frame to frame, then a
   re-association by appearance, then ``track_alignment`` rounds of moving each position to where the slot's
   glimpse matches its mean glimpse) finds each object's position in every frame. **Motion** is a code per
@@ -14,10 +14,12 @@ Four architectures (``architecture=``), measured side by side in benchmarks/NOTE
   the motion code (``pose_readout``), combining slots by ``max`` as the generator does (a spatial
   transformer with translation only; DDPAE, Hsieh et al. 2018, has the same structure with a learned
   tracker). The content code is ``(B, K * Dc/K)``: slot k's share is its k-th block.
-- ``"keypoints"``: ``"slots"`` with the tracker replaced by a learned localiser
+- ``"keypoints"`` (default): ``"slots"`` with the tracker replaced by a learned localiser
   (:class:`models.objects.keypoints.KeypointLocaliser`, trained by the model's loss alone). Its positions are the
   motion code's first 2K numbers exactly (no ``pose_readout``), and each sprite is placed by its ink centre
-  (:func:`models.objects.keypoints.sprite_centres`) rather than its window's centre.
+  (:func:`models.objects.keypoints.sprite_centres`) rather than its window's centre. The default since the
+  learned localiser came within a few points of the hand tracker (docs/results.md); checkpoints written before
+  store ``architecture="slots"`` and load as such.
 - ``"pooled"``: content from every frame's conv features averaged over time (DSVAE and C-DSVAE pool
   per-frame features too): invariant to frame order; motion and decoder as ``"average"``.
 - ``"average"``: the design document's sketch. Content from a conv encoder over the frame average
@@ -80,10 +82,11 @@ class DisentangledVAEConfig(VideoVAEConfig):
     its parameter count comparable to the other two models.
 
     Attributes:
-        architecture: ``"slots"`` (default: tracked objects, glimpse content, sprite decoder),
-            ``"keypoints"`` (the same with learned positions), ``"pooled"`` (content from every frame's
-            conv features averaged over time) or ``"average"`` (the design document's: content from the pixel
-            average of the frames). See the module docstring.
+        architecture: ``"keypoints"`` (default: objects found by a learned localiser, glimpse content,
+            sprite decoder), ``"slots"`` (the same with a parameter-free hand tracker), ``"pooled"`` (content
+            from every frame's conv features averaged over time) or ``"average"`` (the design document's:
+            content from the pixel average of the frames). See the module docstring. A stored config without
+            the field was written before it existed, by the design document's model: ``"average"``.
         content_dim: Size Dc of the content code (object architectures: split evenly among the slots).
         motion_dim: Size Dm of each frame's motion code.
         lstm_hidden: Hidden size of each direction of the motion LSTM.
@@ -114,10 +117,14 @@ class DisentangledVAEConfig(VideoVAEConfig):
             the sprite window's centre, not its ink centre).
     """
 
-    legacy_values: ClassVar[dict[str, Any]] = {"track_alignment": 0, "localiser_lr_scale": 1.0}
+    # Every checkpoint since the field stores ``architecture`` (``run_metadata`` stores every field), so the
+    # change of default to "keypoints" leaves those written with the old default ("slots") as they were; a
+    # config without it predates the field, when the model was the design document's (today's "average").
+    legacy_values: ClassVar[dict[str, Any]] = {"architecture": "average", "track_alignment": 0,
+                                               "localiser_lr_scale": 1.0}
 
     feature_dim: int = 128
-    architecture: str = "slots"
+    architecture: str = "keypoints"
     content_dim: int = 128
     motion_dim: int = 128
     lstm_hidden: int = 256

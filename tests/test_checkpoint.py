@@ -232,3 +232,65 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
             assert checkpoint["model_state_dict"]["w"].shape == (4_000_000,)
     # Only the final path and, at most, temporary files of killed saves (never a partial final file).
     assert {entry.name for entry in tmp_path.iterdir() if not entry.name.endswith(".tmp")} == {path.name}
+
+
+def test_every_checkpoint_stores_the_disentangled_vaes_architecture():
+    """``run_metadata`` stores every config field, so every checkpoint written since ``architecture`` existed
+    names its architecture: the change of the default (``"slots"`` to ``"keypoints"``) leaves them as they were."""
+    from data import DataConfig
+    from models.checkpoint import Key, run_metadata
+    from models.disentangled_vae import DisentangledVAEConfig
+    from training.config import TrainConfig
+
+    assert DisentangledVAEConfig().architecture == "keypoints"
+    for config in (DisentangledVAEConfig(), DisentangledVAEConfig(architecture="slots")):
+        metadata = run_metadata("disentangled", config, TrainConfig(experiment_name="run", model="disentangled"),
+                                DataConfig(), world_size=1)
+        assert metadata[Key.MODEL_CONFIG]["architecture"] == config.architecture
+
+
+def _evaluates_and_samples(loaded: torch.nn.Module, model: torch.nn.Module) -> None:
+    video = torch.rand(2, 4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded.reconstruct(video), model.reconstruct(video))
+        output = loaded(video, generator=torch.Generator().manual_seed(2))
+        assert torch.isfinite(output.loss) and output.recon.shape == video.shape
+        samples = loaded.sample(3, 5, generator=torch.Generator().manual_seed(3))
+    assert samples.shape == (3, 5, 1, 32, 32) and torch.isfinite(samples).all()
+
+
+def test_a_checkpoint_of_the_old_default_hand_tracker_loads_as_slots_evaluates_and_samples(tmp_path):
+    """A Disentangled VAE saved when ``"slots"`` (the hand tracker) was the default loads as the hand tracker,
+    not as today's default learned localiser, reconstructs as it did, and samples, with its fitted prior too."""
+    from models.fitted_prior import fit_prior
+
+    path = tmp_path / "slots.pt"
+    model = save_tiny_checkpoint(path, "disentangled", architecture="slots").eval()
+    loaded, checkpoint = load_model(path)
+    assert checkpoint["model_config"]["architecture"] == "slots"
+    assert loaded.config == model.config and loaded.config.architecture == "slots"
+    assert hasattr(loaded, "pose_readout") and not hasattr(loaded, "localiser")
+    _evaluates_and_samples(loaded, model)
+
+    prior = fit_prior(model, [torch.rand(6, 4, 1, 32, 32, generator=torch.Generator().manual_seed(4))],
+                      components=2, path_components=2, steps=2)
+    checkpoint["fitted_prior"] = prior.state_dict()
+    atomic_torch_save(checkpoint, path)
+    loaded, _ = load_model(path)
+    assert loaded.config.architecture == "slots" and loaded.fitted_prior is not None
+    model.set_fitted_prior(prior)
+    _evaluates_and_samples(loaded, model)
+
+
+def test_a_checkpoint_whose_config_lacks_the_architecture_loads_as_the_design_documents_model(tmp_path):
+    """A stored config without ``architecture`` predates the field: the model then was the design document's,
+    today's ``"average"`` (the same weights' names), which ``legacy_values`` restores; neither the old default
+    ``"slots"`` nor today's ``"keypoints"`` would take its weights."""
+    path = tmp_path / "before_the_field.pt"
+    model = save_tiny_checkpoint(path, "disentangled", architecture="average").eval()
+    checkpoint = load_checkpoint(path)
+    del checkpoint["model_config"]["architecture"]
+    atomic_torch_save(checkpoint, path)
+    loaded, _ = load_model(path)
+    assert loaded.config == model.config and loaded.config.architecture == "average"
+    _evaluates_and_samples(loaded, model)

@@ -65,7 +65,7 @@ def test_options_without_effect_are_noted_and_unset_values_follow_the_data():
     model_config, _, data_config, notes = make_configs("disentangled", "run", {
         "num_digits": 3, "image_size": 32, "model_option": ["motion_blur=5", "content_pooling=global"]})
     assert (model_config.slots, model_config.image_size, data_config.video.digit_size) == (3, 32, 14)
-    assert any(note.startswith("--model-option motion_blur=5 has no effect under architecture='slots'")
+    assert any(note.startswith("--model-option motion_blur=5 has no effect under architecture='keypoints'")
                for note in notes)
     assert any("content_pooling=global has no effect" in note for note in notes)
     _, _, _, notes = make_configs("disentangled", "run", {"model_option": ["architecture=pooled", "glimpse_size=48"]})

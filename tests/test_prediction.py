@@ -12,6 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from evaluation import prediction
 from models import MODELS
+from models.disentangled_vae import OBJECT_ARCHITECTURES
 from models.fitted_prior import GaussianMixture, PathPrior, fit_gaussian_mixture, fit_prior
 from tests.test_models import BAD_VIDEOS, FRAMES, OTHER_ARCHITECTURES, moving_squares, tiny_model
 
@@ -29,7 +30,7 @@ def with_path_prior(model):
     return model
 
 
-@pytest.fixture(params=NAMES + ["disentangled+paths", "disentangled:keypoints+paths"])
+@pytest.fixture(params=NAMES + ["disentangled:slots+paths", "disentangled:keypoints+paths"])
 def model(request):
     name, _, fitted = request.param.partition("+")
     built = tiny_model(name).eval()
@@ -72,7 +73,8 @@ def test_prediction_past_the_training_length(model, video):
     assert torch.allclose(long[:, :FUTURE], short, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["disentangled", "disentangled+paths", "disentangled:pooled"])
+@pytest.mark.parametrize("name", ["disentangled", "disentangled+paths", "disentangled:slots+paths",
+                                  "disentangled:pooled"])
 def test_the_observed_content_is_held_fixed(name, video, monkeypatch):
     base, _, fitted = name.partition("+")
     model = tiny_model(base).eval()
@@ -101,8 +103,9 @@ def test_the_baseline_repeats_its_last_reconstructed_frame(video):
         assert torch.allclose(model.predict(video, FUTURE), last.expand(-1, FUTURE, -1, -1, -1), atol=1e-6)
 
 
-def test_a_path_prior_continues_the_observed_positions(video):
-    model = with_path_prior(tiny_model("disentangled").eval())
+@pytest.mark.parametrize("architecture", OBJECT_ARCHITECTURES)
+def test_a_path_prior_continues_the_observed_positions(architecture, video):
+    model = with_path_prior(tiny_model(f"disentangled:{architecture}").eval())
     with torch.no_grad():
         _, motion = model.split(video)
         observed = model.object_positions(motion)

@@ -1,4 +1,5 @@
-"""The slot machinery of the Disentangled VAE's default architecture: tracker, glimpses, sprites, invariances."""
+"""The slot machinery of the Disentangled VAE's hand tracker (``architecture="slots"``): tracker, glimpses, sprites,
+invariances."""
 
 from __future__ import annotations
 
