@@ -75,6 +75,10 @@ def test_options_without_effect_are_noted_and_unset_values_follow_the_data():
                                                                            "track_alignment=0"]})
     assert notes == ["--model-option track_alignment=0 has no effect under architecture='keypoints': it applies "
                      "only under architecture='slots' (the hand tracker)"]
+    _, _, _, notes = make_configs("disentangled", "run", {"model_option": ["architecture=slots",
+                                                                           "localiser_lr_scale=5"]})
+    assert notes == ["--model-option localiser_lr_scale=5.0 has no effect under architecture='slots': it applies "
+                     "only under architecture='keypoints' (the learned localiser, the default)"]
     model_config, _, _, notes = make_configs("disentangled", "run", {"num_digits": 3,
                                                                      "model_option": ["architecture=average"]})
     assert model_config.slots == 2 and notes == []  # a conv architecture has no objects to link

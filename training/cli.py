@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     groups["training"] = parser.add_argument_group("training")
     groups["model"] = parser.add_argument_group(
         "model (an option the chosen model lacks is ignored, with a note)",
-        "The frame size, the channels and, for an object-structured Disentangled VAE (architecture=slots), "
-        "the slots follow the data (--image-size, --digits); an explicit model option that contradicts them "
-        "is an error.")
+        "The frame size, the channels and, for an object-structured Disentangled VAE (architecture=keypoints, the "
+        "default, or slots), the slots follow the data (--image-size, --digits); an explicit model option that "
+        "contradicts them is an error.")
     groups["data"] = parser.add_argument_group("data")
     add_config_options(groups)
     return parser

@@ -19,6 +19,7 @@ from models import MODELS
 from models.disentangled_vae import (
     ARCHITECTURES,
     CONV_ONLY_FIELDS,
+    KEYPOINTS_ONLY_FIELDS,
     OBJECT_ARCHITECTURES,
     OBJECT_ONLY_FIELDS,
     SLOTS_ONLY_FIELDS,
@@ -153,6 +154,8 @@ def _where_it_applies(name: str) -> str:
     """The architectures under which a Disentangled VAE option has an effect, in words."""
     if name in SLOTS_ONLY_FIELDS:
         return "only under architecture='slots' (the hand tracker)"
+    if name in KEYPOINTS_ONLY_FIELDS:
+        return "only under architecture='keypoints' (the learned localiser, the default)"
     if name in OBJECT_ONLY_FIELDS:
         return f"only under the object architectures {list(OBJECT_ARCHITECTURES)}"
     assert name in CONV_ONLY_FIELDS, name
