@@ -110,7 +110,7 @@ def test_a_full_disk_during_the_demos_evaluation_is_one_line_and_exit_3(stopped_
 
     monkeypatch.setattr(demo, "evaluate", full_disk)
     code, out, error = run_demo(tmp_path)
-    assert code == 3 and out.count("reusing") == 4  # the three models and the learned localiser
+    assert code == 3 and out.count("reusing") == 4  # the three models and the hand tracker
     assert one_line(error).startswith(f"demo.py: error: cannot write {target}: No space left on device; ")
 
 
@@ -177,9 +177,11 @@ def test_a_model_option_goes_only_to_the_models_that_have_it_and_the_demo_says_w
     assert demo.check_training_options(args) is None
     assert demo.requested_configs(args, "baseline", 42, "baseline_vae", amp=False)[0].feature_dim == 8
     assert demo.requested_configs(args, "disentangled", 42, "d", amp=False)[0].architecture == "average"
-    notes = demo.option_notes(args, argv, demo.run_names(1, demo.learned_localiser(args)))
+    notes = demo.option_notes(args, argv, demo.run_names(1, demo.hand_tracker(args)))
     assert "--model-option architecture=average goes to the disentangled model only (the others have no " \
            "architecture)" in notes
+    assert ("--train-args chooses the Disentangled VAE's architecture: the disentangled_vae_slots run (the hand "
+            "tracker beside the learned localiser) is skipped") in notes
     # an option no model has is still refused, naming it
     args.train_args += " --model-option no_such_field=1"
     assert "no_such_field" in demo.check_training_options(args)
@@ -243,3 +245,64 @@ def test_the_demo_holds_the_folders_of_the_runs_it_trained_until_it_ends(stopped
     for name in ("baseline_vae", "lstm_vae"):
         with RunLock(runs / name):  # released at the end
             pass
+
+
+def test_the_learned_localiser_is_the_default_disentangled_vae_and_the_hand_tracker_the_fourth_run():
+    """The main ``disentangled_vae`` run is the default architecture, the learned localiser; the fourth run,
+    ``disentangled_vae_slots``, is the hand tracker, skipped by ``--no-hand-tracker`` or when ``--train-args``
+    chooses the architecture itself."""
+    args = demo.build_parser().parse_args(TINY + ["--seeds", "2"])
+    assert demo.hand_tracker(args)
+    runs = demo.run_names(2, demo.hand_tracker(args))
+    assert [name for _, _, name in runs] == ["baseline_vae", "lstm_vae", "disentangled_vae", "disentangled_vae_slots",
+                                             "baseline_vae_seed43", "lstm_vae_seed43", "disentangled_vae_seed43",
+                                             "disentangled_vae_slots_seed43"]
+    architectures = {name: demo.requested_configs(args, model, seed, name, amp=False)[0].architecture
+                     for model, seed, name in runs if model == "disentangled"}
+    assert architectures == {"disentangled_vae": "keypoints", "disentangled_vae_slots": "slots",
+                             "disentangled_vae_seed43": "keypoints", "disentangled_vae_slots_seed43": "slots"}
+    assert demo.run_label("disentangled", "disentangled_vae_slots_seed43") == "Disentangled VAE (hand tracker)"
+    assert demo.run_label("disentangled", "disentangled_vae") == "Disentangled VAE"
+    assert not any("is skipped" in note or "no effect" in note for note in demo.option_notes(args, TINY, runs))
+    skipped = demo.build_parser().parse_args(TINY + ["--no-hand-tracker"])
+    assert not demo.hand_tracker(skipped)
+    assert not any("is skipped" in note for note in demo.option_notes(skipped, TINY, demo.run_names(1)))
+    # An option of the learned localiser goes to the default run, and to the hand tracker's with a note.
+    tuned = demo.build_parser().parse_args([*TINY[:-1], f"{TINY[-1]} --model-option localiser_lr_scale=5"])
+    assert demo.check_training_options(tuned) is None and demo.hand_tracker(tuned)
+    assert ("disentangled: --model-option localiser_lr_scale=5.0 has no effect under architecture='slots': it applies "
+            "only under architecture='keypoints' (the learned localiser, the default)"
+            in demo.option_notes(tuned, TINY, demo.run_names(1, True)))
+    for architecture in ("slots", "keypoints"):
+        chosen = demo.build_parser().parse_args([*TINY[:-1], f"{TINY[-1]} --model-option architecture={architecture}"])
+        assert not demo.hand_tracker(chosen)
+        assert demo.requested_configs(chosen, "disentangled", 42, "disentangled_vae", amp=False)[0].architecture \
+            == architecture
+
+
+def test_the_old_option_that_skipped_the_learned_localiser_is_one_line_naming_the_new_one(capsys):
+    with pytest.raises(SystemExit) as stop:
+        demo.main([*TINY, "--no-learned-localiser"])
+    assert stop.value.code == 2
+    assert one_line(capsys.readouterr().err) == (
+        "demo.py: error: --no-learned-localiser: the learned localiser is now the default Disentangled VAE; use "
+        "--no-hand-tracker to skip the hand-tracker run")
+    assert "--no-learned-localiser" not in demo.build_parser().format_help()
+
+
+@pytest.mark.parametrize("more", [[], ["--no-hand-tracker"]])
+def test_a_reused_disentangled_vae_trained_with_the_old_default_hand_tracker_is_refused(stopped_then_continued,
+                                                                                        tmp_path, more):
+    """A ``checkpoints/disentangled_vae`` trained when the hand tracker was the default (its config stores
+    ``architecture="slots"``) is not reused as the new default learned localiser: the demo stops before any
+    work, in one line naming the setting."""
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    shutil.rmtree(runs / "disentangled_vae")
+    shutil.copytree(runs / "disentangled_vae_slots", runs / "disentangled_vae")  # the old default's run
+    assert load_checkpoint(runs / "disentangled_vae" / BEST)["model_config"]["architecture"] == "slots"
+    code, out, error = run_demo(tmp_path, *more)
+    assert code == 2
+    line = one_line(error)
+    assert "disentangled_vae: architecture slots (asked keypoints)" in line and "--retrain" in line
+    assert "disentangled_vae_slots:" not in line  # the hand tracker's own run is what it asks for
+    assert "reusing" not in out and "training" not in out and not (tmp_path / "results").exists()

@@ -192,13 +192,13 @@ def test_hypotheses_that_the_numbers_contradict_are_reported_as_such():
 
 
 def test_each_disentangled_variant_gets_its_own_verdicts():
-    learned = document("disentangled", "disentangled_vae_keypoints", 0.021, 0.505, 0.6, preservation=0.4)
-    learned["metadata"] = {"model_config": {"architecture": "keypoints"}}
+    tracker = document("disentangled", "disentangled_vae_slots", 0.021, 0.505, 0.6, preservation=0.4)
+    tracker["metadata"] = {"model_config": {"architecture": "slots"}}
     documents = three_models()
-    documents[2]["metadata"] = {"model_config": {"architecture": "slots"}}
-    verdicts = reports.expected_vs_measured(reports.group_by_model(documents + [learned]))["hypothesis"]
-    assert verdicts["Content Swap [Disentangled VAE (architecture=slots)]"] == "holds"
-    assert verdicts["Content Swap [Disentangled VAE (architecture=keypoints)]"].endswith("Disentangled Clean: no")
+    documents[2]["metadata"] = {"model_config": {"architecture": "keypoints"}}
+    verdicts = reports.expected_vs_measured(reports.group_by_model(documents + [tracker]))["hypothesis"]
+    assert verdicts["Content Swap [Disentangled VAE (architecture=keypoints)]"] == "holds"
+    assert verdicts["Content Swap [Disentangled VAE (architecture=slots)]"].endswith("Disentangled Clean: no")
     assert len(verdicts) == 10
 
 
@@ -301,11 +301,14 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
         assert checkpoint["step"] == 4  # the step budget is exact: two epochs of 8 videos in batches of 4
         assert reports.training_record(tmp_path / "checkpoints" / f"{model}_vae")[0] == 4
         assert checkpoint["model_config"].get("lstm_hidden", 16) == checkpoint["model_config"].get("prior_hidden", 16) == 16
-    # The fourth run: the learned localiser beside the hand tracker, reported as its own variant.
-    learned = load_checkpoint(tmp_path / "checkpoints" / "disentangled_vae_keypoints" / "best_model.pt")
-    assert learned["model_config"]["architecture"] == "keypoints" and learned["step"] == 4
-    assert (results / "eval" / "disentangled_vae_keypoints_metrics.json").is_file()
-    assert "Disentangled VAE (architecture=keypoints)" in markdown
+    # The Disentangled VAE is the learned localiser (the default); the fourth run, the hand tracker beside it,
+    # is reported as its own variant.
+    default = load_checkpoint(tmp_path / "checkpoints" / "disentangled_vae" / "best_model.pt")
+    assert default["model_config"]["architecture"] == "keypoints"
+    tracker = load_checkpoint(tmp_path / "checkpoints" / "disentangled_vae_slots" / "best_model.pt")
+    assert tracker["model_config"]["architecture"] == "slots" and tracker["step"] == 4
+    assert (results / "eval" / "disentangled_vae_slots_metrics.json").is_file()
+    assert "Disentangled VAE (architecture=slots)" in markdown and "Disentangled VAE (architecture=keypoints)" in markdown
     # Each run's priors in words: the object architectures draw their digits' paths, the LSTM-VAE its own.
     assert "motion Gaussian mixture per object path (2 drawn independently, 4 frames)" in markdown
     assert "LSTM-VAE: content Gaussian mixture, 8 components" in markdown  # at most one per training video
@@ -324,7 +327,7 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
         assert (results / name).is_file(), name
     assert "by the fitted path prior" in markdown  # how the Disentangled VAE continued its digits' paths
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
-    assert capsys.readouterr().out.count("reusing") == 4  # the three models and the learned localiser
+    assert capsys.readouterr().out.count("reusing") == 4  # the three models and the hand tracker
 
     # Asked for other settings than the runs were trained with: refused before any work, naming them.
     report_time = (results / "report.md").stat().st_mtime_ns
