@@ -100,7 +100,8 @@ class KeypointLocaliser(nn.Module):
             heatmaps' sub-pixel error from what the object looks like around it.
         appearance: Starting weight of the appearance query (0: none). A 1x1 convolution of the trunk's
             features gives every pixel a unit-length appearance embedding; slot k's query in frame t is the
-            mean of the embeddings it read at its own positions in frames ``< t``, and ``weight * (query .
+            mean of the embeddings it read in frames ``< t`` (the embedding averaged under its softmax
+            attention, detached), and ``weight * (query .
             embedding)`` is added to its logits: a slot looks for what it has been following, as a slot's
             state does in SAVi (Kipf et al. 2022). The weight is learned.
         without: Hand-set parts to remove, for the ablation (names from :data:`HAND_SET_PARTS`):
@@ -200,6 +201,7 @@ class KeypointLocaliser(nn.Module):
                 sigma = self.track_sigma
                 use_prior = "track_prior" not in self.without
             placed: list[Tensor] = []
+            reads: list[Tensor] = []  # (B, D) per slot: the embedding under the slot's attention
             taken = features.new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
             for slot in range(self.slots):
                 prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
@@ -211,17 +213,16 @@ class KeypointLocaliser(nn.Module):
                 if frame > 0 and hasattr(self, "appearance_embed"):
                     query = F.normalize(read[:, slot], dim=-1)  # (B, D)
                     logits = logits + self.appearance * (query[:, None] @ embedding[:, frame]).squeeze(1)
-                position = torch.softmax(logits, dim=-1) @ coords  # (B, 2)
+                attention = torch.softmax(logits, dim=-1)  # (B, P)
+                position = attention @ coords  # (B, 2)
                 placed.append(position)
+                if hasattr(self, "appearance_embed"):  # what the slot attends to, added to what it has read
+                    reads.append((attention.detach()[:, None] @ embedding[:, frame].transpose(1, 2)).squeeze(1))
                 if "taken" not in self.without:
                     taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
-            located_now = torch.stack(placed, dim=1)  # (B, K, 2)
-            if hasattr(self, "appearance_embed"):  # what each slot reads where it now is (bilinear)
-                grid = located_now.detach().view(batch, self.slots, 1, 2)
-                here = F.grid_sample(embedding[:, frame].view(batch, APPEARANCE_DIM, half, half), grid,
-                                     align_corners=False)  # (B, D, K, 1)
-                read = read + here.squeeze(-1).transpose(1, 2)
-            positions.append(located_now)
+            if hasattr(self, "appearance_embed"):
+                read = read + torch.stack(reads, dim=1)  # (B, K, D)
+            positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
         for _ in range(self.refinement):
             crops = glimpses(video, located.detach(), REFINE_WINDOW)  # (B, T, K, C, w, w)
