@@ -198,16 +198,19 @@ def test_a_checkpoint_from_before_a_field_reads_as_the_model_it_holds():
         assert RunRecord.of(checkpoint).model_config["track_alignment"] == 0
         differences = config_differences(checkpoint, "disentangled", asked, TrainConfig(experiment_name="run", model="disentangled"), data)
         assert ("track_alignment 0 (asked 2)" in differences) == differs
-    for architecture, differs in (("keypoints", True), ("slots", False)):  # the localiser's rate, likewise
-        asked = DisentangledVAEConfig(architecture=architecture)
-        stored = dataclasses.asdict(asked)
-        stored.pop("localiser_lr_scale")  # written before the field existed: the localiser trained at --lr
-        checkpoint = {"model_name": "disentangled", "model_config": stored,
-                      "train_config": dataclasses.asdict(TrainConfig(experiment_name="run", model="disentangled")),
-                      "data_config": DataConfig().to_dict()}
-        assert RunRecord.of(checkpoint).model_config["localiser_lr_scale"] == 1.0
-        differences = config_differences(checkpoint, "disentangled", asked, TrainConfig(experiment_name="run", model="disentangled"), DataConfig())
-        assert ("localiser_lr_scale 1.0 (asked 10.0)" in differences) == differs, differences
+    # The localiser's rate (trained at --lr before the field) and its appearance query (none before), likewise.
+    for field, old, new in (("localiser_lr_scale", 1.0, 10.0), ("localiser_appearance", 0.0, 4.0)):
+        for architecture, differs in (("keypoints", True), ("slots", False)):
+            asked = DisentangledVAEConfig(architecture=architecture)
+            stored = dataclasses.asdict(asked)
+            stored.pop(field)  # written before the field existed
+            checkpoint = {"model_name": "disentangled", "model_config": stored,
+                          "train_config": dataclasses.asdict(TrainConfig(experiment_name="run", model="disentangled")),
+                          "data_config": DataConfig().to_dict()}
+            assert RunRecord.of(checkpoint).model_config[field] == old
+            differences = config_differences(checkpoint, "disentangled", asked,
+                                             TrainConfig(experiment_name="run", model="disentangled"), DataConfig())
+            assert (f"{field} {old} (asked {new})" in differences) == differs, differences
 
 
 def test_the_default_glimpse_follows_small_frames_and_too_small_frames_name_the_option_to_change():
