@@ -9,6 +9,7 @@ is the time to generate one batch of videos on the training device, as a share o
 
     python -m benchmarks.bench_train [--models baseline lstm disentangled] [--device auto]
         [--batch-size 32] [--frames 20] [--image-size 64] [--width N] [--steps 6] [--amp] [--threads N]
+        [--architectures keypoints slots]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from benchmarks.common import checked_device, format_table, time_call
 from models import MODELS
+from models.disentangled_vae import ARCHITECTURES
 from utils.cli import device_name, positive_int
 from utils.devices import resolve_device, synchronize
 
@@ -37,8 +39,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repe
     return 2 * size**3 / seconds
 
 
-def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
-    """Child process: build one model at its defaults and time its training step."""
+def _measure(name: str, architecture: str | None, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    """Child process: build one model at its defaults (the Disentangled VAE with ``architecture`` when given)
+    and time its training step."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from data import DataConfig, MovingMNIST, MovingMNISTConfig
@@ -56,6 +59,8 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     dataset = MovingMNIST("train", args.batch_size * 100, video_config, seed=0)
     batch = dataset.generate(range(args.batch_size))
     overrides = {"width": args.width} if args.width else {}
+    if architecture is not None:
+        overrides["architecture"] = architecture
     model_config, _ = link_configs(name, overrides, DataConfig(video=video_config), given=overrides)
     model = build_model(name, model_config).to(device)
     config = TrainConfig(experiment_name="bench", model=name, batch_size=args.batch_size, amp=args.amp,
@@ -87,7 +92,7 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
 
     data_seconds = time_call(generate, repeats=10, warmup=2, sync=lambda: synchronize(device))
     queue.put({
-        "model": name,
+        "model": name if architecture is None else f"{name} ({architecture})",
         "precision": str(precision or torch.float32).removeprefix("torch."),
         "ms/step": step_seconds * 1e3,
         "videos/s": args.batch_size / step_seconds,
@@ -100,13 +105,20 @@ def _measure(name: str, args: argparse.Namespace, queue: multiprocessing.Queue) 
     })
 
 
+def measured_runs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """``(model, architecture)`` per row: the Disentangled VAE once per ``--architectures`` entry (``None``: its
+    default), every other model once."""
+    return [(name, architecture) for name in args.models
+            for architecture in (args.architectures if name == "disentangled" and args.architectures else [None])]
+
+
 def run(args: argparse.Namespace) -> list[dict]:
-    """One row per model, each measured in a fresh process."""
+    """One row per model (and Disentangled VAE architecture), each measured in a fresh process."""
     context = multiprocessing.get_context("spawn")
     rows = []
-    for name in args.models:
+    for name, architecture in measured_runs(args):
         queue = context.Queue()
-        process = context.Process(target=_measure, args=(name, args, queue))
+        process = context.Process(target=_measure, args=(name, architecture, args, queue))
         started = time.perf_counter()
         process.start()
         row = _result(queue, process, name)
@@ -141,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=positive_int, default=6, help="timed steps; the median is reported")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast, as training's --amp")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--architectures", nargs="+", choices=list(ARCHITECTURES), default=None,
+                        help="the Disentangled VAE once per architecture, e.g. keypoints slots: the step ratio of the "
+                        "first to each other one is printed (default: its default architecture only)")
     return parser
 
 
@@ -156,6 +171,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(format_table(rows))
     mean_step = statistics.mean(row["ms/step"] for row in rows)
     print(f"mean step {mean_step:.0f} ms")
+    variants = [row for row in rows if row["model"].startswith("disentangled (")]
+    for other in variants[1:]:
+        print(f"step ratio {variants[0]['model']} / {other['model']}: {variants[0]['ms/step'] / other['ms/step']:.2f}")
     return rows
 
 

@@ -35,3 +35,21 @@ def test_prior_fit_benchmark_times_before_and_now_and_scores_them(capsys):
         # the same EM: the same fit up to rounding, so the same held-out likelihood
         assert abs(row["now held-out ll"] - row["before held-out ll"]) < 1e-6 * abs(row["before held-out ll"])
     assert "| disentangled | paths (100 full)" in capsys.readouterr().out
+
+
+def test_the_training_benchmark_measures_each_architecture_and_prints_their_step_ratio(capsys):
+    args = bench_train.build_parser().parse_args(["--models", "baseline", "disentangled",
+                                                  "--architectures", "keypoints", "slots"])
+    assert bench_train.measured_runs(args) == [("baseline", None), ("disentangled", "keypoints"),
+                                               ("disentangled", "slots")]
+    assert bench_train.measured_runs(bench_train.build_parser().parse_args([])) == [
+        ("baseline", None), ("lstm", None), ("disentangled", None)]
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_times_two_architectures_in_one_run(capsys):
+    rows = bench_train.main(["--models", "disentangled", "--architectures", "keypoints", "slots", "--batch-size", "2",
+                             "--frames", "3", "--image-size", "32", "--width", "8", "--steps", "1", "--device", "cpu"])
+    assert [row["model"] for row in rows] == ["disentangled (keypoints)", "disentangled (slots)"]
+    ratio = rows[0]["ms/step"] / rows[1]["ms/step"]
+    assert f"step ratio disentangled (keypoints) / disentangled (slots): {ratio:.2f}" in capsys.readouterr().out
