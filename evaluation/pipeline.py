@@ -391,12 +391,10 @@ def _factor_free_prediction(setup: _Setup, metrics: dict[str, Any]) -> dict[str,
             setup.model, None, None, setup.device, num_videos=len(setup.test_loader.dataset),
             batch_size=setup.config.batch_size, samples=setup.config.prediction_samples or None, long_videos=0,
             standard_loader=setup.test_loader, standard_path=str(video_file),
-            reconstruction_mse_per_frame=metrics["reconstruction"].get("mse_per_frame", math.nan), log=log),
+            reconstruction_mse_per_frame=metrics["reconstruction"].get("mse_per_frame", math.nan), judged=False,
+            log=log),
         setup.seconds, "prediction",
     )
-    for part in (section, section["last_frame"]):  # judged: nothing to read identities with
-        for key in [key for key in part if key.startswith("identity_kept")] + ["long_horizon"]:
-            part.pop(key, None)
     section["test_set"] = {"kind": "video_file", "path": str(video_file), "num_videos": section["num_videos"],
                            "words": f"the test videos of {video_file}, their first {needed} frames"}
     metrics["prediction"] = section

@@ -326,7 +326,7 @@ def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: st
                                num_videos: int = 1000, batch_size: int = 32, samples: int | None = DEFAULT_SAMPLES,
                                long_videos: int = 100, horizon: int = HORIZON, seed: int = 0,
                                standard_loader: Iterable | None = None, standard_path: str | None = None,
-                               reconstruction_mse_per_frame: float = math.nan,
+                               reconstruction_mse_per_frame: float = math.nan, judged: bool = True,
                                log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The ``prediction`` section of evaluate.py's metrics JSON, for one model and the last-frame reference.
 
@@ -345,6 +345,8 @@ def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: st
         standard_loader, standard_path: the standard test file (``(20, N, 64, 64)`` uint8, time first): if
             given, the 10 -> 10 table is scored on it instead of the generator's videos.
         reconstruction_mse_per_frame: the reconstruction's value, copied beside the prediction's.
+        judged: False for data without ground-truth factors (no judges): the section then has no judged
+            keys at all (``identity_kept_*``, ``long_horizon``) rather than empty ones; implies no long horizon.
         log: progress messages.
 
     Returns:
@@ -374,6 +376,8 @@ def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: st
         section: dict[str, Any] = {**table, "reconstruction_mse_per_frame": reconstruction_mse_per_frame,
                                    "method": model.prediction_description(), "test_set": test_set,
                                    "last_frame": reference}
+        if not judged:
+            return section
         if long_videos < 1:
             section.update(identity_kept_by_window=[], **{f"identity_kept_at_{horizon}": math.nan},
                            long_horizon=None)
