@@ -28,6 +28,8 @@ trained on. Every problem raises :class:`VideoFileError` (a ``ValueError``) with
 
 from __future__ import annotations
 
+import functools
+
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,6 +169,10 @@ def _check_values(array: np.ndarray, path: Path) -> None:
 def read_video_file(path: str | Path, layout: str | None = None, default_layout: str | None = None) -> VideoArray:
     """Open and check an array of videos (module docstring: layouts, values, memory mapping).
 
+    The last few files read are remembered while unchanged on disk (same size and modification time), so an
+    evaluation that checks the file and then builds its loaders reads a ``.npz`` (which cannot be memory-mapped)
+    and scans its values once, not twice.
+
     Args:
         path: a ``.npy`` or ``.npz`` file.
         layout: ``"TNHW"``, ``"NTHW"`` or ``"NTCHW"``; None infers it.
@@ -182,6 +188,22 @@ def read_video_file(path: str | Path, layout: str | None = None, default_layout:
             more than one channel, fewer than 2 frames, or frames that are not square multiples of 16.
     """
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:  # missing or unreadable: the checks below say so in one line
+        return _read_checked(path, layout, default_layout)
+    return _remembered_read(str(path.resolve()), str(path), layout, default_layout, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _remembered_read(resolved: str, given: str, layout: str | None, default_layout: str | None, size: int,
+                     modified_ns: int) -> VideoArray:
+    """:func:`_read_checked`, remembered by the file's resolved path, size and modification time."""
+    return _read_checked(Path(given), layout, default_layout)
+
+
+def _read_checked(path: Path, layout: str | None, default_layout: str | None) -> VideoArray:
+    """The reading and every check of :func:`read_video_file`, uncached."""
     array = _open_array(path)
     if array.ndim not in (4, 5):
         raise VideoFileError(f"{path} has shape {array.shape} ({array.ndim} dimensions); expected 4 (T, N, H, W) "

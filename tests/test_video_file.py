@@ -70,6 +70,25 @@ def test_an_ambiguous_shape_needs_the_layout_and_the_given_layout_is_used(tmp_pa
     assert array.layout == "NTHW" and array.layout_note == "given by --video-layout"
 
 
+def test_a_file_is_read_and_checked_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """An evaluation checks the file, then its loaders read it: a ``.npz`` is loaded once, and a file
+    rewritten in between is read again."""
+    from data import video_file
+
+    path = tmp_path / "videos.npz"
+    np.savez(path, videos=moving_digits(9))  # (9, 4, 32, 32): the layout NTHW is clear
+    opened = []
+    real_open = video_file._open_array
+    monkeypatch.setattr(video_file, "_open_array", lambda where: opened.append(where) or real_open(where))
+    video_file._remembered_read.cache_clear()
+    first = read_video_file(path)
+    assert read_video_file(str(path)) is first and len(opened) == 1
+    np.savez(path, videos=moving_digits(12))  # rewritten: another size on disk
+    assert read_video_file(path).num_videos == 12 and len(opened) == 2
+    with pytest.raises(VideoFileError, match="does not exist"):  # a missing file is never remembered
+        read_video_file(tmp_path / "missing.npy")
+
+
 def test_splits_are_disjoint_seeded_and_cover_the_sizes():
     sizes = default_split_sizes(50)
     assert sizes == {"train": 40, "val": 5, "test": 5}
