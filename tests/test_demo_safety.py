@@ -199,6 +199,19 @@ def test_a_truncated_reused_best_beside_an_intact_last_is_one_line_before_any_wo
     assert "--retrain" in line and "reusing" not in out and not (tmp_path / "results").exists()
 
 
+def test_a_renamed_or_copied_run_folder_is_one_line_before_any_work(stopped_then_continued, tmp_path):
+    """A run folder holding another run (copied or renamed: here lstm_vae copied as seed 43's) would be evaluated
+    under the name it was trained as, over that run's own evaluation: refused before any work."""
+    runs = copy_runs(stopped_then_continued, tmp_path)
+    shutil.copytree(runs / "lstm_vae", runs / "lstm_vae_seed43")
+    code, out, error = run_demo(tmp_path, "--seeds", "2")
+    assert code == 2
+    line = one_line(error)
+    assert line.startswith(f"demo.py: error: cannot use the run in {runs / 'lstm_vae_seed43'}: it holds the run "
+                           "'lstm_vae' (a renamed or copied run folder)")
+    assert "--retrain" in line and "training" not in out and not (tmp_path / "results").exists()
+
+
 def test_a_run_folder_in_use_by_another_process_is_refused_before_any_work(stopped_then_continued, tmp_path):
     """Issue 33, item 8: a second demo (here: this process holding the lock, as the first demo does) on the
     same checkpoint folder is refused in one line naming the first's pid, before it reads or refits anything."""
