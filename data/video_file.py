@@ -29,7 +29,6 @@ trained on. Every problem raises :class:`VideoFileError` (a ``ValueError``) with
 from __future__ import annotations
 
 import functools
-
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
