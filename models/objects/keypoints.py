@@ -182,11 +182,13 @@ class KeypointLocaliser(nn.Module):
         trunk_input = torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1)
         trunk_input = trunk_input.contiguous(memory_format=torch.channels_last)  # oneDNN's faster layout
         trunk = self.trunk(trunk_input)  # (B * T, W, S, S)
-        features = self.head_features(trunk).view(batch, frames, -1, half, half)  # (B, T, W, S, S)
+        # One (B, W, S, S) per frame by unbind, not by indexing in the loop: the backward of each index would
+        # build a zero gradient of the whole (B, T, ...) tensor, quadratic in the number of frames.
+        features = self.head_features(trunk).view(batch, frames, -1, half, half).unbind(1)
         if hasattr(self, "appearance_embed"):
             embedding = F.normalize(self.appearance_embed(trunk).float(), dim=1)  # (B * T, D, S, S)
-            embedding = embedding.view(batch, frames, APPEARANCE_DIM, half * half)  # (B, T, D, P)
-            read = embedding.new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
+            embedding = embedding.view(batch, frames, APPEARANCE_DIM, half * half).unbind(1)  # (B, D, P) per frame
+            read = embedding[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
         positions: list[Tensor] = []  # one (B, K, 2) per frame
         for frame in range(frames):
             if frame == 0:
@@ -202,22 +204,24 @@ class KeypointLocaliser(nn.Module):
                 use_prior = "track_prior" not in self.without
             placed: list[Tensor] = []
             reads: list[Tensor] = []  # (B, D) per slot: the embedding under the slot's attention
-            taken = features.new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
+            taken = features[0].new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
             for slot in range(self.slots):
                 prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
                 maps = torch.stack([prior.exp(), taken], dim=1).view(batch, 2, half, half)
-                hidden = F.leaky_relu(features[:, frame] + self.head_maps(maps.to(features.dtype)), 0.2)
+                hidden = F.leaky_relu(features[frame] + self.head_maps(maps.to(features[frame].dtype)), 0.2)
                 logits = self.head_out(hidden).flatten(1).float() - self.exclusion * taken  # (B, P)
                 if use_prior:
                     logits = logits + prior
                 if frame > 0 and hasattr(self, "appearance_embed"):
                     query = F.normalize(read[:, slot], dim=-1)  # (B, D)
-                    logits = logits + self.appearance * (query[:, None] @ embedding[:, frame]).squeeze(1)
+                    with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
+                        logits = logits + self.appearance * torch.bmm(query[:, None], embedding[frame]).squeeze(1)
                 attention = torch.softmax(logits, dim=-1)  # (B, P)
                 position = attention @ coords  # (B, 2)
                 placed.append(position)
                 if hasattr(self, "appearance_embed"):  # what the slot attends to, added to what it has read
-                    reads.append((attention.detach()[:, None] @ embedding[:, frame].transpose(1, 2)).squeeze(1))
+                    with torch.autocast(video.device.type, enabled=False):
+                        reads.append(torch.bmm(attention.detach()[:, None], embedding[frame].transpose(1, 2)).squeeze(1))
                 if "taken" not in self.without:
                     taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
             if hasattr(self, "appearance_embed"):
