@@ -451,14 +451,14 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         except (CheckpointError, FileNotFoundError) as error:
             return plans, unusable_run(run_dir, error)
         model_config, train_config, data_config, _ = requested_configs(args, model, seed, name, amp)
-        stored_name = (RunRecord.of(checkpoint).train_config or {}).get("experiment_name", name)
-        if stored_name != name:  # its evaluation would be written (and read) under the other name
-            return plans, unusable_run(run_dir, f"it holds the run {stored_name!r} (a renamed or copied run folder), "
-                                                f"whose evaluation would be written as {stored_name}_metrics.json")
         differences = config_differences(checkpoint, model, model_config, train_config, data_config)
         if differences:
             stale.append(f"{name}: {', '.join(differences)}")
             continue
+        stored_name = (RunRecord.of(checkpoint).train_config or {}).get("experiment_name", name)
+        if stored_name != name:  # its evaluation would be written (and read) under the other name
+            return plans, unusable_run(run_dir, f"it holds the run {stored_name!r} (a renamed or copied run folder), "
+                                                f"whose evaluation would be written as {stored_name}_metrics.json")
         record = RunRecord.of(checkpoint)
         stored = record.train_config or {}
         epochs = stored.get("epochs", train_config.epochs)

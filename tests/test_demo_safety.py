@@ -200,15 +200,19 @@ def test_a_truncated_reused_best_beside_an_intact_last_is_one_line_before_any_wo
 
 
 def test_a_renamed_or_copied_run_folder_is_one_line_before_any_work(stopped_then_continued, tmp_path):
-    """A run folder holding another run (copied or renamed: here lstm_vae copied as seed 43's) would be evaluated
-    under the name it was trained as, over that run's own evaluation: refused before any work."""
+    """A run folder holding another run with the settings asked for (a folder renamed or copied from another
+    name: here lstm_vae's checkpoints name the run "old_lstm") would be evaluated under the name it was trained
+    as, over that run's own evaluation: refused before any work."""
     runs = copy_runs(stopped_then_continued, tmp_path)
-    shutil.copytree(runs / "lstm_vae", runs / "lstm_vae_seed43")
-    code, out, error = run_demo(tmp_path, "--seeds", "2")
+    for file in (runs / "lstm_vae").glob("*.pt"):
+        checkpoint = load_checkpoint(file)
+        checkpoint["train_config"] = {**checkpoint["train_config"], "experiment_name": "old_lstm"}
+        atomic_torch_save(checkpoint, file)
+    code, out, error = run_demo(tmp_path)
     assert code == 2
     line = one_line(error)
-    assert line.startswith(f"demo.py: error: cannot use the run in {runs / 'lstm_vae_seed43'}: it holds the run "
-                           "'lstm_vae' (a renamed or copied run folder)")
+    assert line.startswith(f"demo.py: error: cannot use the run in {runs / 'lstm_vae'}: it holds the run "
+                           "'old_lstm' (a renamed or copied run folder)")
     assert "--retrain" in line and "training" not in out and not (tmp_path / "results").exists()
 
 

@@ -232,7 +232,9 @@ def command(checkpoints):
         [sys.executable, "explore.py", "--checkpoint", str(checkpoints["disentangled"].parent), "--port", "0",
          "--videos", str(VIDEOS), "--no-browser"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # Ctrl-C as at a terminal, even where pytest runs as a background job (which starts with SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = process.stdout.readline()  # "[explore] ... open http://127.0.0.1:PORT/ (Ctrl-C stops)"
     if "open http://" not in line:
         process.kill()

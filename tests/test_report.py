@@ -296,7 +296,8 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert "4 frames, 32 pixels a side, width 8, LSTM hidden 16, prior LSTM hidden 16, beta 1, 2 epochs" in markdown
     assert f"commit `{provenance.git_state()['commit']}`" in markdown and "torch " + torch.__version__ in markdown
     for model in ("baseline", "lstm", "disentangled"):
-        checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "best_model.pt")
+        # last.pt: the step budget (best_model.pt may hold an earlier, better epoch)
+        checkpoint = load_checkpoint(tmp_path / "checkpoints" / f"{model}_vae" / "last.pt")
         assert checkpoint["model_config"]["width"] == 8
         assert checkpoint["step"] == 4  # the step budget is exact: two epochs of 8 videos in batches of 4
         assert reports.training_record(tmp_path / "checkpoints" / f"{model}_vae")[0] == 4
