@@ -185,7 +185,8 @@ class KeypointLocaliser(nn.Module):
         # One (B, W, S, S) per frame by unbind, not by indexing in the loop: the backward of each index would
         # build a zero gradient of the whole (B, T, ...) tensor, quadratic in the number of frames.
         features = self.head_features(trunk).view(batch, frames, -1, half, half).unbind(1)
-        if hasattr(self, "appearance_embed"):
+        querying = hasattr(self, "appearance_embed")  # the appearance query is on
+        if querying:
             embedding = F.normalize(self.appearance_embed(trunk).float(), dim=1)  # (B * T, D, S, S)
             embedding = embedding.view(batch, frames, APPEARANCE_DIM, half * half).unbind(1)  # (B, D, P) per frame
             read = embedding[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
@@ -212,19 +213,19 @@ class KeypointLocaliser(nn.Module):
                 logits = self.head_out(hidden).flatten(1).float() - self.exclusion * taken  # (B, P)
                 if use_prior:
                     logits = logits + prior
-                if frame > 0 and hasattr(self, "appearance_embed"):
+                if frame > 0 and querying:
                     query = F.normalize(read[:, slot], dim=-1)  # (B, D)
                     with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
                         logits = logits + self.appearance * torch.bmm(query[:, None], embedding[frame]).squeeze(1)
                 attention = torch.softmax(logits, dim=-1)  # (B, P)
                 position = attention @ coords  # (B, 2)
                 placed.append(position)
-                if hasattr(self, "appearance_embed"):  # what the slot attends to, added to what it has read
+                if querying:  # what the slot attends to, added to what it has read
                     with torch.autocast(video.device.type, enabled=False):
                         reads.append(torch.bmm(attention.detach()[:, None], embedding[frame].transpose(1, 2)).squeeze(1))
                 if "taken" not in self.without:
                     taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
-            if hasattr(self, "appearance_embed"):
+            if querying:
                 read = read + torch.stack(reads, dim=1)  # (B, K, D)
             positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
