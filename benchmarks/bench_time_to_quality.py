@@ -51,6 +51,7 @@ from utils.visualization import save_figure  # noqa: E402
 SCORES = {  # key of compute_all_disentanglement_metrics -> column
     "recon_content_accuracy": "digits in recon",
     "content_preservation": "content kept in swap",
+    "content_preservation_close_start": "kept, close start",
     "motion_correlation": "swap follows paths r",
     "swap_fidelity_ssim": "swap SSIM",
     "probe_content_from_motion": "digit probe on motion",

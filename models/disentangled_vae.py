@@ -63,15 +63,19 @@ from models.encoders import POOLINGS, FrameEncoder
 from models.objects.keypoints import MODEL_HAND_SET_PARTS, KeypointLocaliser, sprite_centres
 from models.objects.slots import glimpses, place_sprites, track_objects
 from models.priors import RecurrentGaussianPrior
+from utils.orders import consistent_orders
 
 ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
 # Architectures built on objects (one sprite per object, placed by a position per frame): ``slots`` is their
 # number of objects, which training links to the data's number of digits (:func:`training.linking.link_configs`).
 OBJECT_ARCHITECTURES = ("slots", "keypoints")
-OBJECT_ONLY_FIELDS = ("slots", "glimpse_size")  # no effect under the conv-decoder architectures
+OBJECT_ONLY_FIELDS = ("slots", "glimpse_size", "content_time_pooling")  # no effect under the conv-decoder architectures
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
-KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement", "localiser_appearance", "localiser_without")  # the learned localiser's: no effect under any other
+KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement", "localiser_appearance", "localiser_without",
+                         "localiser_reassociate")
+REASSOCIATIONS = ("none", "embedding", "content")  # ``localiser_reassociate``
+TIME_POOLINGS = ("mean", "attention")  # ``content_time_pooling``  # the learned localiser's: no effect under any other
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class DisentangledVAEConfig(VideoVAEConfig):
         slots: Objects K of the object architectures; training sets it to the data's number of digits.
         glimpse_size: Side in pixels of the window around each object (object architectures); a multiple of
             16.
+        content_time_pooling: How a slot's per-frame glimpse features become one (object architectures):
+            ``"mean"`` over the frames (default), or ``"attention"``: weights ``softmax_t(w . f_t + b)`` learned
+            from each frame's features (started at 0, the mean), so frames where another object crowds the
+            glimpse can count less. Both are order-free in time.
         content_pooling: ``"flatten"`` (default) or ``"global"`` (translation-invariant content features;
             ``"pooled"`` and ``"average"``).
         motion_blur: Odd box-blur kernel size applied to the frame differences; 1 (default) is no blur
@@ -118,13 +126,19 @@ class DisentangledVAEConfig(VideoVAEConfig):
             ablation; ``""``: none): ``start_prior``, ``track_prior``, ``velocity``, ``taken``, ``coords``
             (:class:`~models.objects.keypoints.KeypointLocaliser`) and ``ink_centre`` (a position names
             the sprite window's centre, not its ink centre).
+        localiser_reassociate: ``"none"`` (default), ``"embedding"`` or ``"content"`` (``"keypoints"``
+            only): after the learned localiser's causal pass, reorder the slots frame by frame so that each
+            keeps looking like itself over the whole video (:func:`utils.orders.consistent_orders`), by what
+            each slot read through the appearance query's embedding, or by its glimpse's content features.
+            The hand tracker's re-association does the same with pixels.
     """
 
     # Every checkpoint since the field stores ``architecture`` (``run_metadata`` stores every field), so the
     # change of default to "keypoints" leaves those written with the old default ("slots") as they were; a
     # config without it predates the field, when the model was the design document's (today's "average").
     legacy_values: ClassVar[dict[str, Any]] = {"architecture": "average", "track_alignment": 0,
-                                               "localiser_lr_scale": 1.0, "localiser_appearance": 0.0}
+                                               "localiser_lr_scale": 1.0, "localiser_appearance": 0.0,
+                                               "localiser_reassociate": "none", "content_time_pooling": "mean"}
 
     feature_dim: int = 128
     architecture: str = "keypoints"
@@ -134,6 +148,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
     prior_hidden: int = 256
     slots: int = 2
     glimpse_size: int = 32
+    content_time_pooling: str = "mean"
     content_pooling: str = "flatten"
     motion_blur: int = 1
     track_alignment: int = 2
@@ -141,6 +156,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
     localiser_refinement: int = 0
     localiser_appearance: float = 4.0
     localiser_without: str = ""
+    localiser_reassociate: str = "none"
 
     @property
     def removed_parts(self) -> tuple[str, ...]:
@@ -165,6 +181,11 @@ class DisentangledVAEConfig(VideoVAEConfig):
         check_finite_number("localiser_lr_scale", self.localiser_lr_scale, minimum=0)
         check_non_negative_int("localiser_refinement", self.localiser_refinement)
         check_finite_number("localiser_appearance", self.localiser_appearance, minimum=0)
+        check_choice("localiser_reassociate", self.localiser_reassociate, REASSOCIATIONS)
+        check_choice("content_time_pooling", self.content_time_pooling, TIME_POOLINGS)
+        if self.localiser_reassociate == "embedding" and not self.localiser_appearance:
+            raise ValueError("localiser_reassociate='embedding' reads the appearance query's embedding: set "
+                             "localiser_appearance > 0, or choose 'content' or 'none'")
         if not isinstance(self.localiser_without, str):
             raise ValueError(f"localiser_without must be part names joined by '+', got {self.localiser_without!r}")
         unknown = sorted(set(self.removed_parts) - set(MODEL_HAND_SET_PARTS))
@@ -229,8 +250,12 @@ class DisentangledVAE(VideoVAE):
             if cfg.architecture == "keypoints":
                 self.localiser = KeypointLocaliser(
                     cfg.slots, cfg.channels, cfg.width, refinement=cfg.localiser_refinement,
-                    appearance=cfg.localiser_appearance,
+                    appearance=cfg.localiser_appearance, reassociate=cfg.localiser_reassociate == "embedding",
                     without=tuple(part for part in cfg.removed_parts if part != "ink_centre"))
+            if cfg.content_time_pooling == "attention":  # a score per frame's glimpse features; starts as the mean
+                self.frame_scores = nn.Linear(cfg.feature_dim, 1)
+                nn.init.zeros_(self.frame_scores.weight)
+                nn.init.zeros_(self.frame_scores.bias)
             self.motion_encoder = nn.Sequential(
                 nn.Linear(2 * track_dim, cfg.feature_dim), nn.LeakyReLU(0.2, inplace=True)
             )
@@ -320,9 +345,29 @@ class DisentangledVAE(VideoVAE):
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:
         the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""
-        if self.config.architecture == "keypoints":
-            return self.localiser(video)
-        return track_objects(video, self.config.slots, self.config.glimpse_size, self.config.track_alignment)
+        return self._located(video)[0]
+
+    def _located(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        """The objects' positions ``(B, T, K, 2)`` and their glimpses' content features ``(B, T, K, F)``.
+
+        ``localiser_reassociate="content"`` reorders both, frame by frame, so that each slot's features stay
+        close to its own mean (:func:`utils.orders.consistent_orders`): the learned localiser's hand-overs
+        where two objects cross are undone by what the content encoder sees."""
+        cfg = self.config
+        if cfg.architecture == "keypoints":
+            positions = self.localiser(video)
+        else:
+            positions = track_objects(video, cfg.slots, cfg.glimpse_size, cfg.track_alignment)
+        batch, frames, channels = video.shape[:3]
+        window = cfg.glimpse_size
+        crops = glimpses(video, positions, window)  # (B, T, K, C, w, w)
+        features = self.content_encoder(crops.reshape(-1, channels, window, window))  # (B * T * K, F)
+        features = features.view(batch, frames, cfg.slots, -1)
+        if cfg.architecture == "keypoints" and cfg.localiser_reassociate == "content":
+            index = consistent_orders(features.detach())[..., None]  # (B, T, K, 1)
+            positions = torch.gather(positions, 2, index.expand_as(positions))
+            features = torch.gather(features, 2, index.expand_as(features))
+        return positions, features
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
         architecture = self.config.architecture
@@ -352,11 +397,12 @@ class DisentangledVAE(VideoVAE):
     def _slot_posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
         cfg = self.config
         batch, frames, channels = video.shape[:3]
-        positions = self.track(video)  # (B, T, K, 2)
-        window = cfg.glimpse_size
-        crops = glimpses(video, positions, window)  # (B, T, K, C, w, w)
-        features = self.content_encoder(crops.reshape(-1, channels, window, window))  # (B * T * K, F)
-        features = features.view(batch, frames, cfg.slots, -1).mean(dim=1)  # (B, K, F): order-free in time
+        positions, features = self._located(video)  # (B, T, K, 2), (B, T, K, F)
+        if cfg.content_time_pooling == "attention":  # frames weighted by a learned score: order-free in time
+            weights = torch.softmax(self.frame_scores(features).float(), dim=1)  # (B, T, K, 1)
+            features = (weights * features.float()).sum(dim=1).to(features.dtype)  # (B, K, F)
+        else:
+            features = features.mean(dim=1)  # (B, K, F): order-free in time
         content = DiagonalGaussian.from_parameters(self.content_head(features))  # (B, K, Dc / K)
         content = DiagonalGaussian(content.mean.flatten(1), content.logvar.flatten(1))  # (B, Dc)
 

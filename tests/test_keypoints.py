@@ -11,9 +11,10 @@ from data.render import render_digits
 from evaluation.localisation import digit_centres, localisation_scores
 from models import build_model
 from models.objects.keypoints import KeypointLocaliser, sprite_centres, start_points
-from models.objects.slots import place_sprites
+from models.objects.slots import glimpses, place_sprites
 from training.config import TrainConfig
 from training.optimizer import make_optimizer
+from utils.orders import consistent_orders
 
 SIZE = 32
 FRAMES = 5
@@ -138,7 +139,7 @@ def test_keypoint_content_pools_over_frames_and_positions_stay_on_the_canvas():
         positions = model.track(video)
         content, _ = model.split(video)
         order = torch.randperm(FRAMES, generator=torch.Generator().manual_seed(1))
-        model.track = lambda shuffled: positions[:, order]  # the same object positions, in the shuffled order
+        model.localiser.forward = lambda shuffled: positions[:, order]  # the same positions, in the shuffled order
         shuffled_content, _ = model.split(video[:, order])
     torch.testing.assert_close(shuffled_content, content)
     assert positions.abs().max() <= 1.0
@@ -247,3 +248,117 @@ def test_an_unknown_part_to_remove_is_one_line_naming_the_parts():
         tiny_keypoint_model(localiser_without="velocity+wings")
     with pytest.raises(ValueError, match="localiser_appearance"):
         tiny_keypoint_model(localiser_appearance=-1.0)
+
+
+# -- re-association ------------------------------------------------------------------------------------
+
+
+def reference_orders(looks, rounds):
+    """A loop over videos, rounds, frames and every order: the reference of ``consistent_orders``."""
+    batch, frames, slots, _ = looks.shape
+    result = []
+    for b in range(batch):
+        index = [list(range(slots)) for _ in range(frames)]
+        for _ in range(rounds):
+            current = [[looks[b, t, index[t][k]] for k in range(slots)] for t in range(frames)]
+            means = [sum(current[t][k] for t in range(frames)) / frames for k in range(slots)]
+            chosen = []
+            for t in range(frames):
+                costs = [sum(float((current[t][order[k]] - means[k]).pow(2).sum()) for k in range(slots))
+                         for order in itertools.permutations(range(slots))]
+                costs[0] -= 1e-3 * costs[0] + 1e-6
+                chosen.append(list(itertools.permutations(range(slots)))[min(range(len(costs)), key=costs.__getitem__)])
+            first = chosen[0]
+            relabel = [first.index(k) for k in range(slots)]  # frame 0 keeps its order
+            index = [[index[t][chosen[t][relabel[k]]] for k in range(slots)] for t in range(frames)]
+        result.append(index)
+    return torch.tensor(result)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_consistent_orders_agree_with_a_loop_and_undo_hand_overs(slots):
+    generator = torch.Generator().manual_seed(slots)
+    looks = torch.randn(4, 7, slots, 5, generator=generator)
+    torch.testing.assert_close(consistent_orders(looks, rounds=2), reference_orders(looks, rounds=2))
+    # Each slot has its own look, plus noise; from frame 3 on the slots are handed over to each other.
+    objects = torch.randn(4, 1, slots, 5, generator=generator) * 3
+    truth = objects + 0.1 * torch.randn(4, 7, slots, 5, generator=generator)
+    handed = truth.clone()
+    handed[:, 3:] = truth[:, 3:].roll(1, dims=2)
+    index = consistent_orders(handed)
+    torch.testing.assert_close(torch.gather(handed, 2, index[..., None].expand_as(handed)), truth)
+
+
+@pytest.mark.parametrize("reassociate", ["embedding", "content"])
+def test_reassociation_reorders_slots_per_frame_and_keeps_gradients(reassociate):
+    """The positions with re-association are those without it, reordered within each frame; the learned
+    weights still get their gradients through them."""
+    video, _ = moving_square(frames=6, batch=3)
+    video = video + video.roll(7, dims=-1).roll(5, dims=-2)  # two squares per video
+    plain = tiny_keypoint_model()
+    model = tiny_keypoint_model(localiser_reassociate=reassociate)
+    model.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for each in (plain, model):  # a head that answers, so the priors do not decide alone
+            each.localiser.head_out.weight.copy_(torch.randn_like(each.localiser.head_out.weight,
+                                                                  generator=torch.Generator().manual_seed(3)))
+        before, after = plain.track(video), model.track(video)
+    matched = (before[:, :, :, None] - after[:, :, None]).norm(dim=-1).min(dim=-1).values  # (B, T, K)
+    assert matched.max() < 1e-5  # every position is still one of the frame's positions
+    torch.testing.assert_close(after[:, 0], before[:, 0])  # frame 0 keeps the localiser's order
+    if reassociate == "content":  # the order that makes each slot's content features its own
+        with torch.no_grad():
+            crops = glimpses(video, before, 16).flatten(0, 2)
+            looks = model.content_encoder(crops).view(*before.shape[:3], -1)
+        index = consistent_orders(looks)
+        torch.testing.assert_close(after, torch.gather(before, 2, index[..., None].expand_as(before)))
+    model(video).loss.backward()
+    assert all(parameter.grad is not None and parameter.grad.abs().sum() > 0
+               for name, parameter in model.named_parameters() if name.startswith("localiser.head"))
+
+
+def test_reassociation_by_embedding_applies_the_order_of_what_each_slot_read(monkeypatch):
+    video, _ = moving_square(frames=6, batch=3)
+    plain, model = tiny_keypoint_model(), tiny_keypoint_model(localiser_reassociate="embedding")
+    model.load_state_dict(plain.state_dict())
+    seen = []
+
+    def swap_from_frame_3(looks):  # stands in for consistent_orders: records what it is given
+        seen.append(looks)
+        index = torch.arange(2).expand(*looks.shape[:2], 2).clone()
+        index[:, 3:] = index[:, 3:].flip(-1)
+        return index
+
+    monkeypatch.setattr("models.objects.keypoints.consistent_orders", swap_from_frame_3)
+    with torch.no_grad():
+        before, after = plain.track(video), model.track(video)
+    assert seen[0].shape == (3, 6, 2, 16) and not seen[0].requires_grad  # each frame's read, per slot
+    torch.testing.assert_close(after[:, :3], before[:, :3])
+    torch.testing.assert_close(after[:, 3:], before[:, 3:].flip(2))
+
+
+def test_reassociation_by_embedding_needs_the_appearance_query():
+    with pytest.raises(ValueError, match="localiser_appearance"):
+        tiny_keypoint_model(localiser_reassociate="embedding", localiser_appearance=0.0)
+    with pytest.raises(ValueError, match="localiser_reassociate"):
+        tiny_keypoint_model(localiser_reassociate="pixels")
+    assert "localiser_reassociate" in build_model("disentangled", architecture="slots").config.idle_fields()
+
+
+def test_attention_over_frames_starts_as_the_mean_and_stays_order_free_in_time():
+    video, _ = moving_square(frames=6, batch=2)
+    plain = tiny_keypoint_model().eval()
+    attending = tiny_keypoint_model(content_time_pooling="attention").eval()
+    missing, unexpected = attending.load_state_dict(plain.state_dict(), strict=False)
+    assert not missing or set(missing) == {"frame_scores.weight", "frame_scores.bias"}
+    with torch.no_grad():
+        torch.testing.assert_close(attending.split(video)[0], plain.split(video)[0])  # zero scores: the mean
+        attending.frame_scores.weight.normal_(generator=torch.Generator().manual_seed(0))
+        content = attending.split(video)[0]
+        assert not torch.allclose(content, plain.split(video)[0])
+        order = torch.randperm(6, generator=torch.Generator().manual_seed(1))
+        positions = attending.localiser(video)
+        attending.localiser.forward = lambda shuffled: positions[:, order]
+        torch.testing.assert_close(attending.split(video[:, order])[0], content)
+    with pytest.raises(ValueError, match="content_time_pooling"):
+        tiny_keypoint_model(content_time_pooling="max")

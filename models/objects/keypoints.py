@@ -17,7 +17,10 @@ object through the video, as DDPAE's pose (Hsieh et al. 2018) does:
   learned weight (``exclusion``, started at 4), so a slot prefers an object no other slot has (the
   public systems' "keep two slots off one object" in its simplest form);
 - the head's last layer starts near zero, so a fresh model's slots sit at their start points and move
-  only as far as the reconstruction gradient teaches the head to look.
+  only as far as the reconstruction gradient teaches the head to look;
+- optionally, once the causal pass is done, the slots are reordered frame by frame so that each keeps
+  looking like itself over the whole video (``reassociate``, or the model's ``localiser_reassociate``): a
+  slot handed to the other object where two cross is handed back.
 
 Positions are ``(x, y)`` in [-1, 1] in ``grid_sample`` coordinates (:mod:`models.objects.slots`): a convex
 combination of pixel centres, so always on the canvas. They carry gradient, which is what lets the sprite
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.objects.slots import glimpses, pixel_centres
+from utils.orders import consistent_orders
 
 REFINE_WINDOW = 32  # pixels of the frame around a position that the refinement reads (a whole 28-px digit)
 REFINE_SHIFT = 0.125  # largest move of one refinement round, in normalised units (4 px of a 64-px frame)
@@ -51,18 +55,29 @@ def start_points(slots: int) -> Tensor:
     return 0.5 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
-def gaussian_log_map(centres: Tensor, coords: Tensor, sigma: float) -> Tensor:
-    """``-|u - centre|^2 / (2 sigma^2)`` at every pixel centre u.
+def gaussian_log_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
+    """``-|u - centre|^2 / (2 sigma^2)`` at every pixel centre u of a square grid, row-major.
+
+    The square distance is a sum over x and y, so the map is the broadcast sum of two 1-D maps: S + S
+    numbers per centre, not S * S.
 
     Args:
-        centres: ``(N, 2)``.
-        coords: ``(P, 2)`` pixel centres.
+        centres: ``(N, 2)`` as ``(x, y)``.
+        axis: ``(S,)`` the grid's pixel centres along one side (the grid is ``axis x axis``).
         sigma: Width in normalised units ([-1, 1] spans the frame).
 
     Returns:
-        ``(N, P)``.
+        ``(N, S * S)``, in the order of :func:`models.objects.slots.pixel_centres`.
     """
-    return -(coords[None] - centres[:, None]).pow(2).sum(-1) / (2 * sigma**2)
+    scale = -1.0 / (2 * sigma**2)
+    along = (axis[None, None] - centres[..., None]).pow(2) * scale  # (N, 2, S): x, then y
+    return (along[:, 1, :, None] + along[:, 0, None, :]).flatten(1)
+
+
+def gaussian_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
+    """``exp(gaussian_log_map(...))``, as the outer product of the two 1-D Gaussians."""
+    along = ((axis[None, None] - centres[..., None]).pow(2) * (-1.0 / (2 * sigma**2))).exp()  # (N, 2, S)
+    return (along[:, 1, :, None] * along[:, 0, None, :]).flatten(1)
 
 
 def sprite_centres(sprite_logits: Tensor, image_size: int) -> Tensor:
@@ -104,6 +119,10 @@ class KeypointLocaliser(nn.Module):
             attention, detached), and ``weight * (query .
             embedding)`` is added to its logits: a slot looks for what it has been following, as a slot's
             state does in SAVi (Kipf et al. 2022). The weight is learned.
+        reassociate: After the causal pass, reorder the slots frame by frame by what each read (the
+            embedding under its attention), with :func:`utils.orders.consistent_orders`: a slot handed to the
+            other object where two cross is handed back, as the hand tracker's re-association does with pixels.
+            Needs ``appearance``.
         without: Hand-set parts to remove, for the ablation (names from :data:`HAND_SET_PARTS`):
             ``"start_prior"`` (no Gaussian around the start points in frame 0), ``"track_prior"`` (no
             Gaussian around the expected position in later frames; the head still reads the expected map),
@@ -121,13 +140,17 @@ class KeypointLocaliser(nn.Module):
         taken_sigma: float = 0.2,
         refinement: int = 0,
         appearance: float = 0.0,
+        reassociate: bool = False,
         without: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         unknown = sorted(set(without) - set(HAND_SET_PARTS))
         if unknown:
             raise ValueError(f"unknown localiser parts {unknown}: choose from {', '.join(HAND_SET_PARTS)}")
+        if reassociate and not appearance:
+            raise ValueError("reassociate reads the appearance embedding: it needs appearance > 0")
         self.without = frozenset(without)
+        self.reassociate = reassociate
         self.refinement = refinement
         self.slots = slots
         self.start_sigma, self.track_sigma, self.taken_sigma = start_sigma, track_sigma, taken_sigma
@@ -176,6 +199,7 @@ class KeypointLocaliser(nn.Module):
         half = size // 2
         frames_half = F.avg_pool2d(video.reshape(batch * frames, channels, size, size), 2)  # (B*T, C, S, S)
         coords = pixel_centres(half, video.device, torch.float32)  # (P, 2)
+        axis = coords[:half, 0]  # (S,): the pixel centres along one side
         coord_maps = coords.t().reshape(1, 2, half, half).to(frames_half.dtype)
         if "coords" in self.without:
             coord_maps = torch.zeros_like(coord_maps)
@@ -187,9 +211,13 @@ class KeypointLocaliser(nn.Module):
         features = self.head_features(trunk).view(batch, frames, -1, half, half).unbind(1)
         querying = hasattr(self, "appearance_embed")  # the appearance query is on
         if querying:
-            embedding = F.normalize(self.appearance_embed(trunk).float(), dim=1)  # (B * T, D, S, S)
-            embedding = embedding.view(batch, frames, APPEARANCE_DIM, half * half).unbind(1)  # (B, D, P) per frame
-            read = embedding[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
+            # The unit embedding e = x / |x| is never formed: its backward over the whole video cost as much as
+            # the rest of the loop. Dot products with it are dot products with x times 1 / |x| per pixel.
+            raw = self.appearance_embed(trunk).float().view(batch, frames, APPEARANCE_DIM, half * half)
+            inverse_norm = torch.linalg.vector_norm(raw, dim=2).clamp_min(1e-12).reciprocal()  # (B, T, P)
+            raw, inverse_norm = raw.unbind(1), inverse_norm.unbind(1)  # (B, D, P) and (B, P) per frame
+            read = raw[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
+            reads: list[Tensor] = []  # (B, K, D) per frame: what each slot read in that frame
         positions: list[Tensor] = []  # one (B, K, 2) per frame
         for frame in range(frames):
             if frame == 0:
@@ -203,32 +231,39 @@ class KeypointLocaliser(nn.Module):
                 expected = (previous + step).clamp(-1.0, 1.0)
                 sigma = self.track_sigma
                 use_prior = "track_prior" not in self.without
+            if frame > 0 and querying:  # every slot's query . embedding at every pixel, (B, K, P)
+                with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
+                    query = F.normalize(read, dim=-1)  # (B, K, D)
+                    looks = torch.bmm(query, raw[frame]) * inverse_norm[frame][:, None]
             placed: list[Tensor] = []
-            reads: list[Tensor] = []  # (B, D) per slot: the embedding under the slot's attention
+            attended: list[Tensor] = []  # (B, P) per slot, detached
             taken = features[0].new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
             for slot in range(self.slots):
-                prior = gaussian_log_map(expected[:, slot], coords, sigma)  # (B, P)
-                maps = torch.stack([prior.exp(), taken], dim=1).view(batch, 2, half, half)
+                prior = gaussian_log_map(expected[:, slot], axis, sigma)  # (B, P)
+                maps = torch.stack([prior.exp(), taken], dim=-1).view(batch, half, half, 2).permute(0, 3, 1, 2)
+                # channels-last maps (as the features are): the sum below then adds two tensors of one layout
                 hidden = F.leaky_relu(features[frame] + self.head_maps(maps.to(features[frame].dtype)), 0.2)
                 logits = self.head_out(hidden).flatten(1).float() - self.exclusion * taken  # (B, P)
                 if use_prior:
                     logits = logits + prior
                 if frame > 0 and querying:
-                    query = F.normalize(read[:, slot], dim=-1)  # (B, D)
-                    with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
-                        logits = logits + self.appearance * torch.bmm(query[:, None], embedding[frame]).squeeze(1)
+                    logits = logits + self.appearance * looks[:, slot]
                 attention = torch.softmax(logits, dim=-1)  # (B, P)
                 position = attention @ coords  # (B, 2)
                 placed.append(position)
-                if querying:  # what the slot attends to, added to what it has read
-                    with torch.autocast(video.device.type, enabled=False):
-                        reads.append(torch.bmm(attention.detach()[:, None], embedding[frame].transpose(1, 2)).squeeze(1))
+                attended.append(attention.detach())
                 if "taken" not in self.without:
-                    taken = taken + gaussian_log_map(position.detach(), coords, self.taken_sigma).exp()
-            if querying:
-                read = read + torch.stack(reads, dim=1)  # (B, K, D)
+                    taken = taken + gaussian_map(position.detach(), axis, self.taken_sigma)
+            if querying:  # what each slot attended to, added to what it has read: (B, K, D)
+                with torch.autocast(video.device.type, enabled=False):
+                    weights = torch.stack(attended, dim=1) * inverse_norm[frame][:, None]  # (B, K, P)
+                    reads.append(torch.bmm(weights, raw[frame].transpose(1, 2)))
+                    read = read + reads[-1]
             positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
+        if self.reassociate:  # the whole video, read after the fact: slots reordered to keep their looks
+            index = consistent_orders(torch.stack(reads, dim=1).detach())  # (B, T, K)
+            located = torch.gather(located, 2, index[..., None].expand_as(located))
         for _ in range(self.refinement):
             crops = glimpses(video, located.detach(), REFINE_WINDOW)  # (B, T, K, C, w, w)
             crops = F.avg_pool2d(crops.reshape(-1, channels, REFINE_WINDOW, REFINE_WINDOW), 2)

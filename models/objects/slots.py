@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.orders import all_orders
+from utils.orders import consistent_orders
 
 BACKGROUND_LOGIT = -10.0  # what a sprite adds outside its window: sigmoid(-10) = 4.5e-5
 
@@ -182,38 +182,22 @@ def place_sprites(sprite_logits: Tensor, positions: Tensor, image_size: int) -> 
 
 @torch.no_grad()
 def reassociate(video: Tensor, positions: Tensor, window: int, rounds: int = 2) -> Tensor:
-    """Reorder the slots frame by frame so that each slot keeps looking like the same object.
-
-    Where two objects cross, the tracker may hand them over to each other's slot. Each round compares
-    every frame's glimpses with each slot's mean glimpse over the video and keeps, per frame, the order of
-    slots (among all K! orders) that matches the means best.
+    """Reorder the slots frame by frame so that each slot keeps looking like the same object: the hand
+    tracker's re-association, :func:`utils.orders.consistent_orders` of the slots' glimpses (pixels).
 
     Args:
         video: ``(B, T, C, H, W)``.
         positions: ``(B, T, K, 2)`` tracked centres.
         window: Glimpse side in pixels.
-        rounds: How many times the means are recomputed.
+        rounds: How many times the slots' mean glimpses are recomputed.
 
     Returns:
         ``(B, T, K, 2)``: the same centres, permuted within each frame.
     """
-    slots = positions.shape[2]
-    if slots < 2:
+    if positions.shape[2] < 2:
         return positions
-    orders = all_orders(slots, positions.device)  # (P, K)
-    for _ in range(rounds):
-        looks = glimpses(video, positions, window).flatten(3).float()  # (B, T, K, C * w * w)
-        means = looks.mean(dim=1)  # (B, K, D)
-        candidates = looks[:, :, orders]  # (B, T, P, K, D)
-        cost = (candidates - means[:, None, None]).pow(2).sum(dim=(-1, -2))  # (B, T, P)
-        cost[..., 0] -= 1e-3 * cost[..., 0] + 1e-6  # order 0 is the tracker's: it wins ties (look-alikes)
-        order = orders[cost.argmin(dim=-1)]  # (B, T, K)
-        # Relabel the slots so frame 0 keeps the tracker's order: the order of look-alike objects is then
-        # the tracker's, not whichever of two equal costs comes first.
-        relabel = order[:, :1].argsort(dim=-1).expand_as(order)  # (B, T, K)
-        order = torch.gather(order, 2, relabel)
-        positions = torch.gather(positions, 2, order[..., None].expand(*order.shape, 2))
-    return positions
+    index = consistent_orders(glimpses(video, positions, window).flatten(3), rounds)  # (B, T, K)
+    return torch.gather(positions, 2, index[..., None].expand_as(positions))
 
 
 def _parabola_vertex(minus: Tensor, centre: Tensor, plus: Tensor) -> Tensor:
