@@ -41,6 +41,7 @@ from evaluation.reporting.report import display_name, training_record  # noqa: E
 from evaluation.trained_runs import checkpoint_data_config, test_loader  # noqa: E402
 from models import MODELS  # noqa: E402
 from models.checkpoint import LAST, load_model  # noqa: E402
+from training.config import ConfigError  # noqa: E402
 from training.run_folder.prepare import resume_point  # noqa: E402
 from training.train import TRAINING_ERRORS, train  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.every % per_epoch or args.steps % args.every:
         parser.error(f"--every must be a multiple of the {per_epoch} steps of an epoch and divide --steps")
     amp = bf16_supported(device)
+    try:  # settings the demo refuses are one line here too, before any work
+        for model in args.models:
+            demo.requested_configs(demo_args, model, 42, demo.RUN_NAMES[model], amp)
+    except ConfigError as error:
+        parser.error(f"--demo-args: {error}")
     judge_configs = demo.judge_data_configs(demo_args, [(model, 42, demo.RUN_NAMES[model]) for model in args.models])
     judges = demo.get_run_judges(judge_configs[0], device)  # the models share the demo's data
     rows: list[dict] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import bench_eval, bench_train, run_all
+from benchmarks import bench_eval, bench_time_to_quality, bench_train, run_all
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -15,6 +15,19 @@ def test_an_unavailable_device_is_one_line_and_exit_2(benchmark, capsys):
         benchmark(["--device", "cuda"])
     assert exit_.value.code == 2
     assert "CUDA is not available here" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("train_args", ["--model-option -", "--model-option localiser_reassociate=pixels"])
+def test_demo_settings_the_demo_refuses_are_one_line_and_exit_2_before_any_work(train_args, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        bench_time_to_quality.main(["--models", "disentangled", "--steps", "64", "--every", "64", "--device", "cpu",
+                                    "--checkpoint-dir", str(tmp_path / "runs"),
+                                    "--demo-args", f"--train-args '{train_args}'"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("python -m benchmarks.bench_time_to_quality: error: --demo-args: ")
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

@@ -294,3 +294,16 @@ def test_a_checkpoint_whose_config_lacks_the_architecture_loads_as_the_design_do
     loaded, _ = load_model(path)
     assert loaded.config == model.config and loaded.config.architecture == "average"
     _evaluates_and_samples(loaded, model)
+
+
+def test_a_learned_localiser_checkpoint_from_before_re_association_loads_without_it(tmp_path):
+    """A keypoints checkpoint written before ``localiser_reassociate`` was trained without re-association:
+    it loads as ``"none"`` (its legacy value), not as today's default ``"content"``, and tracks as it did."""
+    path = tmp_path / "before_reassociation.pt"
+    model = save_tiny_checkpoint(path, "disentangled", architecture="keypoints", localiser_reassociate="none").eval()
+    checkpoint = load_checkpoint(path)
+    del checkpoint["model_config"]["localiser_reassociate"]
+    atomic_torch_save(checkpoint, path)
+    loaded, _ = load_model(path)
+    assert loaded.config == model.config and loaded.config.localiser_reassociate == "none"
+    _evaluates_and_samples(loaded, model)

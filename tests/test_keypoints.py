@@ -155,6 +155,7 @@ def test_the_localiser_trains_at_its_own_learning_rate_scale():
     one_rate = tiny_keypoint_model(localiser_lr_scale=1.0)
     assert len(make_optimizer(one_rate, TrainConfig(experiment_name="t", model="disentangled", lr=1e-3)).param_groups) == 1
     assert tiny_keypoint_model().config.localiser_lr_scale == 10.0  # the default (NOTES rows 61-63)
+    assert tiny_keypoint_model().config.localiser_reassociate == "content"  # the default (NOTES row 78)
     slots = build_model("disentangled", architecture="slots", localiser_lr_scale=4.0)
     assert "localiser_lr_scale" in slots.config.idle_fields()  # no localiser: the option says it is idle
     with pytest.raises(ValueError, match="localiser_lr_scale"):
@@ -295,7 +296,7 @@ def test_reassociation_reorders_slots_per_frame_and_keeps_gradients(reassociate)
     weights still get their gradients through them."""
     video, _ = moving_square(frames=6, batch=3)
     video = video + video.roll(7, dims=-1).roll(5, dims=-2)  # two squares per video
-    plain = tiny_keypoint_model()
+    plain = tiny_keypoint_model(localiser_reassociate="none")
     model = tiny_keypoint_model(localiser_reassociate=reassociate)
     model.load_state_dict(plain.state_dict())
     with torch.no_grad():
@@ -319,7 +320,8 @@ def test_reassociation_reorders_slots_per_frame_and_keeps_gradients(reassociate)
 
 def test_reassociation_by_embedding_applies_the_order_of_what_each_slot_read(monkeypatch):
     video, _ = moving_square(frames=6, batch=3)
-    plain, model = tiny_keypoint_model(), tiny_keypoint_model(localiser_reassociate="embedding")
+    plain = tiny_keypoint_model(localiser_reassociate="none")
+    model = tiny_keypoint_model(localiser_reassociate="embedding")
     model.load_state_dict(plain.state_dict())
     seen = []
 
