@@ -42,7 +42,7 @@ from tqdm import tqdm
 from data import DATASETS, DataConfig, MovingMNISTConfig, data_loaders
 from data.config import VIDEO_LAYOUTS
 from evaluation.judges.cache import get_judges
-from evaluation.pipeline import EvalConfig, EvaluationError, evaluate
+from evaluation.pipeline import EvalConfig, EvaluationError, evaluate, evaluation_name
 from evaluation.reporting import report as reports
 from evaluation.reporting.comparison import comparison_figures, write_report
 from evaluation.reporting.writer import markdown_table
@@ -455,7 +455,7 @@ def check_reused_runs(args: argparse.Namespace, runs: list[tuple[str, int, str]]
         if differences:
             stale.append(f"{name}: {', '.join(differences)}")
             continue
-        stored_name = (RunRecord.of(checkpoint).train_config or {}).get("experiment_name", name)
+        stored_name = evaluation_name(checkpoint, source)  # the name its evaluation is written under
         if stored_name != name:  # its evaluation would be written (and read) under the other name
             return plans, unusable_run(run_dir, f"it holds the run {stored_name!r} (a renamed or copied run folder), "
                                                 f"whose evaluation would be written as {stored_name}_metrics.json")

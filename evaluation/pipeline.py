@@ -214,6 +214,12 @@ def _safe_name(name: str) -> str:
     return cleaned or "model"
 
 
+def evaluation_name(checkpoint: dict[str, Any], checkpoint_path: str | Path, name: str | None = None) -> str:
+    """The NAME of a checkpoint's ``NAME_metrics.json`` and figures: ``name`` when given (``--name``), else the
+    run's experiment name as the checkpoint stores it, else the name of the folder it is in."""
+    return _safe_name(name or RunRecord.of(checkpoint).experiment_name or Path(checkpoint_path).resolve().parent.name)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Set-up: everything that can fail because of the inputs, before any long computation
 
@@ -249,7 +255,7 @@ def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
         if isinstance(error, FileNotFoundError):
             raise
         raise CheckpointError(f"cannot load {checkpoint_path}: {one_line(error)}") from error
-    name = _safe_name(config.name or RunRecord.of(checkpoint).experiment_name or Path(checkpoint_path).resolve().parent.name)
+    name = evaluation_name(checkpoint, checkpoint_path, config.name)
     ignored = DataConfig.unknown_keys(checkpoint)
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")

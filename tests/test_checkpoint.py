@@ -282,28 +282,21 @@ def test_a_checkpoint_of_the_old_default_hand_tracker_loads_as_slots_evaluates_a
     _evaluates_and_samples(loaded, model)
 
 
-def test_a_checkpoint_whose_config_lacks_the_architecture_loads_as_the_design_documents_model(tmp_path):
-    """A stored config without ``architecture`` predates the field: the model then was the design document's,
-    today's ``"average"`` (the same weights' names), which ``legacy_values`` restores; neither the old default
-    ``"slots"`` nor today's ``"keypoints"`` would take its weights."""
+@pytest.mark.parametrize(("fields", "missing", "legacy"), [
+    # before ``architecture`` the model was the design document's, today's "average" (the same weights' names);
+    # neither the old default "slots" nor today's "keypoints" would take its weights
+    ({"architecture": "average"}, "architecture", "average"),
+    # a learned localiser from before ``localiser_reassociate`` was trained without re-association
+    ({"architecture": "keypoints", "localiser_reassociate": "none"}, "localiser_reassociate", "none"),
+])
+def test_a_checkpoint_whose_config_lacks_a_field_loads_with_the_fields_legacy_value(tmp_path, fields, missing, legacy):
+    """A stored config without a field predates it: ``legacy_values`` restores what the model was then, not
+    today's default, and the model loads, evaluates and samples as it did."""
     path = tmp_path / "before_the_field.pt"
-    model = save_tiny_checkpoint(path, "disentangled", architecture="average").eval()
+    model = save_tiny_checkpoint(path, "disentangled", **fields).eval()
     checkpoint = load_checkpoint(path)
-    del checkpoint["model_config"]["architecture"]
+    del checkpoint["model_config"][missing]
     atomic_torch_save(checkpoint, path)
     loaded, _ = load_model(path)
-    assert loaded.config == model.config and loaded.config.architecture == "average"
-    _evaluates_and_samples(loaded, model)
-
-
-def test_a_learned_localiser_checkpoint_from_before_re_association_loads_without_it(tmp_path):
-    """A keypoints checkpoint written before ``localiser_reassociate`` was trained without re-association:
-    it loads as ``"none"`` (its legacy value), not as today's default ``"content"``, and tracks as it did."""
-    path = tmp_path / "before_reassociation.pt"
-    model = save_tiny_checkpoint(path, "disentangled", architecture="keypoints", localiser_reassociate="none").eval()
-    checkpoint = load_checkpoint(path)
-    del checkpoint["model_config"]["localiser_reassociate"]
-    atomic_torch_save(checkpoint, path)
-    loaded, _ = load_model(path)
-    assert loaded.config == model.config and loaded.config.localiser_reassociate == "none"
+    assert loaded.config == model.config and getattr(loaded.config, missing) == legacy
     _evaluates_and_samples(loaded, model)

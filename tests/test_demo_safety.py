@@ -199,14 +199,18 @@ def test_a_truncated_reused_best_beside_an_intact_last_is_one_line_before_any_wo
     assert "--retrain" in line and "reusing" not in out and not (tmp_path / "results").exists()
 
 
-def test_a_renamed_or_copied_run_folder_is_one_line_before_any_work(stopped_then_continued, tmp_path):
+@pytest.mark.parametrize("stored_in", ["both", "top level only"])
+def test_a_renamed_or_copied_run_folder_is_one_line_before_any_work(stopped_then_continued, tmp_path, stored_in):
     """A run folder holding another run with the settings asked for (a folder renamed or copied from another
     name: here lstm_vae's checkpoints name the run "old_lstm") would be evaluated under the name it was trained
-    as, over that run's own evaluation: refused before any work."""
+    as, over that run's own evaluation: refused before any work. The evaluation takes the checkpoint's own
+    ``experiment_name``, so a folder whose train config alone was renamed is refused too."""
     runs = copy_runs(stopped_then_continued, tmp_path)
     for file in (runs / "lstm_vae").glob("*.pt"):
         checkpoint = load_checkpoint(file)
-        checkpoint["train_config"] = {**checkpoint["train_config"], "experiment_name": "old_lstm"}
+        checkpoint["experiment_name"] = "old_lstm"
+        if stored_in == "both":
+            checkpoint["train_config"] = {**checkpoint["train_config"], "experiment_name": "old_lstm"}
         atomic_torch_save(checkpoint, file)
     code, out, error = run_demo(tmp_path)
     assert code == 2
