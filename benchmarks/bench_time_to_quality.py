@@ -104,12 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.every % per_epoch or args.steps % args.every:
         parser.error(f"--every must be a multiple of the {per_epoch} steps of an epoch and divide --steps")
     amp = bf16_supported(device)
-    try:  # settings the demo refuses are one line here too, before any work
-        for model in args.models:
-            demo.requested_configs(demo_args, model, 42, demo.RUN_NAMES[model], amp)
+    try:  # builds every model's configs: settings the demo refuses are one line here too, before any work
+        judge_configs = demo.judge_data_configs(demo_args, [(model, 42, demo.RUN_NAMES[model]) for model in args.models])
     except ConfigError as error:
         parser.error(f"--demo-args: {error}")
-    judge_configs = demo.judge_data_configs(demo_args, [(model, 42, demo.RUN_NAMES[model]) for model in args.models])
     judges = demo.get_run_judges(judge_configs[0], device)  # the models share the demo's data
     rows: list[dict] = []
     for model in args.models:

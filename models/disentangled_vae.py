@@ -73,9 +73,9 @@ OBJECT_ONLY_FIELDS = ("slots", "glimpse_size", "content_time_pooling")  # no eff
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
 KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement", "localiser_appearance", "localiser_without",
-                         "localiser_reassociate")
+                         "localiser_reassociate")  # the learned localiser's: no effect under any other
 REASSOCIATIONS = ("none", "embedding", "content")  # ``localiser_reassociate``
-TIME_POOLINGS = ("mean", "attention")  # ``content_time_pooling``  # the learned localiser's: no effect under any other
+TIME_POOLINGS = ("mean", "attention")  # ``content_time_pooling``
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,20 @@ class DisentangledVAE(VideoVAE):
     def track(self, video: Tensor) -> Tensor:
         """Where each slot's object is in every frame, ``(B, T, K, 2)`` in [-1, 1] (object architectures only:
         the hand tracker's positions for ``"slots"``, the learned localiser's, with gradient, for ``"keypoints"``)."""
-        return self._located(video)[0]
+        if self._reassociates_by_content:  # the order comes from the content features: compute them
+            return self._located(video)[0]
+        return self._found(video)
+
+    @property
+    def _reassociates_by_content(self) -> bool:
+        return self.config.architecture == "keypoints" and self.config.localiser_reassociate == "content"
+
+    def _found(self, video: Tensor) -> Tensor:
+        """The positions the localiser (``"keypoints"``) or the hand tracker (``"slots"``) finds, ``(B, T, K, 2)``."""
+        cfg = self.config
+        if cfg.architecture == "keypoints":
+            return self.localiser(video)
+        return track_objects(video, cfg.slots, cfg.glimpse_size, cfg.track_alignment)
 
     def _located(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """The objects' positions ``(B, T, K, 2)`` and their glimpses' content features ``(B, T, K, F)``.
@@ -358,16 +371,13 @@ class DisentangledVAE(VideoVAE):
         close to its own mean (:func:`utils.orders.consistent_orders`): the learned localiser's hand-overs
         where two objects cross are undone by what the content encoder sees."""
         cfg = self.config
-        if cfg.architecture == "keypoints":
-            positions = self.localiser(video)
-        else:
-            positions = track_objects(video, cfg.slots, cfg.glimpse_size, cfg.track_alignment)
+        positions = self._found(video)
         batch, frames, channels = video.shape[:3]
         window = cfg.glimpse_size
         crops = glimpses(video, positions, window)  # (B, T, K, C, w, w)
         features = self.content_encoder(crops.reshape(-1, channels, window, window))  # (B * T * K, F)
         features = features.view(batch, frames, cfg.slots, -1)
-        if cfg.architecture == "keypoints" and cfg.localiser_reassociate == "content":
+        if self._reassociates_by_content:
             index = consistent_orders(features.detach())[..., None]  # (B, T, K, 1)
             positions = torch.gather(positions, 2, index.expand_as(positions))
             features = torch.gather(features, 2, index.expand_as(features))
@@ -400,7 +410,6 @@ class DisentangledVAE(VideoVAE):
 
     def _slot_posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:
         cfg = self.config
-        batch, frames, channels = video.shape[:3]
         positions, features = self._located(video)  # (B, T, K, 2), (B, T, K, F)
         if cfg.content_time_pooling == "attention":  # frames weighted by a learned score: order-free in time
             weights = torch.softmax(self.frame_scores(features).float(), dim=1)  # (B, T, K, 1)

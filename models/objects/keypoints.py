@@ -69,15 +69,19 @@ def gaussian_log_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
     Returns:
         ``(N, S * S)``, in the order of :func:`models.objects.slots.pixel_centres`.
     """
-    scale = -1.0 / (2 * sigma**2)
-    along = (axis[None, None] - centres[..., None]).pow(2) * scale  # (N, 2, S): x, then y
+    along = _log_map_along_axes(centres, axis, sigma)  # (N, 2, S)
     return (along[:, 1, :, None] + along[:, 0, None, :]).flatten(1)
 
 
 def gaussian_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
     """``exp(gaussian_log_map(...))``, as the outer product of the two 1-D Gaussians."""
-    along = ((axis[None, None] - centres[..., None]).pow(2) * (-1.0 / (2 * sigma**2))).exp()  # (N, 2, S)
+    along = _log_map_along_axes(centres, axis, sigma).exp()  # (N, 2, S)
     return (along[:, 1, :, None] * along[:, 0, None, :]).flatten(1)
+
+
+def _log_map_along_axes(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
+    """``-(axis - c)^2 / (2 sigma^2)`` for each centre's x (row 0) and y (row 1): ``(N, 2, S)``."""
+    return (axis[None, None] - centres[..., None]).pow(2) * (-1.0 / (2 * sigma**2))
 
 
 def sprite_centres(sprite_logits: Tensor, image_size: int) -> Tensor:
