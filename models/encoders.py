@@ -40,10 +40,21 @@ def stage_channels(width: int, stages: int) -> list[int]:
     return [width * 2 ** min(stage, 3) for stage in range(stages)]
 
 
+class ChannelsFirstGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (the same parameters and numbers) that normalises a channels-first copy on the CPU.
+
+    The convolutions run channels-last (oneDNN's faster layout), but PyTorch's CPU GroupNorm over a
+    channels-last bf16 input, forward and backward, takes about five times as long as over the same numbers
+    channels-first: copying first is far cheaper (``benchmarks/NOTES.md`` row 93)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return super().forward(input.contiguous() if input.device.type == "cpu" else input)
+
+
 def conv_norm(channels: int, norm: str) -> nn.Module:
     """The normalisation after a hidden convolution: GroupNorm (batch-independent, so train and eval behave
     alike even for batch 2) or none (cheaper under bf16 autocast, where GroupNorm takes a slow path)."""
-    return nn.GroupNorm(math.gcd(8, channels), channels) if norm == "group" else nn.Identity()
+    return ChannelsFirstGroupNorm(math.gcd(8, channels), channels) if norm == "group" else nn.Identity()
 
 
 class FrameEncoder(nn.Module):

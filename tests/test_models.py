@@ -11,6 +11,7 @@ import torch
 
 from models import MODELS, DiagonalGaussian, DisentangledVAE, VAEOutput, VideoVAE, build_model
 from models.disentangled_vae import ARCHITECTURES, OBJECT_ARCHITECTURES, DisentangledVAEConfig
+from models.encoders import ChannelsFirstGroupNorm
 
 IMAGE_SIZE = 32
 FRAMES = 6
@@ -321,6 +322,32 @@ def test_without_normalisation_layers(name, video):
     assert not any(isinstance(module, torch.nn.GroupNorm) for module in model.modules())
     out = model(video)
     assert out.recon.shape == video.shape and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_the_group_norm_of_channels_last_features_is_torchs_with_its_gradients_and_weight_names(autocast):
+    """The encoders' GroupNorm normalises a channels-first copy (a faster CPU path): the same numbers, gradients
+    and state-dict names as ``nn.GroupNorm`` on the channels-last features."""
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 1.5, generator=generator)
+        reference.bias.uniform_(-0.5, 0.5, generator=generator)
+    ours = ChannelsFirstGroupNorm(4, 8)
+    ours.load_state_dict(reference.state_dict())
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    features = torch.randn(6, 8, 5, 5, generator=generator).contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(6, 8, 5, 5, generator=generator)
+    results = []
+    for module in (ours, reference):
+        module.zero_grad()
+        given = features.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = module(given)
+        out.backward(upstream)
+        results.append((out, given.grad, module.weight.grad, module.bias.grad))
+    for mine, theirs in zip(*results):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_image_sizes_other_than_powers_of_two(name):

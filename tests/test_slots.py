@@ -8,6 +8,7 @@ import torch
 
 from models import build_model
 from models.objects.slots import (
+    _translation_grid,
     align_to_template,
     glimpses,
     place_sprites,
@@ -100,6 +101,21 @@ def test_glimpse_then_place_reproduces_the_frame():
     sprite = torch.logit(crops[:, 0].clamp(1e-4, 1 - 1e-4))  # frame 0's windows as sprites
     rebuilt = torch.sigmoid(place_sprites(sprite, positions[:, :1], SIZE))
     torch.testing.assert_close(rebuilt[:, 0], video[:, 0], atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize(("scale", "size"), [(0.5, 16), (2.0, 32)])
+def test_the_translation_grid_is_the_affine_grid_of_the_translation_with_its_gradient(scale, size):
+    """The grids under ``glimpses`` and ``place_sprites`` against ``F.affine_grid`` of the translation matrix."""
+    positions = (torch.rand(5, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_()
+    theta = torch.zeros(5, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = positions
+    reference = torch.nn.functional.affine_grid(theta, [5, 1, size, size], align_corners=False)
+    grid = _translation_grid(positions, scale, size)
+    torch.testing.assert_close(grid, reference)
+    upstream = torch.randn(grid.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(torch.autograd.grad(grid, positions, upstream)[0],
+                               torch.autograd.grad(reference, positions, upstream)[0])
 
 
 def slot_model(**overrides):

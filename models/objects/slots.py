@@ -129,11 +129,12 @@ def _translation_grid(positions: Tensor, scale: float, size: int) -> Tensor:
     Returns:
         ``(N, size, size, 2)`` grid for ``F.grid_sample``.
     """
-    theta = positions.new_zeros(positions.shape[0], 2, 3)
-    theta[:, 0, 0] = scale
-    theta[:, 1, 1] = scale
-    theta[:, :, 2] = positions
-    return F.affine_grid(theta, [positions.shape[0], 1, size, size], align_corners=False)
+    # ``affine_grid`` of the translation, written as what it is: the pixel centres scaled, plus the position. Its
+    # backward is then a sum over the pixels, not the general affine backward (a product per window with the
+    # base grid), which cost the learned localiser's step more than its whole trunk.
+    identity = torch.eye(2, 3, device=positions.device, dtype=positions.dtype)[None]
+    base = F.affine_grid(identity, [1, 1, size, size], align_corners=False)  # (1, size, size, 2): pixel centres
+    return base * scale + positions[:, None, None, :]
 
 
 def glimpses(video: Tensor, positions: Tensor, window: int) -> Tensor:
