@@ -288,6 +288,8 @@ def test_a_checkpoint_of_the_old_default_hand_tracker_loads_as_slots_evaluates_a
     ({"architecture": "average"}, "architecture", "average"),
     # a learned localiser from before ``localiser_reassociate`` was trained without re-association
     ({"architecture": "keypoints", "localiser_reassociate": "none"}, "localiser_reassociate", "none"),
+    # ... and with the full trunk
+    ({"architecture": "keypoints", "localiser_trunk": "full"}, "localiser_trunk", "full"),
 ])
 def test_a_checkpoint_whose_config_lacks_a_field_loads_with_the_fields_legacy_value(tmp_path, fields, missing, legacy):
     """A stored config without a field predates it: ``legacy_values`` restores what the model was then, not

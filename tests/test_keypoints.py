@@ -117,7 +117,8 @@ def test_start_points_are_spread_and_a_fresh_localiser_sits_near_them():
     assert positions[:, 0, 0, 0].max() < 0 < positions[:, 0, 1, 0].min()  # slot 0 starts left, slot 1 right
 
 
-@pytest.mark.parametrize("options", [{}, {"localiser_refinement": 2}, {"localiser_appearance": 0.0}])
+@pytest.mark.parametrize("options", [{}, {"localiser_refinement": 2}, {"localiser_appearance": 0.0},
+                                     {"localiser_trunk": "full"}])
 def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth(options):
     model = tiny_keypoint_model(**options)
     video, _ = moving_square()
@@ -130,6 +131,19 @@ def test_reconstruction_loss_trains_the_localiser_and_nothing_reads_ground_truth
         optimizer.step()
     for name, value in model.localiser.named_parameters():
         assert not torch.equal(value, before[name]), f"{name} got no gradient from the reconstruction loss"
+
+
+def test_the_lean_trunk_drops_the_last_layer_and_reads_the_head_features_through_a_1x1():
+    full, lean = tiny_keypoint_model(localiser_trunk="full").localiser, tiny_keypoint_model().localiser  # lean: default
+    convolutions = [[layer for layer in each.trunk if isinstance(layer, torch.nn.Conv2d)] for each in (full, lean)]
+    assert [layer.dilation[0] for layer in convolutions[0]] == [1, 2, 4, 1]
+    assert [layer.dilation[0] for layer in convolutions[1]] == [1, 2, 4]
+    assert full.head_features.kernel_size == (3, 3) and lean.head_features.kernel_size == (1, 1)
+    video, _ = moving_square()
+    assert lean(video).shape == full(video).shape
+    with pytest.raises(ValueError, match="localiser_trunk"):
+        tiny_keypoint_model(localiser_trunk="wide")
+    assert "localiser_trunk" in build_model("disentangled", architecture="slots").config.idle_fields()
 
 
 def test_keypoint_content_pools_over_frames_and_positions_stay_on_the_canvas():

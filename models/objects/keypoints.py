@@ -41,6 +41,10 @@ from utils.orders import consistent_orders
 REFINE_WINDOW = 32  # pixels of the frame around a position that the refinement reads (a whole 28-px digit)
 REFINE_SHIFT = 0.125  # largest move of one refinement round, in normalised units (4 px of a 64-px frame)
 APPEARANCE_DIM = 16  # channels of the appearance embedding a slot's query is read from
+# The trunk's dilations and the kernel of the head's feature layer: "full" sees 19 half-resolution pixels
+# around a pixel; "lean" (the default since benchmarks/NOTES.md row 92) drops the last 3x3 layer and reads the
+# features through a 1x1, seeing 15 (30 pixels of the frame, still a whole digit) at two thirds of the cost.
+TRUNKS = {"full": ((1, 2, 4, 1), 3), "lean": ((1, 2, 4), 1)}
 # The hand-set parts of the localiser that ``without`` can remove, for the ablation (benchmarks/NOTES.md).
 HAND_SET_PARTS = ("start_prior", "track_prior", "velocity", "taken", "coords")
 # ... and the decoder's: a position names where the sprite's ink centre goes (``DisentangledVAE``).
@@ -132,6 +136,7 @@ class KeypointLocaliser(nn.Module):
             Gaussian around the expected position in later frames; the head still reads the expected map),
             ``"velocity"`` (the expected position is the previous one, not moved by the last step),
             ``"taken"`` (no taken map and no exclusion), ``"coords"`` (no coordinate channels).
+        trunk: ``"lean"`` (default) or ``"full"`` (:data:`TRUNKS`).
     """
 
     def __init__(
@@ -146,11 +151,14 @@ class KeypointLocaliser(nn.Module):
         appearance: float = 0.0,
         reassociate: bool = False,
         without: tuple[str, ...] = (),
+        trunk: str = "lean",
     ) -> None:
         super().__init__()
         unknown = sorted(set(without) - set(HAND_SET_PARTS))
         if unknown:
             raise ValueError(f"unknown localiser parts {unknown}: choose from {', '.join(HAND_SET_PARTS)}")
+        if trunk not in TRUNKS:
+            raise ValueError(f"unknown localiser trunk {trunk!r}: choose from {', '.join(TRUNKS)}")
         if reassociate and not appearance:
             raise ValueError("reassociate reads the appearance embedding: it needs appearance > 0")
         self.without = frozenset(without)
@@ -160,13 +168,14 @@ class KeypointLocaliser(nn.Module):
         self.start_sigma, self.track_sigma, self.taken_sigma = start_sigma, track_sigma, taken_sigma
         layers: list[nn.Module] = []
         inputs = channels + 2
-        for dilation in (1, 2, 4, 1):  # receptive field 17 pixels at half resolution: a whole digit
+        dilations, head_kernel = TRUNKS[trunk]
+        for dilation in dilations:  # the trunk sees 17 ("full") or 15 ("lean") half-resolution pixels: a digit
             layers += [nn.Conv2d(inputs, width, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2)]
             inputs = width
         self.trunk = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         # The head's first layer is a 3x3 convolution of (features, expected map, taken map), split in two so
         # that the features' part runs once for all frames and only the maps' part runs per slot and frame.
-        self.head_features = nn.Conv2d(width, width, 3, padding=1)
+        self.head_features = nn.Conv2d(width, width, head_kernel, padding=head_kernel // 2)
         self.head_maps = nn.Conv2d(2, width, 3, padding=1, bias=False)
         self.head_features.to(memory_format=torch.channels_last)
         self.head_out = nn.Conv2d(width, 1, 1)
@@ -212,14 +221,18 @@ class KeypointLocaliser(nn.Module):
         trunk = self.trunk(trunk_input)  # (B * T, W, S, S)
         # One (B, W, S, S) per frame by unbind, not by indexing in the loop: the backward of each index would
         # build a zero gradient of the whole (B, T, ...) tensor, quadratic in the number of frames.
-        features = self.head_features(trunk).view(batch, frames, -1, half, half).unbind(1)
+        # Unbound as (B, S, S, W) per frame, the channels-last memory itself: the gradients the loop hands back
+        # are then stacked straight into the layout the convolution's backward reads, with no copy to convert.
+        features = self.head_features(trunk).permute(0, 2, 3, 1).reshape(batch, frames, half, half, -1).unbind(1)
         querying = hasattr(self, "appearance_embed")  # the appearance query is on
         if querying:
             # The unit embedding e = x / |x| is never formed: its backward over the whole video cost as much as
             # the rest of the loop. Dot products with it are dot products with x times 1 / |x| per pixel.
-            raw = self.appearance_embed(trunk).float().view(batch, frames, APPEARANCE_DIM, half * half)
-            inverse_norm = torch.linalg.vector_norm(raw, dim=2).clamp_min(1e-12).reciprocal()  # (B, T, P)
-            raw, inverse_norm = raw.unbind(1), inverse_norm.unbind(1)  # (B, D, P) and (B, P) per frame
+            # Pixels first, channels last: the trunk's layout, so that the norm and its backward read memory
+            # in order (over a (B, T, D, P) view of it they cost as much as the rest of the query).
+            raw = self.appearance_embed(trunk).float().permute(0, 2, 3, 1).reshape(batch, frames, half * half, -1)
+            inverse_norm = torch.linalg.vector_norm(raw, dim=3).clamp_min(1e-12).reciprocal()  # (B, T, P)
+            raw, inverse_norm = raw.unbind(1), inverse_norm.unbind(1)  # (B, P, D) and (B, P) per frame
             read = raw[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
             reads: list[Tensor] = []  # (B, K, D) per frame: what each slot read in that frame
         positions: list[Tensor] = []  # one (B, K, 2) per frame
@@ -238,7 +251,7 @@ class KeypointLocaliser(nn.Module):
             if frame > 0 and querying:  # every slot's query . embedding at every pixel, (B, K, P)
                 with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
                     query = F.normalize(read, dim=-1)  # (B, K, D)
-                    looks = torch.bmm(query, raw[frame]) * inverse_norm[frame][:, None]
+                    looks = torch.bmm(query, raw[frame].transpose(1, 2)) * inverse_norm[frame][:, None]
             placed: list[Tensor] = []
             attended: list[Tensor] = []  # (B, P) per slot, detached
             taken = features[0].new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
@@ -246,8 +259,12 @@ class KeypointLocaliser(nn.Module):
                 prior = gaussian_log_map(expected[:, slot], axis, sigma)  # (B, P)
                 maps = torch.stack([prior.exp(), taken], dim=-1).view(batch, half, half, 2).permute(0, 3, 1, 2)
                 # channels-last maps (as the features are): the sum below then adds two tensors of one layout
-                hidden = F.leaky_relu(features[frame] + self.head_maps(maps.to(features[frame].dtype)), 0.2)
-                logits = self.head_out(hidden).flatten(1).float() - self.exclusion * taken  # (B, P)
+                frame_features = features[frame].permute(0, 3, 1, 2)  # (B, W, S, S), channels-last
+                hidden = F.leaky_relu(frame_features + self.head_maps(maps.to(frame_features.dtype)), 0.2)
+                # the 1x1 convolution to one channel as a product with its weights over the channels-last
+                # pixels: the same numbers, without a convolution's fixed cost (run 20 times a video)
+                out = F.linear(hidden.permute(0, 2, 3, 1), self.head_out.weight.flatten(1), self.head_out.bias)
+                logits = out.flatten(1).float() - self.exclusion * taken  # (B, P)
                 if use_prior:
                     logits = logits + prior
                 if frame > 0 and querying:
@@ -261,7 +278,7 @@ class KeypointLocaliser(nn.Module):
             if querying:  # what each slot attended to, added to what it has read: (B, K, D)
                 with torch.autocast(video.device.type, enabled=False):
                     weights = torch.stack(attended, dim=1) * inverse_norm[frame][:, None]  # (B, K, P)
-                    reads.append(torch.bmm(weights, raw[frame].transpose(1, 2)))
+                    reads.append(torch.bmm(weights, raw[frame]))
                     read = read + reads[-1]
             positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
