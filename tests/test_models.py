@@ -346,7 +346,7 @@ def test_the_group_norm_of_channels_last_features_is_torchs_with_its_gradients_a
             out = module(given)
         out.backward(upstream)
         results.append((out, given.grad, module.weight.grad, module.bias.grad))
-    for mine, theirs in zip(*results):
+    for mine, theirs in zip(*results, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
