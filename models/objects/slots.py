@@ -131,7 +131,7 @@ def _translation_grid(positions: Tensor, scale: float, size: int) -> Tensor:
     """
     # ``affine_grid`` of the translation, written as what it is: the pixel centres scaled, plus the position. Its
     # backward is then a sum over the pixels, not the general affine backward (a product per window with the
-    # base grid), which cost the learned localiser's step more than its whole trunk.
+    # base grid: 6% of the learned localiser model's step in the profiler; benchmarks/NOTES.md row 93).
     identity = torch.eye(2, 3, device=positions.device, dtype=positions.dtype)[None]
     base = F.affine_grid(identity, [1, 1, size, size], align_corners=False)  # (1, size, size, 2): pixel centres
     return base * scale + positions[:, None, None, :]
