@@ -63,7 +63,7 @@ from models.encoders import POOLINGS, FrameEncoder
 from models.objects.keypoints import MODEL_HAND_SET_PARTS, TRUNKS, KeypointLocaliser, sprite_centres
 from models.objects.slots import glimpses, place_sprites, track_objects
 from models.priors import RecurrentGaussianPrior
-from utils.orders import consistent_orders
+from utils.orders import consistent_orders, reorder
 
 ARCHITECTURES = ("slots", "keypoints", "pooled", "average")
 # Architectures built on objects (one sprite per object, placed by a position per frame): ``slots`` is their
@@ -389,9 +389,8 @@ class DisentangledVAE(VideoVAE):
         features = self.content_encoder(crops.reshape(-1, channels, window, window))  # (B * T * K, F)
         features = features.view(batch, frames, cfg.slots, -1)
         if self._reassociates_by_content:
-            index = consistent_orders(features.detach())[..., None]  # (B, T, K, 1)
-            positions = torch.gather(positions, 2, index.expand_as(positions))
-            features = torch.gather(features, 2, index.expand_as(features))
+            index = consistent_orders(features.detach())  # (B, T, K)
+            positions, features = reorder(positions, index), reorder(features, index)
         return positions, features
 
     def _posteriors(self, video: Tensor) -> dict[str, DiagonalGaussian]:

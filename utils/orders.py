@@ -34,7 +34,7 @@ def consistent_orders(looks: Tensor, rounds: int = 2) -> Tensor:
 
     Returns:
         ``(B, T, K)`` int64 indices: slot k of frame t takes what slot ``index[b, t, k]`` held, as
-        ``torch.gather(values, 2, index[..., None].expand_as(values))`` applies it.
+        :func:`reorder` applies it.
     """
     batch, frames, slots = looks.shape[:3]
     index = torch.arange(slots, device=looks.device).expand(batch, frames, slots)
@@ -43,7 +43,7 @@ def consistent_orders(looks: Tensor, rounds: int = 2) -> Tensor:
     orders = all_orders(slots, looks.device)  # (P, K)
     looks = looks.float()
     for _ in range(rounds):
-        current = torch.gather(looks, 2, index[..., None].expand_as(looks))  # (B, T, K, D)
+        current = reorder(looks, index)  # (B, T, K, D)
         means = current.mean(dim=1)  # (B, K, D)
         cost = (current[:, :, orders] - means[:, None, None]).pow(2).sum(dim=(-1, -2))  # (B, T, P)
         cost[..., 0] -= 1e-3 * cost[..., 0] + 1e-6  # the identity wins ties
@@ -51,3 +51,10 @@ def consistent_orders(looks: Tensor, rounds: int = 2) -> Tensor:
         relabel = order[:, :1].argsort(dim=-1).expand_as(order)  # frame 0 keeps its order
         index = torch.gather(index, 2, torch.gather(order, 2, relabel))
     return index
+
+
+def reorder(values: Tensor, index: Tensor) -> Tensor:
+    """``values`` ``(B, T, K, ...)`` with slot k of frame t taking what slot ``index[b, t, k]`` held (the
+    indices of :func:`consistent_orders`, ``(B, T, K)``); gradients follow the values."""
+    index = index.view(*index.shape, *[1] * (values.dim() - 3))
+    return torch.gather(values, 2, index.expand_as(values))

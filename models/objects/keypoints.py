@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.objects.slots import glimpses, pixel_centres
-from utils.orders import consistent_orders
+from utils.orders import consistent_orders, reorder
 
 REFINE_WINDOW = 32  # pixels of the frame around a position that the refinement reads (a whole 28-px digit)
 REFINE_SHIFT = 0.125  # largest move of one refinement round, in normalised units (4 px of a 64-px frame)
@@ -255,11 +255,11 @@ class KeypointLocaliser(nn.Module):
             placed: list[Tensor] = []
             attended: list[Tensor] = []  # (B, P) per slot, detached
             taken = features[0].new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
+            frame_features = features[frame].permute(0, 3, 1, 2)  # (B, W, S, S), channels-last
             for slot in range(self.slots):
                 prior = gaussian_log_map(expected[:, slot], axis, sigma)  # (B, P)
                 maps = torch.stack([prior.exp(), taken], dim=-1).view(batch, half, half, 2).permute(0, 3, 1, 2)
                 # channels-last maps (as the features are): the sum below then adds two tensors of one layout
-                frame_features = features[frame].permute(0, 3, 1, 2)  # (B, W, S, S), channels-last
                 hidden = F.leaky_relu(frame_features + self.head_maps(maps.to(frame_features.dtype)), 0.2)
                 # the 1x1 convolution to one channel as a product with its weights over the channels-last
                 # pixels: the same numbers, without a convolution's fixed cost (run 20 times a video)
@@ -283,8 +283,7 @@ class KeypointLocaliser(nn.Module):
             positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
         if self.reassociate:  # the whole video, read after the fact: slots reordered to keep their looks
-            index = consistent_orders(torch.stack(reads, dim=1).detach())  # (B, T, K)
-            located = torch.gather(located, 2, index[..., None].expand_as(located))
+            located = reorder(located, consistent_orders(torch.stack(reads, dim=1).detach()))
         for _ in range(self.refinement):
             crops = glimpses(video, located.detach(), REFINE_WINDOW)  # (B, T, K, C, w, w)
             crops = F.avg_pool2d(crops.reshape(-1, channels, REFINE_WINDOW, REFINE_WINDOW), 2)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.orders import consistent_orders
+from utils.orders import consistent_orders, reorder
 
 BACKGROUND_LOGIT = -10.0  # what a sprite adds outside its window: sigmoid(-10) = 4.5e-5
 
@@ -197,8 +197,7 @@ def reassociate(video: Tensor, positions: Tensor, window: int, rounds: int = 2) 
     """
     if positions.shape[2] < 2:
         return positions
-    index = consistent_orders(glimpses(video, positions, window).flatten(3), rounds)  # (B, T, K)
-    return torch.gather(positions, 2, index[..., None].expand_as(positions))
+    return reorder(positions, consistent_orders(glimpses(video, positions, window).flatten(3), rounds))
 
 
 def _parabola_vertex(minus: Tensor, centre: Tensor, plus: Tensor) -> Tensor:
