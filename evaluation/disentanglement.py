@@ -113,7 +113,7 @@ may be +inf for a perfect swap).
 
 Object-structured models (``"slots"``, ``"keypoints"``) also get ``localisation_median_error_px``,
 ``localisation_p90_error_px`` and ``localisation_slot_consistency``: their ``track`` positions against the
-generator's digit centres (:mod:`evaluation.localisation`; NaN for every other model).
+digits' ink centres (:mod:`evaluation.localisation`; NaN for every other model).
 """
 
 from __future__ import annotations
@@ -236,15 +236,15 @@ def compute_all_disentanglement_metrics(
             partner = motion_partners(own, previous)
             previous = {key: value[-1:] for key, value in own.items()}
             swapped = model.combine(content, partner["motion"])  # A's content, B's motion
-            if can_render:
-                images = dataset.digit_images(batch["digit_ids"])
+            images = dataset.digit_images(batch["digit_ids"]) if can_render else None  # (B, D, s, s)
+            if images is not None:
                 psnr, ssim = swap_fidelity(swapped, images, partner["trajectory"], video.shape[-1])
                 fidelity["psnr"].append(psnr.cpu())
                 fidelity["ssim"].append(ssim.cpu())
             if tally is not None:
                 tally.update(video, content, motion, swapped, own, partner)
             if video_config is not None:
-                localisation.update(video, batch["trajectory"])
+                localisation.update(video, batch["trajectory"], images)
             codes["content"].append(content.float().cpu().numpy())
             codes["motion"].append(motion.float().cpu().numpy())
             codes["labels"].append(own["labels"].numpy())

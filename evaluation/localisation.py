@@ -2,8 +2,14 @@
 
 The ``"slots"`` and ``"keypoints"`` Disentangled VAEs give every slot a position per frame
 (``model.track(video)``, ``(B, T, K, 2)`` in [-1, 1]). The generator knows where each digit really is
-(``trajectory``: its top-left corner in pixels). Training never reads that; this module compares the two
-after training:
+(``trajectory``: its top-left corner in pixels) and draws each digit's image there. Training never reads
+that; this module compares the two after training:
+
+- a digit's true centre is the centre of mass of its ink (:func:`digit_centres` with the digit images): the
+  one point of a digit that its pixels define, and the point the object models place a sprite by. The box
+  centre (corner plus half a digit) is the fallback where the images are unknown; on MNIST it is half a pixel
+  up and left of the ink in each axis, because MNIST centres each digit's mass on pixel index 14 of 0-27
+  (benchmarks/NOTES.md row 104: every model's slot error carried that half pixel before);
 
 - slots and digits are matched once per video (the one order of the K slots, among all K!, with the least
   mean distance over the frames): a slot is meant to follow one digit through the whole video;
@@ -31,20 +37,51 @@ def tracks_objects(model: object) -> bool:
     return getattr(getattr(model, "config", None), "architecture", None) in OBJECT_ARCHITECTURES
 
 
-def digit_centres(trajectory: Tensor, digit_size: int, image_size: int) -> Tensor:
-    """Centres of the digits in ``grid_sample`` coordinates.
+def ink_offsets(images: Tensor) -> Tensor:
+    """Where each image's ink has its centre of mass, from the image's top-left corner in pixels.
+
+    Args:
+        images: ``(..., s, s)`` non-negative intensities (uint8 or float).
+
+    Returns:
+        ``(..., 2)`` float ``(x, y)``: pixel ``i`` spans ``[i, i + 1)``, so a pixel's mass sits at ``i + 1/2``.
+        An image without ink gives its box centre ``(s / 2, s / 2)``.
+    """
+    images = images.float()
+    size = images.shape[-1]
+    middles = torch.arange(size, dtype=torch.float32, device=images.device) + 0.5  # (s,)
+    mass = images.sum(dim=(-2, -1))  # (...)
+    x = (images.sum(dim=-2) * middles).sum(dim=-1)  # (...): columns' mass times their middles
+    y = (images.sum(dim=-1) * middles).sum(dim=-1)
+    inked = mass > 0
+    safe = torch.where(inked, mass, torch.ones_like(mass))
+    centre = torch.stack([x / safe, y / safe], dim=-1)
+    return torch.where(inked[..., None], centre, torch.full_like(centre, size / 2))
+
+
+def digit_centres(trajectory: Tensor, digit_size: int, image_size: int, images: Tensor | None = None) -> Tensor:
+    """Centres of the digits in ``grid_sample`` coordinates: each digit's ink centre, or its box centre.
 
     Args:
         trajectory: ``(B, T, D, 2)`` top-left corners ``(x, y)`` in pixels (drawn at the rounded position).
         digit_size: Side of a digit in pixels.
         image_size: Side of the frame in pixels.
+        images: ``(B, D, digit_size, digit_size)``: the images drawn (``dataset.digit_images``), or None.
 
     Returns:
-        ``(B, T, D, 2)`` in [-1, 1]: pixel ``i`` spans ``[i, i + 1)``, so the centre of a digit drawn at ``r``
-        is ``r + digit_size / 2`` and maps to ``2 (r + digit_size / 2) / image_size - 1``.
+        ``(B, T, D, 2)`` in [-1, 1]: pixel ``i`` spans ``[i, i + 1)``. A digit drawn at ``r`` has its centre
+        at ``r + c``: ``c`` its image's ink centre of mass (:func:`ink_offsets`) or, without images, the box
+        centre ``digit_size / 2``; ``r + c`` maps to ``2 (r + c) / image_size - 1``.
     """
     corner = torch.round(trajectory.float())
-    return 2 * (corner + digit_size / 2) / image_size - 1
+    if images is None:
+        offset = torch.full((), digit_size / 2)
+    else:
+        if tuple(images.shape) != (corner.shape[0], corner.shape[2], digit_size, digit_size):
+            raise ValueError(f"digit images {tuple(images.shape)} must be (videos, digits, side, side) = "
+                             f"{(corner.shape[0], corner.shape[2], digit_size, digit_size)}")
+        offset = ink_offsets(images.to(corner.device))[:, None]  # (B, 1, D, 2)
+    return 2 * (corner + offset) / image_size - 1
 
 
 def localisation_scores(positions: Tensor, centres: Tensor, image_size: int, apart_px: float = 20.0) -> dict:
@@ -109,11 +146,13 @@ class LocalisationTally:
         self.positions: list[Tensor] = []
         self.centres: list[Tensor] = []
 
-    def update(self, video: Tensor, trajectory: Tensor) -> None:
+    def update(self, video: Tensor, trajectory: Tensor, images: Tensor | None = None) -> None:
+        """One batch: ``trajectory`` ``(B, T, D, 2)`` corners and, where known, the ``(B, D, s, s)`` digit
+        images drawn (the centres are then the ink centres; :func:`digit_centres`)."""
         if not self.active or self.model.config.slots != trajectory.shape[2]:
             return
         self.positions.append(self.model.track(video).float().cpu())
-        self.centres.append(digit_centres(trajectory, self.digit_size, self.image_size))
+        self.centres.append(digit_centres(trajectory, self.digit_size, self.image_size, images))
 
     def results(self) -> dict[str, float]:
         """``localisation_``-prefixed :func:`localisation_scores` (NaN when the model has no slots for the digits)."""

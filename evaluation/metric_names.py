@@ -109,7 +109,7 @@ JUDGED = _section(
 )
 LOCALISATION = _section(
     "disentanglement",
-    ("localisation_median_error_px", "Slot positions: median error to digit centres (px)", ".2f", "lower"),
+    ("localisation_median_error_px", "Slot positions: median error to the digits' ink centres (px)", ".2f", "lower"),
     ("localisation_p90_error_px", "Slot positions: 90th percentile error (px)", ".2f", "lower"),
     ("localisation_slot_consistency", "Slot positions: a slot keeps its digit (share of videos)", ".3f", "higher"),
 )

@@ -205,6 +205,36 @@ def test_every_key_on_each_tiny_untrained_model(name, test_loader):
     assert all(math.isfinite(judged[key]) for key in JUDGED_KEYS), judged
 
 
+class OracleTracker(OracleModel):
+    """The oracle as an object model whose slots sit on each digit's ink centre, computed here by loops."""
+
+    config = type("Config", (), {"architecture": "keypoints", "slots": 2})()
+
+    def track(self, video):
+        ids, paths = self.world.read(video)
+        images = self.world.dataset.digit_images(ids).double().numpy()  # (B, D, s, s)
+        size = video.shape[-1]
+        positions = np.zeros(paths.shape)
+        for b, d in np.ndindex(ids.shape):
+            image = images[b, d]
+            x = sum(image[i, j] * (j + 0.5) for i in range(image.shape[0]) for j in range(image.shape[1]))
+            y = sum(image[i, j] * (i + 0.5) for i in range(image.shape[0]) for j in range(image.shape[1]))
+            centre = np.array([x, y]) / image.sum()
+            positions[b, :, d] = 2 * (np.round(paths[b, :, d]) + centre) / size - 1
+        return torch.from_numpy(positions).float()
+
+
+def test_slot_errors_are_measured_to_the_digits_ink_centres(test_loader):
+    world = OracleWorld(test_loader.dataset)
+    for batch in test_loader:
+        world.render(batch["digit_ids"], batch["trajectory"])
+    results = compute_all_disentanglement_metrics(OracleTracker(world), test_loader, "cpu", max_samples=24,
+                                                  judges=None)
+    assert results["localisation_median_error_px"] == pytest.approx(0.0, abs=1e-4)
+    assert results["localisation_p90_error_px"] == pytest.approx(0.0, abs=1e-4)
+    assert results["localisation_slot_consistency"] == 1.0
+
+
 def test_judges_with_read_and_per_digit_log_probabilities(test_loader):
     world = OracleWorld(test_loader.dataset)
     for batch in test_loader:

@@ -102,6 +102,34 @@ def test_digit_centres_are_the_ink_centres_of_rendered_digits():
         torch.testing.assert_close(centres[digit], 2 * mass_centre / SIZE - 1)
 
 
+def test_digit_centres_with_images_are_the_ink_centres_of_lopsided_digits():
+    """With the images, the reference is each digit's own ink centre, also where it is not the box's (an L of
+    uneven ink, and a blob in one corner): the rendered frame's mass centre, to float precision; the box
+    centre (no images) is off by as much as the ink is lopsided."""
+    shapes = torch.zeros(1, 2, 6, 6, dtype=torch.uint8)
+    shapes[0, 0, :, 0] = 255  # an L: a full left column ...
+    shapes[0, 0, 5, :] = 100  # ... and a fainter bottom row
+    shapes[0, 1, :2, 4:] = torch.tensor([[30, 200], [90, 255]], dtype=torch.uint8)  # top-right corner
+    trajectory = torch.tensor([[[[3.2, 10.0], [20.0, 5.6]], [[4.0, 11.0], [19.0, 6.4]]]])  # (B, T=2, D=2, 2)
+    frames = render_digits(shapes, trajectory, SIZE)[0, :, 0]  # (T, H, W)
+    centres = digit_centres(trajectory, digit_size=6, image_size=SIZE, images=shapes)[0]  # (T, D, 2)
+    boxes = digit_centres(trajectory, digit_size=6, image_size=SIZE)[0]
+    for frame, (digit, (left, right)) in itertools.product(range(2), enumerate([(0, 16), (16, SIZE)])):
+        ink = frames[frame, :, left:right].double()
+        ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(left, right) + 0.5, indexing="ij")
+        mass_centre = torch.stack([(xs * ink).sum() / ink.sum(), (ys * ink).sum() / ink.sum()]).float()
+        torch.testing.assert_close(centres[frame, digit], 2 * mass_centre / SIZE - 1)
+        assert (boxes[frame, digit] - centres[frame, digit]).abs().max() * SIZE / 2 > 0.5
+
+
+def test_ink_offsets_of_an_empty_image_are_its_box_centre_and_wrong_images_are_refused():
+    empty = torch.zeros(1, 2, 6, 6)
+    trajectory = torch.tensor([[[[3.0, 10.0], [20.0, 5.0]]]])
+    torch.testing.assert_close(digit_centres(trajectory, 6, SIZE, images=empty), digit_centres(trajectory, 6, SIZE))
+    with pytest.raises(ValueError, match="digit images"):
+        digit_centres(trajectory, 6, SIZE, images=torch.zeros(1, 2, 5, 5))
+
+
 # -- the localiser -------------------------------------------------------------------------------------
 
 
