@@ -28,6 +28,10 @@ against the true paths, pixels), ``speed_w1_px`` (W1 of per-frame speeds, predic
 window), ``inception_score`` and ``frechet_distance`` (the generation metrics' judge features of the window's
 predicted frames for the first half of the videos against the real frames of the second half at the same
 window, as :mod:`evaluation.generation` compares halves); ``real_*`` are the same readings of the real frames.
+The model's deterministic prediction (its mode or mean path) is read, and so is one stochastic draw of it
+(``long_horizon["draw"]``, seeded): a mean path is not a path of the data, and its speeds fall as the
+uncertainty about where a digit turns grows, while a draw's speeds stay like the data's where the model has
+learned them (benchmarks/NOTES.md row 107).
 """
 
 from __future__ import annotations
@@ -354,7 +358,8 @@ def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: st
         with ``*_by_frame``, ``best_of_n``, ``identity_kept_by_window``, ``identity_kept_at_{horizon}``,
         ``reconstruction_mse_per_frame``, ``method`` (how the model predicts), ``test_set`` (which videos),
         ``last_frame`` (the reference's 10 -> 10 numbers and identity by window) and ``long_horizon`` (every
-        window's readings, the model's and the reference's, with the real frames').
+        window's readings of the model's deterministic prediction, with the real frames', and under ``draw``
+        and ``last_frame`` those of one seeded stochastic draw and of the reference).
     """
     say = log or (lambda message: None)
     if standard_loader is not None:
@@ -386,10 +391,16 @@ def compute_prediction_metrics(model: Any, dataset: Any, judges: Any, device: st
             f"{long_videos} videos")
         batches = _generator_batches(dataset, long_videos, horizon, batch_size)
         ours = long_horizon_metrics(model.predict, batches, judges, device, horizon=horizon)
+        draws = torch.Generator(device=device).manual_seed(seed)
+
+        def one_draw(video: Tensor, future_frames: int) -> Tensor:
+            return model.predict(video, future_frames, samples=1, generator=draws)[0]
+
+        drawn = long_horizon_metrics(one_draw, batches, judges, device, horizon=horizon)
         last = long_horizon_metrics(last_frame_prediction, batches, judges, device, horizon=horizon)
     reference["identity_kept_by_window"] = last["identity_kept_by_window"]
     reference[f"identity_kept_at_{horizon}"] = last[f"identity_kept_at_{horizon}"]
     section.update(identity_kept_by_window=ours["identity_kept_by_window"],
                    **{f"identity_kept_at_{horizon}": ours[f"identity_kept_at_{horizon}"]},
-                   long_horizon={**ours, "last_frame": last})
+                   long_horizon={**ours, "draw": drawn, "last_frame": last})
     return section

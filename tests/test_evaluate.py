@@ -165,6 +165,10 @@ def test_metrics_json_has_the_prediction_section(evaluated):
     assert prediction["long_horizon"]["windows"] == [[11, 20], [21, 25]]
     assert len(prediction["identity_kept_by_window"]) == 2 and math.isnan(prediction["identity_kept_at_25"])
     assert len(prediction["long_horizon"]["mse_per_frame_by_window"]) == 2
+    # one seeded stochastic draw read beside the deterministic prediction: the same windows, other frames
+    draw = prediction["long_horizon"]["draw"]
+    assert draw["windows"] == [[11, 20], [21, 25]] and len(draw["speed_w1_px_by_window"]) == 2
+    assert draw["mse_per_frame_by_window"] != prediction["long_horizon"]["mse_per_frame_by_window"]
     assert prediction["last_frame"]["mse_per_frame"] > 0 and "identity_kept_by_window" in prediction["last_frame"]
     assert metrics["metadata"]["evaluation"]["prediction_horizon"] == 25
 

@@ -355,6 +355,7 @@ def prediction_document(model: str, mse: float, identity: list[float]) -> dict:
             "identity_kept_by_window": identity, "path_error_px_by_window": [1.0, 2.0],
             "frechet_distance_by_window": [3.0, 4.0], "real_identity_kept_by_window": [1.0, 1.0],
             "real_frechet_distance_by_window": [0.5, 0.5],
+            "speed_w1_px_by_window": [0.2, 0.6], "draw": {"speed_w1_px_by_window": [0.2, 0.3]},
             "last_frame": {"identity_kept_by_window": [0.9, 0.5], "path_error_px_by_window": [5.0, 9.0],
                            "frechet_distance_by_window": [6.0, 8.0]}}
     table = {"mse_per_frame": mse, "mae_per_frame": 2 * mse, "ssim": 0.8, "ssim_uniform": 0.7, "psnr": 15.0}

@@ -279,8 +279,10 @@ def _prediction_section(report: Report, grouped: Mapping[str, list], out: Path) 
         long = next((d["prediction"]["long_horizon"] for d in documents
                      if (d.get("prediction") or {}).get("long_horizon")), {})
         report.image(curves, f"Per window of 10 predicted frames ({long.get('num_videos', '?')} generator test "
-                             "videos): the judges' order-free digit identity, their path error and the Fréchet "
-                             "distance of judge features to real frames at the same window")
+                             "videos): the judges' order-free digit identity, their path error, the Fréchet "
+                             "distance of judge features to real frames at the same window, and the W1 distance "
+                             "of the judged speeds to the real frames' (the deterministic prediction, and one "
+                             "stochastic draw dashed)")
     if (figures / "prediction_filmstrip.png").exists():
         report.image(figures / "prediction_filmstrip.png", "The same test videos predicted by every model")
         report.links([("prediction.gif", figures / "prediction.gif")])

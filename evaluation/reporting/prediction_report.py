@@ -150,16 +150,18 @@ PANELS = (("identity_kept_by_window", "digit identity kept (judged)", "real_iden
 
 def save_identity_curves(grouped: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike) -> Path | None:
     """Per window of predicted frames: identity kept, path error and Fréchet distance, one line per model, the
-    last-frame reference dashed and the real frames dotted. None when no run has a long horizon."""
+    last-frame reference dashed and the real frames dotted; and the W1 distance of the judged speeds to the
+    real frames', the deterministic prediction solid and one stochastic draw dashed in the model's colour.
+    None when no run has a long horizon."""
     windows = next((_prediction(d)["long_horizon"]["windows"] for group in grouped.values() for d in group
                     if (_prediction(d).get("long_horizon") or {}).get("windows")), None)
     if not windows:
         return None
     ends = [last for _, last in windows]
-    figure = Figure(figsize=(4.2 * len(PANELS), 3.4))
-    axes = figure.subplots(1, len(PANELS))
+    figure = Figure(figsize=(4.2 * (len(PANELS) + 1), 3.4))
+    axes = figure.subplots(1, len(PANELS) + 1)
     first = next(iter(grouped.values()))
-    for axis, (key, title, real_key) in zip(axes, PANELS, strict=True):
+    for axis, (key, title, real_key) in zip(axes, PANELS, strict=False):
         for label, group in grouped.items():
             values = _curves(group, lambda p, key=key: p["long_horizon"][key])
             if values is not None:
@@ -175,6 +177,18 @@ def save_identity_curves(grouped: Mapping[str, Sequence[Mapping[str, Any]]], pat
         axis.set_xlabel("last frame of the window", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
+    speed = axes[-1]
+    for index, group in enumerate(grouped.values()):
+        colour = f"C{index}"
+        for read, style in ((lambda p: p["long_horizon"]["speed_w1_px_by_window"], "-"),
+                            (lambda p: p["long_horizon"]["draw"]["speed_w1_px_by_window"], "--")):
+            values = _curves(group, read)
+            if values is not None:
+                speed.plot(ends, values, linestyle=style, marker="o", markersize=3, color=colour)
+    speed.set_title("speeds vs real: W1 (px); solid mode path, dashed a draw", fontsize=9)
+    speed.set_xlabel("last frame of the window", fontsize=8)
+    speed.tick_params(labelsize=7)
+    speed.grid(alpha=0.3)
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7)
     figure.suptitle(f"Prediction from {OBSERVED_FRAMES} observed frames, per window of predicted frames", fontsize=10)
