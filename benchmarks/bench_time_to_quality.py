@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             model_config, train_config, data_config, notes = demo.requested_configs(demo_args, model, 42, name, amp)
             train_config = dataclasses.replace(train_config, epochs=steps // per_epoch)
             done_steps, _ = training_record(run_dir)  # NaN for a run not started
+            if done_steps > steps:  # last.pt holds a later step: this stage's model is gone, not scored as it
+                print(f"{name}: already trained to {int(done_steps)} steps; the {steps}-step stage is not scored")
+                continue
             if not done_steps >= steps:
                 resume = resume_point(run_dir) if (run_dir / LAST).exists() else None
                 try:
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(" | ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
                              for key, value in row.items()), flush=True)
+    if not rows:
+        print("nothing scored: every stage asked for lies before the runs' last checkpoints (--checkpoint-dir "
+              "holds longer runs; give a larger --steps, or an empty --checkpoint-dir)")
+        return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = io.StringIO(newline="")
