@@ -157,9 +157,9 @@ COST = _section(
 )
 TRAINING = _section(
     "training",
-    ("epochs", "Training epochs", ".0f", ""),
-    ("steps", "Training steps", ",.0f", ""),
-    ("minutes", "Training time (min)", ".1f", ""),
+    ("epochs", "Training epochs of the evaluated checkpoint", ".0f", ""),
+    ("steps", "Training steps of the evaluated checkpoint", ",.0f", ""),
+    ("minutes", "Training time of the whole run (min)", ".1f", ""),
 )
 METRICS: dict[str, Metric] = {
     metric.key: metric
