@@ -160,12 +160,14 @@ def save_identity_curves(grouped: Mapping[str, Sequence[Mapping[str, Any]]], pat
     ends = [last for _, last in windows]
     figure = Figure(figsize=(4.2 * (len(PANELS) + 1), 3.4))
     axes = figure.subplots(1, len(PANELS) + 1)
+    *panels, speed = axes
+    colours = {label: f"C{index}" for index, label in enumerate(grouped)}  # one colour per model in every panel
     first = next(iter(grouped.values()))
-    for axis, (key, title, real_key) in zip(axes, PANELS, strict=False):
+    for axis, (key, _, real_key) in zip(panels, PANELS, strict=True):
         for label, group in grouped.items():
             values = _curves(group, lambda p, key=key: p["long_horizon"][key])
             if values is not None:
-                axis.plot(ends, values, marker="o", markersize=3, label=label)
+                axis.plot(ends, values, marker="o", markersize=3, color=colours[label], label=label)
         reference = _curves(first, lambda p, key=key: p["long_horizon"]["last_frame"][key])
         if reference is not None:
             axis.plot(ends, reference, linestyle="--", color="gray", label="last frame repeated")
@@ -173,22 +175,18 @@ def save_identity_curves(grouped: Mapping[str, Sequence[Mapping[str, Any]]], pat
             real = _curves(first, lambda p, real_key=real_key: p["long_horizon"][real_key])
             if real is not None:
                 axis.plot(ends, real, linestyle=":", color="black", label="real frames")
-        axis.set_title(title, fontsize=9)
-        axis.set_xlabel("last frame of the window", fontsize=8)
-        axis.tick_params(labelsize=7)
-        axis.grid(alpha=0.3)
-    speed = axes[-1]
-    for index, group in enumerate(grouped.values()):
-        colour = f"C{index}"
+    for label, group in grouped.items():
         for read, style in ((lambda p: p["long_horizon"]["speed_w1_px_by_window"], "-"),
                             (lambda p: p["long_horizon"]["draw"]["speed_w1_px_by_window"], "--")):
             values = _curves(group, read)
             if values is not None:
-                speed.plot(ends, values, linestyle=style, marker="o", markersize=3, color=colour)
-    speed.set_title("speeds vs real: W1 (px); solid mode path, dashed a draw", fontsize=9)
-    speed.set_xlabel("last frame of the window", fontsize=8)
-    speed.tick_params(labelsize=7)
-    speed.grid(alpha=0.3)
+                speed.plot(ends, values, linestyle=style, marker="o", markersize=3, color=colours[label])
+    titles = [title for _, title, _ in PANELS] + ["speeds vs real: W1 (px); solid mode path, dashed a draw"]
+    for axis, title in zip(axes, titles, strict=True):
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("last frame of the window", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7)
     figure.suptitle(f"Prediction from {OBSERVED_FRAMES} observed frames, per window of predicted frames", fontsize=10)
