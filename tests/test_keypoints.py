@@ -406,3 +406,90 @@ def test_attention_over_frames_starts_as_the_mean_and_stays_order_free_in_time()
         torch.testing.assert_close(attending.split(video[:, order])[0], content)
     with pytest.raises(ValueError, match="content_time_pooling"):
         tiny_keypoint_model(content_time_pooling="max")
+
+
+# -- the localiser against a plain reference -----------------------------------------------------------
+
+
+def reference_localiser(localiser, video):
+    """The localiser's function written plainly, channels first, from its docstring: the reference its
+    faster forward is checked against (positions and every gradient)."""
+    import torch.nn.functional as F
+
+    from models.objects.slots import pixel_centres
+
+    batch, frames, channels, size, _ = video.shape
+    half = size // 2
+    coords = pixel_centres(half, video.device, torch.float32)  # (P, 2)
+    frames_half = F.avg_pool2d(video.reshape(batch * frames, channels, size, size), 2)
+    coord_maps = coords.t().reshape(1, 2, half, half)
+    if "coords" in localiser.without:
+        coord_maps = torch.zeros_like(coord_maps)
+    trunk = localiser.trunk(torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1))
+    features = localiser.head_features(trunk).reshape(batch, frames, -1, half, half)
+    querying = hasattr(localiser, "appearance_embed")
+    if querying:
+        embedding = F.normalize(localiser.appearance_embed(trunk), dim=1).reshape(batch, frames, -1, half * half)
+        read = torch.zeros(batch, localiser.slots, embedding.shape[2])
+
+    def log_gaussian(centre, sigma):  # (B, 2) -> (B, P)
+        return -(coords[None] - centre[:, None]).pow(2).sum(-1) / (2 * sigma**2)
+
+    positions = []
+    for frame in range(frames):
+        if frame == 0:
+            expected, sigma, use_prior = localiser.start[None].expand(batch, -1, -1), localiser.start_sigma, \
+                "start_prior" not in localiser.without
+        else:
+            previous = positions[-1].detach()
+            moving = frame > 1 and "velocity" not in localiser.without
+            expected = (2 * previous - positions[-2].detach() if moving else previous).clamp(-1, 1)
+            sigma, use_prior = localiser.track_sigma, "track_prior" not in localiser.without
+        taken = torch.zeros(batch, half * half)
+        placed, attended = [], []
+        for slot in range(localiser.slots):
+            prior = log_gaussian(expected[:, slot], sigma)
+            maps = torch.stack([prior.exp(), taken], dim=1).reshape(batch, 2, half, half)
+            hidden = F.leaky_relu(features[:, frame] + localiser.head_maps(maps), 0.2)
+            logits = localiser.head_out(hidden).flatten(1) - localiser.exclusion * taken
+            if use_prior:
+                logits = logits + prior
+            if frame > 0 and querying:
+                query = F.normalize(read[:, slot], dim=-1)  # (B, D)
+                logits = logits + localiser.appearance * torch.einsum("bd,bdp->bp", query, embedding[:, frame])
+            attention = torch.softmax(logits, dim=-1)
+            placed.append(attention @ coords)
+            attended.append(attention.detach())
+            if "taken" not in localiser.without:
+                taken = taken + log_gaussian(placed[-1].detach(), localiser.taken_sigma).exp()
+        if querying:
+            read = read + torch.einsum("bkp,bdp->bkd", torch.stack(attended, dim=1), embedding[:, frame])
+        positions.append(torch.stack(placed, dim=1))
+    return torch.stack(positions, dim=1)
+
+
+@pytest.mark.parametrize("options", [dict(slots=2), dict(slots=3), dict(slots=2, trunk="full"),
+                                     dict(slots=2, appearance=0.0), dict(slots=1),
+                                     dict(slots=2, without=("taken", "velocity", "coords")),
+                                     dict(slots=2, without=("start_prior", "track_prior"))])
+def test_the_localiser_computes_its_documented_function_with_its_gradients(options):
+    """Positions and every parameter's gradient equal a plain channels-first loop's (fp32)."""
+    torch.manual_seed(1)
+    localiser = KeypointLocaliser(channels=1, width=6, **{"appearance": 4.0, **options})
+    with torch.no_grad():  # a head that answers, so the priors do not decide alone
+        localiser.head_out.weight.normal_(std=1.0)
+        localiser.head_maps.weight.normal_(std=1.0)
+    video = torch.rand(2, 4, 1, SIZE, SIZE)
+    weights = torch.randn(2, 4, localiser.slots, 2)
+    gradients = []
+    for forward in (localiser, lambda v: reference_localiser(localiser, v)):
+        localiser.zero_grad()
+        positions = forward(video)
+        (positions * weights).sum().backward()
+        gradients.append((positions.detach(), {name: p.grad.clone() for name, p in localiser.named_parameters()
+                                               if p.grad is not None}))
+    (fast, fast_grads), (plain, plain_grads) = gradients
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    assert fast_grads.keys() == plain_grads.keys() and len(fast_grads) >= 8
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-5, msg=name)

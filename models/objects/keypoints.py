@@ -107,6 +107,34 @@ def sprite_centres(sprite_logits: Tensor, image_size: int) -> Tensor:
     return centre * (window / image_size)
 
 
+def _shifted(factors: Tensor) -> Tensor:
+    """``(N, S)`` to ``(N, 3, S)``: row i is the factor read ``i - 1`` pixels on, 0 past either end (the zero
+    padding of a 3-tap convolution)."""
+    padded = F.pad(factors, (1, 1))
+    size = factors.shape[-1]
+    return torch.stack([padded[:, i : i + size] for i in range(3)], dim=1)
+
+
+def _separable_convolution(along: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """A 3x3, zero-padded convolution of the separable maps ``M[y, x] = along[:, 1, y] * along[:, 0, x]``.
+
+    ``out[c, y, x] = sum_ij w[c, i, j] M[y + i - 1, x + j - 1] = sum_i Y_i[y] A_i[x, c]`` with
+    ``Y_i[y] = along_y[y + i - 1]`` and ``A_i[x, c] = sum_j w[c, i, j] along_x[x + j - 1]``: three products of
+    a column and a row instead of nine shifted maps.
+
+    Args:
+        along: ``(N, 2, S)``: each map's factor along x (row 0) and along y (row 1).
+        weight: ``(C, 3, 3)``: the convolution's weights for this map (one input channel).
+
+    Returns:
+        ``rows`` ``(N, S, 3)`` and ``columns`` ``(N, 3, S * C)``; ``rows @ columns`` is the output ``(N, S, S * C)``,
+        pixels first and channels last.
+    """
+    rows = _shifted(along[:, 1]).transpose(1, 2)
+    columns = torch.einsum("njx,cij->nixc", _shifted(along[:, 0]), weight.to(along.dtype)).flatten(2)
+    return rows, columns
+
+
 class KeypointLocaliser(nn.Module):
     """K positions per frame from a CoordConv trunk and a recurrent soft-argmax head (module docstring).
 
@@ -218,23 +246,36 @@ class KeypointLocaliser(nn.Module):
             coord_maps = torch.zeros_like(coord_maps)
         trunk_input = torch.cat([frames_half, coord_maps.expand(batch * frames, -1, -1, -1)], dim=1)
         trunk_input = trunk_input.contiguous(memory_format=torch.channels_last)  # oneDNN's faster layout
-        trunk = self.trunk(trunk_input)  # (B * T, W, S, S)
-        # One (B, W, S, S) per frame by unbind, not by indexing in the loop: the backward of each index would
-        # build a zero gradient of the whole (B, T, ...) tensor, quadratic in the number of frames.
-        # Unbound as (B, S, S, W) per frame, the channels-last memory itself: the gradients the loop hands back
-        # are then stacked straight into the layout the convolution's backward reads, with no copy to convert.
-        features = self.head_features(trunk).permute(0, 2, 3, 1).reshape(batch, frames, half, half, -1).unbind(1)
+        trunk = self.trunk(trunk_input)  # (B * T, W, S, S), channels-last in memory
+        pixels = trunk.permute(0, 2, 3, 1)  # (B * T, S, S, W): the same memory, pixels first
+        # The head's features stay pixels first (channels last) through the loop below. The lean trunk's 1x1
+        # and the appearance embedding's 1x1 are products over the channels, taken as one matrix product: no
+        # convolution's fixed costs, and one pass over the trunk's output (forward and backward) for both.
         querying = hasattr(self, "appearance_embed")  # the appearance query is on
+        lean = self.head_features.kernel_size == (1, 1)
+        pointwise = [self.head_features] * lean + ([self.appearance_embed] if querying else [])
+        if pointwise:
+            products = F.linear(pixels, torch.cat([layer.weight.flatten(1) for layer in pointwise]),
+                                torch.cat([layer.bias for layer in pointwise]))
+            products = products.split([layer.out_channels for layer in pointwise], dim=-1)  # views
+        features = products[0] if lean else self.head_features(trunk).permute(0, 2, 3, 1)
+        # One (B, S, S, W) per frame by unbind, not by indexing in the loop: the backward of each index would
+        # build a zero gradient of the whole (B, T, ...) tensor, quadratic in the number of frames.
+        features = features.reshape(batch, frames, half, half, -1).unbind(1)
         if querying:
             # The unit embedding e = x / |x| is never formed: its backward over the whole video cost as much as
-            # the rest of the loop. Dot products with it are dot products with x times 1 / |x| per pixel.
-            # Pixels first, channels last: the trunk's layout, so that the norm and its backward read memory
-            # in order (over a (B, T, D, P) view of it they cost as much as the rest of the query).
-            raw = self.appearance_embed(trunk).float().permute(0, 2, 3, 1).reshape(batch, frames, half * half, -1)
-            inverse_norm = torch.linalg.vector_norm(raw, dim=3).clamp_min(1e-12).reciprocal()  # (B, T, P)
-            raw, inverse_norm = raw.unbind(1), inverse_norm.unbind(1)  # (B, P, D) and (B, P) per frame
-            read = raw[0].new_zeros(batch, self.slots, APPEARANCE_DIM)  # sum of what each slot has read
+            # the rest of the loop. Dot products with it are dot products with x times 1 / |x| per pixel, and
+            # 1 / |x| is a reciprocal square root of the sum of squares (F.normalize's floor of 1e-12 on |x|).
+            # Both are taken frame by frame in the loop, in fp32: a frame's embedding (2 MB at the demo's shape)
+            # stays in the cache, where passes over the whole video's (21 MB) each cost a trip to memory.
+            raw = products[-1].reshape(batch, frames, half * half, -1).unbind(1)  # (B, P, D) per frame
+            read = video.new_zeros(batch, self.slots, APPEARANCE_DIM, dtype=torch.float32)  # what each slot read
             reads: list[Tensor] = []  # (B, K, D) per frame: what each slot read in that frame
+        # The head's 3x3 convolution of (expected map, taken map): both maps are sums of Gaussians, and a
+        # Gaussian is a product of a function of y and one of x, so its convolution is a sum of 3 such
+        # products (:func:`_separable_convolution`). Each slot's map term is then one batched matrix product
+        # added to the features, where a convolution of the two full maps cost as much again.
+        map_weight = self.head_maps.weight  # (W, 2, 3, 3): the expected map's weights, then the taken map's
         positions: list[Tensor] = []  # one (B, K, 2) per frame
         for frame in range(frames):
             if frame == 0:
@@ -248,22 +289,27 @@ class KeypointLocaliser(nn.Module):
                 expected = (previous + step).clamp(-1.0, 1.0)
                 sigma = self.track_sigma
                 use_prior = "track_prior" not in self.without
-            if frame > 0 and querying:  # every slot's query . embedding at every pixel, (B, K, P)
+            if querying:
                 with torch.autocast(video.device.type, enabled=False):  # fp32: no casts of the embedding
-                    query = F.normalize(read, dim=-1)  # (B, K, D)
-                    looks = torch.bmm(query, raw[frame].transpose(1, 2)) * inverse_norm[frame][:, None]
+                    embedding = raw[frame].float()  # (B, P, D)
+                    inverse_norm = embedding.square().sum(2).clamp_min(1e-24).rsqrt()  # (B, P)
+                    if frame > 0:  # every slot's query . unit embedding at every pixel, (B, K, P)
+                        query = F.normalize(read, dim=-1)  # (B, K, D)
+                        looks = torch.bmm(query, embedding.transpose(1, 2)) * inverse_norm[:, None]
             placed: list[Tensor] = []
             attended: list[Tensor] = []  # (B, P) per slot, detached
             taken = features[0].new_zeros(batch, half * half, dtype=torch.float32)  # (B, P)
-            frame_features = features[frame].permute(0, 3, 1, 2)  # (B, W, S, S), channels-last
+            taken_rows: list[Tensor] = []  # the taken map's convolution as factors, one pair per placed slot
+            taken_columns: list[Tensor] = []
+            frame_features = features[frame].reshape(batch, half, -1)  # (B, S, S * W), a view
             for slot in range(self.slots):
-                prior = gaussian_log_map(expected[:, slot], axis, sigma)  # (B, P)
-                maps = torch.stack([prior.exp(), taken], dim=-1).view(batch, half, half, 2).permute(0, 3, 1, 2)
-                # channels-last maps (as the features are): the sum below then adds two tensors of one layout
-                hidden = F.leaky_relu(frame_features + self.head_maps(maps.to(frame_features.dtype)), 0.2)
-                # the 1x1 convolution to one channel as a product with its weights over the channels-last
-                # pixels: the same numbers, without a convolution's fixed cost (run 20 times a video)
-                out = F.linear(hidden.permute(0, 2, 3, 1), self.head_out.weight.flatten(1), self.head_out.bias)
+                along = _log_map_along_axes(expected[:, slot], axis, sigma)  # (B, 2, S): the prior's x and y
+                prior = (along[:, 1, :, None] + along[:, 0, None, :]).flatten(1)  # (B, P): gaussian_log_map
+                rows, columns = _separable_convolution(along.exp(), map_weight[:, 0])
+                rows, columns = torch.cat([rows, *taken_rows], dim=2), torch.cat([columns, *taken_columns], dim=1)
+                hidden = F.leaky_relu(torch.baddbmm(frame_features, rows, columns), 0.2)  # (B, S, S * W)
+                # the 1x1 convolution to one channel as a product with its weights over the pixels
+                out = F.linear(hidden.view(batch, half * half, -1), self.head_out.weight.flatten(1), self.head_out.bias)
                 logits = out.flatten(1).float() - self.exclusion * taken  # (B, P)
                 if use_prior:
                     logits = logits + prior
@@ -273,12 +319,16 @@ class KeypointLocaliser(nn.Module):
                 position = attention @ coords  # (B, 2)
                 placed.append(position)
                 attended.append(attention.detach())
-                if "taken" not in self.without:
-                    taken = taken + gaussian_map(position.detach(), axis, self.taken_sigma)
+                if "taken" not in self.without and slot + 1 < self.slots:
+                    mark = _log_map_along_axes(position.detach(), axis, self.taken_sigma).exp()  # (B, 2, S)
+                    taken = taken + (mark[:, 1, :, None] * mark[:, 0, None, :]).flatten(1)  # gaussian_map
+                    mark_rows, mark_columns = _separable_convolution(mark, map_weight[:, 1])
+                    taken_rows.append(mark_rows)
+                    taken_columns.append(mark_columns)
             if querying:  # what each slot attended to, added to what it has read: (B, K, D)
                 with torch.autocast(video.device.type, enabled=False):
-                    weights = torch.stack(attended, dim=1) * inverse_norm[frame][:, None]  # (B, K, P)
-                    reads.append(torch.bmm(weights, raw[frame]))
+                    weights = torch.stack(attended, dim=1) * inverse_norm[:, None]  # (B, K, P)
+                    reads.append(torch.bmm(weights, embedding))
                     read = read + reads[-1]
             positions.append(torch.stack(placed, dim=1))
         located = torch.stack(positions, dim=1)  # (B, T, K, 2)
