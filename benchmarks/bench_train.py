@@ -7,6 +7,11 @@ and backward; model FLOPs utilisation (MFU) is the achieved FLOP/s over this mac
 matrix-multiply peak, measured in the same run (a large ``mm`` in the step's precision). The data column
 is the time to generate one batch of videos on the training device, as a share of a step.
 
+With two or more ``--architectures``, the step ratio of the first to each other one is measured a second
+time in one process, the architectures' steps taken in turn round after round: a machine whose speed drifts
+between the separate processes (a shared or virtual CPU can move the ratio by a tenth from run to run) slows
+each architecture alike there, so that ratio is the one to quote.
+
     python -m benchmarks.bench_train [--models baseline lstm disentangled] [--device auto]
         [--batch-size 32] [--frames 20] [--image-size 64] [--width N] [--steps 6] [--amp] [--threads N]
         [--architectures keypoints slots]
@@ -39,11 +44,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repe
     return 2 * size**3 / seconds
 
 
-def _measure(name: str, architecture: str | None, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
-    """Child process: build one model at its defaults (the Disentangled VAE with ``architecture`` when given)
-    and time its training step."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+def _trainer(name: str, architecture: str | None, args: argparse.Namespace) -> tuple[Any, Any, dict, Any, torch.device]:
+    """The model (the Disentangled VAE with ``architecture`` when given) at its defaults, its trainer, one batch,
+    the dataset and the device."""
     from data import DataConfig, MovingMNIST, MovingMNISTConfig
     from models import build_model
     from training.config import TrainConfig
@@ -66,6 +69,15 @@ def _measure(name: str, architecture: str | None, args: argparse.Namespace, queu
     config = TrainConfig(experiment_name="bench", model=name, batch_size=args.batch_size, amp=args.amp,
                          device=str(device))
     trainer = Trainer(model, make_optimizer(model, config), [batch], [], config, device)
+    return model, trainer, batch, dataset, device
+
+
+def _measure(name: str, architecture: str | None, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    """Child process: build one model at its defaults (the Disentangled VAE with ``architecture`` when given)
+    and time its training step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, trainer, batch, dataset, device = _trainer(name, architecture, args)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -103,6 +115,33 @@ def _measure(name: str, architecture: str | None, args: argparse.Namespace, queu
         "peak MB": peak_mb,
         "data share": f"{data_seconds / step_seconds:.1%}",
     })
+
+
+def _interleaved(architectures: list[str], args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    """Child process: the Disentangled VAE once per architecture, their training steps taken in turn for
+    ``max(args.steps, 10)`` rounds after two warm-up rounds; sends each one's median ms per step."""
+    runs = [_trainer("disentangled", architecture, args) for architecture in architectures]
+    seconds: list[list[float]] = [[] for _ in runs]
+    for round_index in range(2 + max(args.steps, 10)):
+        for times, (_, trainer, batch, _, device) in zip(seconds, runs, strict=True):
+            started = time.perf_counter()
+            trainer.train_step(batch)
+            synchronize(device)
+            if round_index >= 2:
+                times.append(time.perf_counter() - started)
+    queue.put({architecture: statistics.median(times) * 1e3 for architecture, times in zip(architectures, seconds,
+                                                                                             strict=True)})
+
+
+def interleaved_ratios(args: argparse.Namespace) -> dict[str, float]:
+    """Median ms per step of each ``--architectures`` entry, measured in turn in one fresh process."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_interleaved, args=(args.architectures, args, queue))
+    process.start()
+    medians = _result(queue, process, "the architectures in turn")
+    process.join()
+    return medians
 
 
 def measured_runs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -173,7 +212,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"mean step {mean_step:.0f} ms")
     variants = [row for row in rows if row["model"].startswith("disentangled (")]
     for other in variants[1:]:
-        print(f"step ratio {variants[0]['model']} / {other['model']}: {variants[0]['ms/step'] / other['ms/step']:.2f}")
+        print(f"step ratio {variants[0]['model']} / {other['model']}: {variants[0]['ms/step'] / other['ms/step']:.2f}"
+              " (separate processes)")
+    if len(variants) > 1:
+        medians = interleaved_ratios(args)
+        first, *others = args.architectures
+        for other in others:
+            print(f"step ratio disentangled ({first}) / disentangled ({other}): {medians[first] / medians[other]:.2f} "
+                  f"(in turn in one process, {max(args.steps, 10)} rounds: {medians[first]:.1f} / "
+                  f"{medians[other]:.1f} ms)")
     return rows
 
 
