@@ -73,7 +73,7 @@ OBJECT_ONLY_FIELDS = ("slots", "glimpse_size", "content_time_pooling")  # no eff
 CONV_ONLY_FIELDS = ("content_pooling", "motion_blur")  # no effect under the object architectures
 SLOTS_ONLY_FIELDS = ("track_alignment",)  # the hand tracker's: no effect under any other architecture
 KEYPOINTS_ONLY_FIELDS = ("localiser_lr_scale", "localiser_refinement", "localiser_appearance", "localiser_without",
-                         "localiser_reassociate", "localiser_trunk")  # the learned localiser's: no effect under any other
+                         "localiser_reassociate", "localiser_trunk", "localiser_width")  # the learned localiser's: no effect under any other
 REASSOCIATIONS = ("none", "embedding", "content")  # ``localiser_reassociate``
 TIME_POOLINGS = ("mean", "attention")  # ``content_time_pooling``
 
@@ -142,6 +142,8 @@ class DisentangledVAEConfig(VideoVAEConfig):
             digits in the reconstruction 0.928 against 0.922 and kept content 0.922 against 0.912, up on every
             seed, with the localiser's forward and backward about a sixth cheaper (benchmarks/NOTES.md row 92); at
             1,024 steps its slot error stayed at 1.18 px where the full trunk's reached 0.99 (one seed, row 102).
+        localiser_width: Channels of the learned localiser's trunk and head (``"keypoints"`` only); 0 (default,
+            and checkpoints written before the field): the model's ``width``.
     """
 
     # Every checkpoint since the field stores ``architecture`` (``run_metadata`` stores every field), so the
@@ -150,7 +152,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
     legacy_values: ClassVar[dict[str, Any]] = {"architecture": "average", "track_alignment": 0,
                                                "localiser_lr_scale": 1.0, "localiser_appearance": 0.0,
                                                "localiser_reassociate": "none", "content_time_pooling": "mean",
-                                               "localiser_trunk": "full"}
+                                               "localiser_trunk": "full", "localiser_width": 0}
 
     feature_dim: int = 128
     architecture: str = "keypoints"
@@ -170,6 +172,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
     localiser_without: str = ""
     localiser_reassociate: str = "content"
     localiser_trunk: str = "lean"
+    localiser_width: int = 0
 
     @property
     def removed_parts(self) -> tuple[str, ...]:
@@ -197,6 +200,7 @@ class DisentangledVAEConfig(VideoVAEConfig):
         check_choice("localiser_reassociate", self.localiser_reassociate, REASSOCIATIONS)
         check_choice("content_time_pooling", self.content_time_pooling, TIME_POOLINGS)
         check_choice("localiser_trunk", self.localiser_trunk, tuple(TRUNKS))
+        check_non_negative_int("localiser_width", self.localiser_width)
         if self.localiser_reassociate == "embedding" and not self.localiser_appearance:
             raise ValueError("localiser_reassociate='embedding' reads the appearance query's embedding: set "
                              "localiser_appearance > 0, or choose 'content' or 'none'")
@@ -263,7 +267,7 @@ class DisentangledVAE(VideoVAE):
             track_dim = 2 * cfg.slots
             if cfg.architecture == "keypoints":
                 self.localiser = KeypointLocaliser(
-                    cfg.slots, cfg.channels, cfg.width, refinement=cfg.localiser_refinement,
+                    cfg.slots, cfg.channels, cfg.localiser_width or cfg.width, refinement=cfg.localiser_refinement,
                     appearance=cfg.localiser_appearance, reassociate=cfg.localiser_reassociate == "embedding",
                     without=tuple(part for part in cfg.removed_parts if part != "ink_centre"),
                     trunk=cfg.localiser_trunk)

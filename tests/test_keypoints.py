@@ -174,6 +174,18 @@ def test_the_lean_trunk_drops_the_last_layer_and_reads_the_head_features_through
     assert "localiser_trunk" in build_model("disentangled", architecture="slots").config.idle_fields()
 
 
+def test_the_localiser_width_sets_its_channels_apart_from_the_model_width():
+    narrow, model_wide = tiny_keypoint_model(localiser_width=3).localiser, tiny_keypoint_model(localiser_width=0)
+    assert {layer.out_channels for layer in narrow.trunk if isinstance(layer, torch.nn.Conv2d)} == {3}
+    assert narrow.head_features.out_channels == 3 and narrow.head_maps.out_channels == 3
+    assert model_wide.localiser.trunk[0].out_channels == model_wide.config.width == 4  # 0: the model's width
+    video, _ = moving_square()
+    assert narrow(video).shape == model_wide.localiser(video).shape
+    with pytest.raises(ValueError, match="localiser_width"):
+        tiny_keypoint_model(localiser_width=-1)
+    assert "localiser_width" in build_model("disentangled", architecture="slots").config.idle_fields()
+
+
 def test_keypoint_content_pools_over_frames_and_positions_stay_on_the_canvas():
     model = tiny_keypoint_model().eval()
     video, _ = moving_square()
