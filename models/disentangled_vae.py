@@ -511,6 +511,12 @@ class DisentangledVAE(VideoVAE):
         paths = self.fitted_prior.paths if self.fitted_prior is not None else None
         if self.object_slots and paths is not None:
             context = max(paths.context, paths.frames // 2)
+            if paths.dynamics is not None:
+                return (f"content: the observed posterior mean, fixed; motion: each object's observed path continued "
+                        f"(mode path, given at least {paths.dynamics.context} observed frames: the fitted path "
+                        f"dynamics' most probable next step, one frame at a time; draws: the fitted path prior, "
+                        f"{paths.frames - context} frames at a time from its conditional on the last {context} "
+                        "positions), kept in the training box")
             return (f"content: the observed posterior mean, fixed; motion: each object's observed path continued "
                     f"by the fitted path prior, {paths.frames - context} frames at a time from its "
                     f"conditional on the last {context} positions (mode path: the most probable "

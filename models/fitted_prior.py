@@ -25,7 +25,9 @@ motion ``(B, T, Dm)``):
   the box the training paths' positions stayed in (their smallest and largest x and y): a path, or a
   continued block, that leaves it is drawn again (the mixture restricted to the box; about 1 path in 20 left
   it in the slot model, benchmarks/NOTES.md row 51, and a digit placed off the canvas is cut and misread).
-  Otherwise a model with a learned motion prior
+  A prediction's mode path (``model.predict`` without samples) is rolled forward instead by the path
+  dynamics, a network over each object's next step fitted to the same model's paths on longer training
+  videos (:mod:`models.objects.path_dynamics`; format 5). Otherwise a model with a learned motion prior
   (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
   N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
   independently per frame (its prior had no temporal model before either).
@@ -67,12 +69,13 @@ import torch
 from torch import Tensor
 
 from models.config import check_finite_number
+from models.objects.path_dynamics import PathDynamics
 
 COVARIANCES = ("full", "diag")
 # 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior;
 # 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box)
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PATH_COVARIANCE = "full"
 DEFAULT_COMPONENTS = 200  # the content's (and a per-frame motion mixture's)
 PATH_COMPONENTS = 100
@@ -344,9 +347,13 @@ class PathPrior:
         slots: K, the objects of a video.
         bounds: ``(2, 2)``: the smallest and the largest ``(x, y)`` of the training paths, or None (no box:
             the rule of format versions 1-3).
+        dynamics: the learned next step of one object (:class:`models.objects.path_dynamics.PathDynamics`) that the
+            mode path of :meth:`continue_paths` rolls forward, or None (the mixture's mode path: the rule of
+            format versions 1-4).
     """
 
-    def __init__(self, mixture: GaussianMixture, frames: int, slots: int, bounds: Tensor | None = None) -> None:
+    def __init__(self, mixture: GaussianMixture, frames: int, slots: int, bounds: Tensor | None = None,
+                 dynamics: PathDynamics | None = None) -> None:
         if int(frames) < 1 or int(slots) < 1 or mixture.dim != 2 * int(frames):
             raise ValueError(f"a path prior of {slots} objects over {frames} frames needs a mixture of "
                              f"{2 * int(frames)} dimensions, got {mixture.dim}")
@@ -355,6 +362,7 @@ class PathPrior:
             raise ValueError("a path prior's bounds must be a (2, 2) tensor: the smallest (x, y), then the "
                              "largest, each at least the smallest")
         self.mixture, self.frames, self.slots, self.bounds = mixture, int(frames), int(slots), bounds
+        self.dynamics = dynamics
 
     @property
     def context(self) -> int:
@@ -415,9 +423,12 @@ class PathPrior:
         correlations, where frames drawn one at a time would feed their noise back into the velocity
         (benchmarks/NOTES.md row 53: the speed then grows from frame to frame).
 
-        With ``mean`` the continuation is the mode path instead of a draw: the most probable component given
-        the context, then its conditional mean (no noise, no generator), kept in the box by clamping (a mean
-        cannot be drawn again). One-frame paths repeat their last position then.
+        With ``mean`` the continuation is the mode path instead of a draw: with learned ``dynamics`` (format 5)
+        and paths of at least their context, their mode steps rolled forward one frame at a time
+        (:meth:`models.objects.path_dynamics.PathDynamics.roll`; ``context`` is then theirs); otherwise the most
+        probable component given the context, then its conditional mean (no noise, no generator). Either is
+        kept in the box by clamping (a mean cannot be drawn again). One-frame paths repeat their last
+        position then.
 
         ``context`` conditions on the last ``context`` frames instead of C (1 to F - 1, at most the paths'
         frames; blocks of F - ``context``): prediction uses more of the observed path, which averages out
@@ -425,6 +436,8 @@ class PathPrior:
         mixture = self.mixture
         device = paths.device
         paths = paths.double()
+        if mean and self.dynamics is not None and paths.shape[1] >= self.dynamics.context:
+            return self.dynamics.roll(paths, extra, self.bounds)
         if self.frames == 1 and mean:  # nothing to condition on: the mode path stays where it is
             return torch.cat([paths, paths[:, -1:].expand(-1, extra, -1)], 1)
         if self.frames == 1:  # one-frame paths: nothing to condition on, every frame is a fresh draw
@@ -471,20 +484,24 @@ class PathPrior:
         state = {"mixture": self.mixture.state_dict(), "frames": self.frames, "slots": self.slots}
         if self.bounds is not None:
             state["bounds"] = self.bounds.cpu()
+        if self.dynamics is not None:
+            state["dynamics"] = self.dynamics.state_dict()
         return state
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> PathPrior:
         if not isinstance(state, Mapping) or not {"mixture", "frames", "slots"} <= set(state) <= {
-                "mixture", "frames", "slots", "bounds"}:
-            raise ValueError("a path prior needs the keys mixture, frames, slots (and bounds, optionally), no other")
+                "mixture", "frames", "slots", "bounds", "dynamics"}:
+            raise ValueError("a path prior needs the keys mixture, frames, slots (and bounds and dynamics, "
+                             "optionally), no other")
         bounds = state.get("bounds")
         if bounds is not None:
             if not isinstance(bounds, Tensor) or tuple(bounds.shape) != (2, 2):
                 raise ValueError("a path prior's bounds must be a (2, 2) tensor")
             _check_finite("bounds", bounds)
+        dynamics = PathDynamics.from_state_dict(state["dynamics"]) if state.get("dynamics") is not None else None
         return cls(GaussianMixture.from_state_dict(state["mixture"]), int(state["frames"]), int(state["slots"]),
-                   bounds)
+                   bounds, dynamics)
 
 
 class FittedPrior:
@@ -566,7 +583,10 @@ class FittedPrior:
                          f"from its conditional on the last {self.paths.context}" if frames > 1
                          else "; every further frame drawn afresh")
                       + ("; every frame kept in the box of the training positions" if self.paths.bounds is not None
-                         else ""))
+                         else "")
+                      + (f"; predictions' mode path rolled forward by a {self.paths.dynamics.components}-component "
+                         f"mixture density network over the next step given the last {self.paths.dynamics.context} "
+                         "positions" if self.paths.dynamics is not None else ""))
         else:
             motion = words(self.motion) if self.motion is not None else None
         return {"content": words(self.content, unit) + drawn, "motion": motion}
@@ -605,6 +625,7 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
               seed: int = 0, per_object: bool = True, object_paths: bool = True,
               path_components: int = PATH_COMPONENTS,
               content_temperature: float = DEFAULT_CONTENT_TEMPERATURE,
+              path_videos: Iterable[Any] | None = None, dynamics: bool = True,
               log: Callable[[str], None] | None = None) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
@@ -621,6 +642,9 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         path_components: the path mixture's components.
         content_temperature: the content mixture's draws scale each component's spread by it (module
             docstring; 1 draws the fitted mixture itself, 0 its component means).
+        path_videos: batches of longer training videos whose paths (up to ``max_videos`` videos) the path
+            dynamics are fitted to (:mod:`models.objects.path_dynamics`); None fits them to the paths of ``videos``.
+        dynamics: fit the path dynamics of a path prior (False: the mixture's mode path, format 4's rule).
         log: called with one line per part (the encoding, each mixture) and its seconds, as it finishes.
 
     Returns:
@@ -654,6 +678,15 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         bounds = torch.stack([positions.amin(0), positions.amax(0)])  # (2, 2): the box the objects stayed in
         path_prior = PathPrior(fitted(codes.paths, path_components, PATH_COVARIANCE, seed + 2, "path mixture"),
                                codes.paths.shape[1] // 2, codes.objects, bounds)
+        if dynamics and path_prior.frames >= 3:
+            paths = codes.paths
+            if path_videos is not None:
+                paths = prior_codes(model, path_videos, max_videos, seed, per_object, object_paths, log).paths
+                done(f"encoded {paths.shape[0] // codes.objects} videos of {paths.shape[1] // 2} frames for the "
+                     "path dynamics")
+            path_prior.dynamics = PathDynamics.fit(paths.view(paths.shape[0], -1, 2), seed=seed + 3,
+                                                   log=None if log is None else lambda line: log(f"ex-post prior: {line}"))
+            started = time.perf_counter()
     return FittedPrior(content_mixture, motion_mixture, codes.videos, codes.slots, path_prior, content_temperature)
 
 

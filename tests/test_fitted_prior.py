@@ -536,7 +536,7 @@ def test_path_prior_keeps_every_frame_in_the_box_of_the_training_positions():
     assert ((unboxed < low) | (unboxed > high)).flatten(1).any(1).double().mean() > 0.5
     boxed = prior.draw_paths(2000, 12, torch.Generator().manual_seed(3), dtype=torch.float64)  # (N, T, K, 2)
     assert bool(((boxed >= low) & (boxed <= high)).all())
-    assert prior.describe()["motion"].endswith("every frame kept in the box of the training positions")
+    assert "every frame kept in the box of the training positions" in prior.describe()["motion"]
     # Inside the box the fitted frames are the mixture's own draws restricted to it (redrawn, not clamped):
     # their mean equals that of the unboxed draws that stay inside, and none sits on the box's edge.
     inside = unboxed[:, :4][~((unboxed[:, :4] < low) | (unboxed[:, :4] > high)).flatten(1).any(1)]

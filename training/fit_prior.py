@@ -5,8 +5,8 @@
 
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
 and ``last.pt``, so this command is for checkpoints written before that (or before the per-object content
-prior, format 2, the per-object path prior, format 3, and the content temperature, format 4), or to refit
-with other options.
+prior, format 2, the per-object path prior, format 3, the content temperature, format 4, and the path
+dynamics that predictions roll forward, format 5), or to refit with other options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
 ``evaluate.py --checkpoint X`` and ``model.sample``. It holds the run folder's lock, as training does (a
@@ -18,14 +18,16 @@ option, or a folder in use, prints one line on stderr and exits with status 2; C
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from data import DataConfig, data_loaders
+from data import DataConfig, MovingMNIST, data_loaders
 from models.checkpoint import (
     BEST,
     LAST,
@@ -55,6 +57,32 @@ from utils.cli import device_name, number, positive_int
 from utils.devices import resolve_device
 
 PROG = "python -m training.fit_prior"
+PATH_VIDEO_LENGTH = 2  # the path dynamics are fitted to training videos this many times the training length
+PATH_VIDEO_BATCH = 64
+
+
+class LongerTrainingVideos:
+    """The first ``count`` training videos of a generated dataset, :data:`PATH_VIDEO_LENGTH` times as long
+    (video i starts as training video i: the same split, seed and digits), in batches; iterable again.
+    The path dynamics are fitted to them (:mod:`models.objects.path_dynamics`): longer paths hold more bounces."""
+
+    def __init__(self, dataset: MovingMNIST, count: int) -> None:
+        config = dataclasses.replace(dataset.config, num_frames=PATH_VIDEO_LENGTH * dataset.config.num_frames)
+        self.count = min(int(count), len(dataset))
+        self.videos = MovingMNIST(dataset.split, self.count, config, seed=dataset.seed, digits=dataset.digits)
+
+    def __iter__(self) -> Iterator[dict]:
+        for start in range(0, self.count, PATH_VIDEO_BATCH):
+            yield self.videos.generate(range(start, min(start + PATH_VIDEO_BATCH, self.count)))
+
+
+def _with_path_videos(loader: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``path_videos``: the loader's videos made longer where they are generated (a video file's
+    are as long as they are: its training paths are then used); an explicit ``path_videos`` is kept."""
+    dataset = getattr(loader, "dataset", None)
+    if "path_videos" in options or not isinstance(dataset, MovingMNIST):
+        return options
+    return {**options, "path_videos": LongerTrainingVideos(dataset, options.get("max_videos", DEFAULT_VIDEOS))}
 
 
 def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | torch.device = "cpu",
@@ -66,7 +94,9 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
         loader: yields video batches (the run's training loader).
         device: where the encoder runs.
         **options: ``max_videos``, ``components``, ``covariance``, ``steps``, ``seed``, ``log`` (one line per
-            part of the fit, as it finishes) of :func:`models.fitted_prior.fit_prior`.
+            part of the fit, as it finishes) of :func:`models.fitted_prior.fit_prior`; its ``path_videos``
+            default to the loader's training videos made twice as long where they are generated
+            (:class:`LongerTrainingVideos`).
 
     Returns:
         The prior, as stored.
@@ -77,7 +107,7 @@ def fit_checkpoint_prior(path: str | os.PathLike, loader: Any, device: str | tor
     """
     model, checkpoint = load_model(path, device, fitted_prior=False)
     fitted_to = weights_sha256(RunRecord.of(checkpoint).model_state)
-    prior = fit_prior(model, loader, **options)
+    prior = fit_prior(model, loader, **_with_path_videos(loader, options))
     save_fitted_prior(path, prior, fitted_to)
     return prior
 
@@ -103,7 +133,7 @@ def fit_run_priors(run_dir: str | os.PathLike, loader: Any, device: str | torch.
         if fitted_to not in fitted:
             if options.get("log") is not None:
                 options["log"](f"ex-post prior of {path}:")
-            fitted[fitted_to] = fit_prior(model, loader, **options)
+            fitted[fitted_to] = fit_prior(model, loader, **_with_path_videos(loader, options))
         save_fitted_prior(path, fitted[fitted_to], fitted_to)
         written[path] = fitted[fitted_to]
     return written
