@@ -584,9 +584,9 @@ class FittedPrior:
                          else "; every further frame drawn afresh")
                       + ("; every frame kept in the box of the training positions" if self.paths.bounds is not None
                          else "")
-                      + (f"; predictions' mode path rolled forward by a {self.paths.dynamics.components}-component "
-                         f"mixture density network over the next step given the last {self.paths.dynamics.context} "
-                         "positions" if self.paths.dynamics is not None else ""))
+                      + (f"; predictions' mode path rolled forward by a mixture density network "
+                         f"({self.paths.dynamics.components} components) over the next step given the last "
+                         f"{self.paths.dynamics.context} positions" if self.paths.dynamics is not None else ""))
         else:
             motion = words(self.motion) if self.motion is not None else None
         return {"content": words(self.content, unit) + drawn, "motion": motion}
