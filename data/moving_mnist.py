@@ -35,6 +35,7 @@ also renders the ideal result of a content/motion swap (digits of one video alon
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -88,6 +89,13 @@ class MovingMNIST(Dataset):
 
     def __len__(self) -> int:
         return self.num_videos
+
+    def with_frames(self, num_frames: int, num_videos: int | None = None) -> MovingMNIST:
+        """The same videos (split, seed and digits) rendered with ``num_frames`` frames: video i's first frames
+        are this dataset's video i's, and with more frames its digits move on. ``num_videos`` defaults to this
+        dataset's."""
+        return MovingMNIST(self.split, self.num_videos if num_videos is None else num_videos,
+                           dataclasses.replace(self.config, num_frames=num_frames), seed=self.seed, digits=self.digits)
 
     def __getitem__(self, index: int | Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(index, (int, np.integer)):

@@ -36,7 +36,6 @@ learned them (benchmarks/NOTES.md row 107).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -44,7 +43,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from data import MovingMNIST
 from evaluation.codes.information import inception_score
 from evaluation.generation import frame_speeds, frechet_distance, judge_reading, wasserstein_1d
 from evaluation.judges.order_free import digit_accuracy, trajectory_error
@@ -320,8 +318,7 @@ def _labels(judges: Any, video: Tensor, reading: Mapping[str, Any]) -> Tensor:
 def _generator_batches(dataset: Any, num_videos: int, frames: int, batch_size: int) -> list[dict[str, Tensor]]:
     """The first ``num_videos`` test videos of ``dataset``'s generator (same split, seed and digits), rendered
     with ``frames`` frames: video i's first frames are those of the test set's video i."""
-    longer = MovingMNIST(dataset.split, num_videos, dataclasses.replace(dataset.config, num_frames=frames),
-                         seed=dataset.seed, digits=dataset.digits)
+    longer = dataset.with_frames(frames, num_videos)
     return [longer.generate(range(start, min(start + batch_size, num_videos)))
             for start in range(0, num_videos, batch_size)]
 

@@ -686,7 +686,6 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
                      "path dynamics")
             path_prior.dynamics = PathDynamics.fit(paths.view(paths.shape[0], -1, 2), seed=seed + 3,
                                                    log=None if log is None else lambda line: log(f"ex-post prior: {line}"))
-            started = time.perf_counter()
     return FittedPrior(content_mixture, motion_mixture, codes.videos, codes.slots, path_prior, content_temperature)
 
 

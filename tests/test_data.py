@@ -385,3 +385,13 @@ def test_the_smallest_mnist_files_that_fill_every_pool_make_videos(tmp_path):
     assert [len(digits.pool(split)) for split in ("train", "val", "test")] == [5, 1, 1]
     loaders = get_moving_mnist_dataloaders(2, 2, 2, 2, mnist_root=str(tmp_path / "six"), **TINY)
     assert all(torch.isfinite(next(iter(loader))["video"]).all() for loader in loaders)
+
+
+def test_with_frames_renders_the_same_videos_longer():
+    dataset = MovingMNIST("val", 6, MovingMNISTConfig(num_frames=4), seed=3)
+    longer = dataset.with_frames(9, num_videos=3)
+    assert len(longer) == 3 and longer.config.num_frames == 9 and longer.digits is dataset.digits
+    assert (longer.split, longer.seed) == ("val", 3) and len(dataset.with_frames(2)) == 6
+    first, more = dataset.generate(range(3)), longer.generate(range(3))
+    assert more["video"].shape[1] == 9 and torch.equal(more["video"][:, :4], first["video"])
+    assert torch.equal(more["labels"], first["labels"])

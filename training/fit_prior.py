@@ -18,7 +18,6 @@ option, or a folder in use, prints one line on stderr and exits with status 2; C
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -67,9 +66,8 @@ class LongerTrainingVideos:
     The path dynamics are fitted to them (:mod:`models.objects.path_dynamics`): longer paths hold more bounces."""
 
     def __init__(self, dataset: MovingMNIST, count: int) -> None:
-        config = dataclasses.replace(dataset.config, num_frames=PATH_VIDEO_LENGTH * dataset.config.num_frames)
         self.count = min(int(count), len(dataset))
-        self.videos = MovingMNIST(dataset.split, self.count, config, seed=dataset.seed, digits=dataset.digits)
+        self.videos = dataset.with_frames(PATH_VIDEO_LENGTH * dataset.config.num_frames, self.count)
 
     def __iter__(self) -> Iterator[dict]:
         for start in range(0, self.count, PATH_VIDEO_BATCH):

@@ -7,7 +7,6 @@ models (:func:`prediction_filmstrip`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from data import MovingMNIST
 from evaluation.prediction import HORIZON, OBSERVED_FRAMES, last_frame_prediction
 from evaluation.reporting.report import Summary
 from utils.animation import save_video_gif
@@ -208,8 +206,7 @@ def prediction_filmstrip(models: Mapping[str, torch.nn.Module], dataset: Any, ou
         every: frame step of the filmstrip (None: about a dozen columns).
     """
     every = every or max(1, (horizon - 1) // 11)
-    longer = MovingMNIST(dataset.split, videos, dataclasses.replace(dataset.config, num_frames=horizon),
-                         seed=dataset.seed, digits=dataset.digits)
+    longer = dataset.with_frames(horizon, videos)
     truth = longer.generate(range(videos))["video"].to(device)
     observed = truth[:, :OBSERVED_FRAMES]
     rows: dict[str, torch.Tensor] = {}
