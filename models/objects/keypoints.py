@@ -59,11 +59,12 @@ def start_points(slots: int) -> Tensor:
     return 0.5 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
-def gaussian_log_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
-    """``-|u - centre|^2 / (2 sigma^2)`` at every pixel centre u of a square grid, row-major.
+def gaussian_factors(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
+    """The 1-D Gaussian log-densities ``-(axis - c)^2 / (2 sigma^2)`` along x (row 0) and y (row 1) of each centre.
 
-    The square distance is a sum over x and y, so the map is the broadcast sum of two 1-D maps: S + S
-    numbers per centre, not S * S.
+    A Gaussian map over a square grid is separable: its log is the broadcast sum of these two rows
+    (:func:`gaussian_log_map`), the map itself their outer product (:func:`gaussian_map`), S + S numbers per
+    centre, not S * S, and its convolutions are sums of row-by-column products (:func:`_separable_convolution`).
 
     Args:
         centres: ``(N, 2)`` as ``(x, y)``.
@@ -71,21 +72,21 @@ def gaussian_log_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
         sigma: Width in normalised units ([-1, 1] spans the frame).
 
     Returns:
-        ``(N, S * S)``, in the order of :func:`models.objects.slots.pixel_centres`.
+        ``(N, 2, S)``.
     """
-    along = _log_map_along_axes(centres, axis, sigma)  # (N, 2, S)
-    return (along[:, 1, :, None] + along[:, 0, None, :]).flatten(1)
-
-
-def gaussian_map(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
-    """``exp(gaussian_log_map(...))``, as the outer product of the two 1-D Gaussians."""
-    along = _log_map_along_axes(centres, axis, sigma).exp()  # (N, 2, S)
-    return (along[:, 1, :, None] * along[:, 0, None, :]).flatten(1)
-
-
-def _log_map_along_axes(centres: Tensor, axis: Tensor, sigma: float) -> Tensor:
-    """``-(axis - c)^2 / (2 sigma^2)`` for each centre's x (row 0) and y (row 1): ``(N, 2, S)``."""
     return (axis[None, None] - centres[..., None]).pow(2) * (-1.0 / (2 * sigma**2))
+
+
+def gaussian_log_map(factors: Tensor) -> Tensor:
+    """``-|u - centre|^2 / (2 sigma^2)`` at every pixel centre u of the grid, from :func:`gaussian_factors`:
+    ``(N, S * S)``, row-major, in the order of :func:`models.objects.slots.pixel_centres`."""
+    return (factors[:, 1, :, None] + factors[:, 0, None, :]).flatten(1)
+
+
+def gaussian_map(factors: Tensor) -> Tensor:
+    """The Gaussian map itself from the exponentiated :func:`gaussian_factors`: their outer product,
+    ``(N, S * S)`` in the order of :func:`gaussian_log_map`."""
+    return (factors[:, 1, :, None] * factors[:, 0, None, :]).flatten(1)
 
 
 def sprite_centres(sprite_logits: Tensor, image_size: int) -> Tensor:
@@ -303,8 +304,8 @@ class KeypointLocaliser(nn.Module):
             taken_columns: list[Tensor] = []
             frame_features = features[frame].reshape(batch, half, -1)  # (B, S, S * W), a view
             for slot in range(self.slots):
-                along = _log_map_along_axes(expected[:, slot], axis, sigma)  # (B, 2, S): the prior's x and y
-                prior = (along[:, 1, :, None] + along[:, 0, None, :]).flatten(1)  # (B, P): gaussian_log_map
+                along = gaussian_factors(expected[:, slot], axis, sigma)  # (B, 2, S): the prior's x and y
+                prior = gaussian_log_map(along)  # (B, P)
                 rows, columns = _separable_convolution(along.exp(), map_weight[:, 0])
                 rows, columns = torch.cat([rows, *taken_rows], dim=2), torch.cat([columns, *taken_columns], dim=1)
                 hidden = F.leaky_relu(torch.baddbmm(frame_features, rows, columns), 0.2)  # (B, S, S * W)
@@ -320,8 +321,8 @@ class KeypointLocaliser(nn.Module):
                 placed.append(position)
                 attended.append(attention.detach())
                 if "taken" not in self.without and slot + 1 < self.slots:
-                    mark = _log_map_along_axes(position.detach(), axis, self.taken_sigma).exp()  # (B, 2, S)
-                    taken = taken + (mark[:, 1, :, None] * mark[:, 0, None, :]).flatten(1)  # gaussian_map
+                    mark = gaussian_factors(position.detach(), axis, self.taken_sigma).exp()  # (B, 2, S)
+                    taken = taken + gaussian_map(mark)  # (B, P)
                     mark_rows, mark_columns = _separable_convolution(mark, map_weight[:, 1])
                     taken_rows.append(mark_rows)
                     taken_columns.append(mark_columns)
