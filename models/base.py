@@ -143,6 +143,11 @@ class VideoVAE(nn.Module):
         ``deterministic``, else one draw per row. Used by :meth:`predict`."""
         raise NotImplementedError
 
+    def _prediction_start(self, video: Tensor, observed: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The observed codes :meth:`predict` continues from, given the observed ``video`` and its posterior
+        means ``observed``: the means themselves unless a model refines them."""
+        return observed
+
     def prediction_description(self) -> str:
         """How :meth:`predict` continues a video, in words (for reports and the metrics JSON)."""
         raise NotImplementedError
@@ -326,8 +331,9 @@ class VideoVAE(nn.Module):
                 generator: torch.Generator | None = None) -> Tensor:
         """Continue videos past their last frame: the frames that follow the observed ones.
 
-        The observed frames are encoded (posterior means), and the model's temporal model carries the codes
-        on (:meth:`prediction_description` says how, per model): deterministic by default (the mode or mean
+        The observed frames are encoded (posterior means; the object models then refine the objects'
+        positions on the observed frames, :meth:`models.disentangled_vae.DisentangledVAE.refine_positions`),
+        and the model's temporal model carries the codes on (:meth:`prediction_description` says how, per model): deterministic by default (the mode or mean
         path, for tables), or ``samples`` stochastic continuations. Any ``future_frames`` works, also past
         the training length: every model continues frame by frame (or, with a fitted path prior, block by
         block), never in one window of the training length. Wrap in ``torch.no_grad()`` and ``eval()``.
@@ -345,7 +351,7 @@ class VideoVAE(nn.Module):
         if samples is not None:
             check_positive_int("samples", samples)
         posteriors = self.encode(video)  # the checks of every verb
-        observed = {key: posterior.mean for key, posterior in posteriors.items()}
+        observed = self._prediction_start(video, {key: posterior.mean for key, posterior in posteriors.items()})
         if samples is None:
             return self.decode(self._continue_latents(observed, posteriors, future_frames, None, True))
 
