@@ -27,7 +27,8 @@ motion ``(B, T, Dm)``):
   it in the slot model, benchmarks/NOTES.md row 51, and a digit placed off the canvas is cut and misread).
   A prediction's mode path (``model.predict`` without samples) is rolled forward instead by the path
   dynamics, a network over each object's next step fitted to the same model's paths on longer training
-  videos (:mod:`models.objects.path_dynamics`; format 5). Otherwise a model with a learned motion prior
+  videos (:mod:`models.objects.path_dynamics`; format 5), their positions refined as a prediction's are
+  (format 6: ``fit_prior(dynamics_refine_steps=...)``, recorded in the dynamics). Otherwise a model with a learned motion prior
   (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
   N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
   independently per frame (its prior had no temporal model before either).
@@ -68,14 +69,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.config import check_finite_number
+from models.config import check_finite_number, check_non_negative_int
 from models.objects.path_dynamics import PathDynamics
 
 COVARIANCES = ("full", "diag")
 # 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior;
 # 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box)
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 PATH_COVARIANCE = "full"
 DEFAULT_COMPONENTS = 200  # the content's (and a per-frame motion mixture's)
 PATH_COMPONENTS = 100
@@ -86,6 +87,11 @@ DEFAULT_CONTENT_TEMPERATURE = 0.4
 MAX_CONTENT_TEMPERATURE = 4.0
 DEFAULT_STEPS = 30
 DEFAULT_VIDEOS = 2000
+# The path dynamics are fitted to paths whose positions the model refined on their frames
+# (``DisentangledVAE.refine_positions``), as a prediction's observed positions are: the localiser's jitter in a
+# network's inputs shrinks the steps it learns, and its rolled paths slow down (benchmarks/NOTES.md row 130:
+# seed 43's largest speed W1 0.55 px unrefined, 0.22 after 10 steps, 0.25 after 20; 42 s more per fit on two threads).
+DYNAMICS_REFINE_STEPS = 10
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
 PROGRESS_SECONDS = 10  # a fit with a log says how far its encoding is this often
 CONTEXT_FRAMES = 2  # the frames a path prior's continuation is conditioned on (PathPrior.continue_paths)
@@ -586,7 +592,10 @@ class FittedPrior:
                          else "")
                       + (f"; predictions' mode path rolled forward by a mixture density network "
                          f"({self.paths.dynamics.components} components) over the next step given the last "
-                         f"{self.paths.dynamics.context} positions" if self.paths.dynamics is not None else ""))
+                         f"{self.paths.dynamics.context} positions"
+                         + (f", fitted to paths refined by {self.paths.dynamics.refine_steps} steps"
+                            if self.paths.dynamics.refine_steps else "")
+                         if self.paths.dynamics is not None else ""))
         else:
             motion = words(self.motion) if self.motion is not None else None
         return {"content": words(self.content, unit) + drawn, "motion": motion}
@@ -626,6 +635,7 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
               path_components: int = PATH_COMPONENTS,
               content_temperature: float = DEFAULT_CONTENT_TEMPERATURE,
               path_videos: Iterable[Any] | None = None, dynamics: bool = True,
+              dynamics_refine_steps: int = DYNAMICS_REFINE_STEPS,
               log: Callable[[str], None] | None = None) -> FittedPrior:
     """Fit the ex-post prior of a model to the posterior means of up to ``max_videos`` videos.
 
@@ -645,12 +655,16 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
         path_videos: batches of longer training videos whose paths (up to ``max_videos`` videos) the path
             dynamics are fitted to (:mod:`models.objects.path_dynamics`); None fits them to the paths of ``videos``.
         dynamics: fit the path dynamics of a path prior (False: the mixture's mode path, format 4's rule).
+        dynamics_refine_steps: the dynamics' paths are the positions refined by this many steps of the model's
+            ``refine_positions`` (0, or a model without it: as encoded; the dynamics record which). With steps
+            and no ``path_videos``, ``videos`` is read twice.
         log: called with one line per part (the encoding, each mixture) and its seconds, as it finishes.
 
     Returns:
         The :class:`FittedPrior` (not yet attached: ``model.set_fitted_prior(prior)``).
     """
     content_temperature = check_temperature(content_temperature)
+    check_non_negative_int("dynamics_refine_steps", dynamics_refine_steps)
     started = time.perf_counter()
     if log is not None:
         log(f"ex-post prior: encoding up to {max_videos} videos")
@@ -680,11 +694,15 @@ def fit_prior(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEO
                                codes.paths.shape[1] // 2, codes.objects, bounds)
         if dynamics and path_prior.frames >= 3:
             paths = codes.paths
-            if path_videos is not None:
-                paths = prior_codes(model, path_videos, max_videos, seed, per_object, object_paths, log).paths
-                done(f"encoded {paths.shape[0] // codes.objects} videos of {paths.shape[1] // 2} frames for the "
-                     "path dynamics")
+            refine = dynamics_refine_steps if hasattr(model, "refine_positions") else 0
+            if path_videos is not None or refine:
+                paths = prior_codes(model, videos if path_videos is None else path_videos, max_videos, seed,
+                                    per_object, object_paths, log, refine_steps=refine).paths
+                refined = f", refined by {refine} steps," if refine else ""
+                done(f"encoded {paths.shape[0] // codes.objects} videos of {paths.shape[1] // 2} frames{refined} for "
+                     "the path dynamics")
             path_prior.dynamics = PathDynamics.fit(paths.view(paths.shape[0], -1, 2), seed=seed + 3,
+                                                   refine_steps=refine,
                                                    log=None if log is None else lambda line: log(f"ex-post prior: {line}"))
     return FittedPrior(content_mixture, motion_mixture, codes.videos, codes.slots, path_prior, content_temperature)
 
@@ -712,9 +730,10 @@ class PriorCodes:
 
 def prior_codes(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VIDEOS, seed: int = 0,
                 per_object: bool = True, object_paths: bool = True,
-                log: Callable[[str], None] | None = None) -> PriorCodes:
+                log: Callable[[str], None] | None = None, refine_steps: int = 0) -> PriorCodes:
     """Encode up to ``max_videos`` videos and gather the codes :func:`fit_prior` fits (its arguments; ``log``
-    gets a line on how far the encoding is every :data:`PROGRESS_SECONDS`)."""
+    gets a line on how far the encoding is every :data:`PROGRESS_SECONDS`). With ``refine_steps`` the objects'
+    paths are their positions refined on each video's frames (the model's ``refine_positions``)."""
     parameter = next(model.parameters())
     said = time.perf_counter()
     objects = int(getattr(model, "object_slots", 0)) if object_paths else 0
@@ -731,6 +750,8 @@ def prior_codes(model: Any, videos: Iterable[Any], max_videos: int = DEFAULT_VID
                 content, motion = model.split(video)  # (B, Dc), (B, T, Dm)
                 contents.append(content.double().cpu())
                 if objects:
+                    if refine_steps:
+                        motion = model.refine_positions(video, content, motion, refine_steps)
                     positions = model.object_positions(motion).double().cpu()  # (B, T, K, 2)
                     paths.append(positions.transpose(1, 2).flatten(0, 1).flatten(1))  # (B * K, 2T): x_0, y_0, x_1, ...
                 elif not model.has_motion_prior:

@@ -92,6 +92,42 @@ def test_a_stored_dynamics_rolls_the_same_and_a_damaged_one_is_refused(fitted):
         PathDynamics.from_state_dict({**state, "hidden": 32})
     with pytest.raises(ValueError, match="at least 6 frames"):
         fitted.roll(paths[:, :5], 3)
+    # how the training paths were refined travels with it; a state written before that was recorded reads 0
+    refined = PathDynamics.from_state_dict({**state, "refine_steps": 10})
+    assert refined.refine_steps == 10 and PathDynamics.from_state_dict(refined.state_dict()).refine_steps == 10
+    older = {key: value for key, value in state.items() if key != "refine_steps"}
+    assert PathDynamics.from_state_dict(older).refine_steps == 0
+    with pytest.raises(ValueError, match="refine_steps"):
+        PathDynamics(refine_steps=-1)
+
+
+def test_the_dynamics_are_fitted_to_the_refined_paths_of_an_object_model():
+    """``fit_prior`` refines the dynamics' paths (``dynamics_refine_steps``) with the model's own
+    ``refine_positions``, records it, and leaves the path mixture's paths as encoded."""
+    from models.fitted_prior import prior_codes
+    from tests.test_models import moving_squares, tiny_model
+
+    model = tiny_model("disentangled:keypoints").eval()
+    videos = [moving_squares(6, 6, seed=4)]
+    with torch.no_grad():
+        raw = prior_codes(model, videos).paths
+        refined = prior_codes(model, videos, refine_steps=3).paths
+        content, motion = model.split(videos[0])
+        expected = model.object_positions(model.refine_positions(videos[0], content, motion, steps=3))
+    torch.testing.assert_close(refined.float(), expected.transpose(1, 2).flatten(0, 1).flatten(1))
+    assert not torch.allclose(refined, raw)
+    with torch.no_grad():
+        prior = fit_prior(model, videos, components=2, steps=2, path_components=2, dynamics_refine_steps=3)
+        plain = fit_prior(model, videos, components=2, steps=2, path_components=2, dynamics_refine_steps=0)
+    assert prior.paths.dynamics.refine_steps == 3 and plain.paths.dynamics.refine_steps == 0
+    assert "refined by 3 steps" in prior.describe()["motion"] and "refined" not in plain.describe()["motion"]
+    torch.testing.assert_close(prior.paths.mixture.means, plain.paths.mixture.means)  # the draws' paths as encoded
+    assert not torch.equal(prior.paths.dynamics.net[0].weight, plain.paths.dynamics.net[0].weight)
+    with pytest.raises(ValueError, match="dynamics_refine_steps"):
+        fit_prior(model, videos, dynamics_refine_steps=-1)
+    # a model without refine_positions: its paths as encoded, and the record says so
+    assert fit_prior(_TwoObjectPaths(frames=8), [torch.zeros(300, 8, 1, 4, 4)], components=3, steps=10,
+                     path_components=3).paths.dynamics.refine_steps == 0
 
 
 def test_the_path_prior_rolls_its_mode_path_with_the_dynamics_and_draws_as_before():
@@ -129,14 +165,17 @@ class _AnyLength(_TwoObjectPaths):
         return super().split(video)
 
 
-def test_the_dynamics_travel_in_the_prior_and_a_format_4_prior_still_loads():
+def test_the_dynamics_travel_in_the_prior_and_formats_4_and_5_still_load():
     model = longer = _AnyLength()
     prior = fit_prior(model, [torch.zeros(200, 6, 1, 4, 4)], components=2, steps=5, path_components=2,
                       path_videos=[torch.zeros(200, 12, 1, 4, 4)])
     assert prior.paths.frames == 6 and prior.paths.dynamics.context == 9  # fitted to the 12-frame paths
     state = prior.state_dict()
-    assert 5 in READABLE_VERSIONS and state["format_version"] == 5
+    assert {5, 6} <= set(READABLE_VERSIONS) and state["format_version"] == 6
     loaded = FittedPrior.from_state_dict(state)
+    format_5 = {**state, "format_version": 5, "paths": {**state["paths"], "dynamics": {
+        key: value for key, value in state["paths"]["dynamics"].items() if key != "refine_steps"}}}
+    assert FittedPrior.from_state_dict(format_5).paths.dynamics.refine_steps == 0  # fitted to unrefined paths
     paths = longer.object_positions(longer.split(torch.zeros(4, 12, 1, 4, 4))[1]).transpose(1, 2).reshape(8, 12, 2)
     torch.testing.assert_close(loaded.paths.continue_paths(paths, 4, mean=True),
                                prior.paths.continue_paths(paths, 4, mean=True), rtol=0, atol=0)

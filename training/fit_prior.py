@@ -6,7 +6,8 @@
 Training does this itself when a run finishes (completed or out of its time budget), for ``best_model.pt``
 and ``last.pt``, so this command is for checkpoints written before that (or before the per-object content
 prior, format 2, the per-object path prior, format 3, the content temperature, format 4, and the path
-dynamics that predictions roll forward, format 5), or to refit with other options.
+dynamics that predictions roll forward, format 5, fitted to refined paths, format 6), or to refit with other
+options.
 The prior is fitted to the posterior means of the checkpoint's own training videos (its data config's
 training split, the first ``--videos`` of them), written back atomically, and used from then on by
 ``evaluate.py --checkpoint X`` and ``model.sample``. It holds the run folder's lock, as training does (a

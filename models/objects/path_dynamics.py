@@ -44,13 +44,18 @@ class PathDynamics:
         context: C, the positions it reads (at least 2: a position and a step).
         components: M, of the next step's Gaussian mixture (diagonal).
         hidden: width of the network's two hidden layers.
+        refine_steps: a record of how its training paths were made: the steps of the model's
+            ``refine_positions`` that refined them (0: as encoded). It changes nothing here.
     """
 
-    def __init__(self, context: int = CONTEXT, components: int = COMPONENTS, hidden: int = HIDDEN) -> None:
-        if int(context) < 2 or int(components) < 1 or int(hidden) < 1:
-            raise ValueError(f"path dynamics need a context of at least 2 positions, at least one component and "
-                             f"a positive width, got {context}, {components}, {hidden}")
+    def __init__(self, context: int = CONTEXT, components: int = COMPONENTS, hidden: int = HIDDEN,
+                 refine_steps: int = 0) -> None:
+        if int(context) < 2 or int(components) < 1 or int(hidden) < 1 or int(refine_steps) < 0:
+            raise ValueError(f"path dynamics need a context of at least 2 positions, at least one component, "
+                             f"a positive width and refine_steps >= 0, got {context}, {components}, {hidden}, "
+                             f"{refine_steps}")
         self.context, self.components, self.hidden = int(context), int(components), int(hidden)
+        self.refine_steps = int(refine_steps)
         self.net = nn.Sequential(nn.Linear(2 * self.context, self.hidden), nn.SiLU(),
                                  nn.Linear(self.hidden, self.hidden), nn.SiLU(),
                                  nn.Linear(self.hidden, 5 * self.components))
@@ -99,11 +104,11 @@ class PathDynamics:
 
     @classmethod
     def fit(cls, paths: Tensor, context: int = CONTEXT, seed: int = 0, steps: int = STEPS,
-            components: int = COMPONENTS, hidden: int = HIDDEN,
+            components: int = COMPONENTS, hidden: int = HIDDEN, refine_steps: int = 0,
             log: Callable[[str], None] | None = None) -> PathDynamics:
         """Fit to ``(M, T, 2)`` paths (every window of ``min(context, T - 1)`` positions and the step after it),
         by maximum likelihood: ``steps`` Adam steps (at most :data:`PASSES` passes over the windows) on batches
-        drawn with a generator seeded by ``seed``."""
+        drawn with a generator seeded by ``seed``; ``refine_steps`` records how the paths were refined."""
         if paths.ndim != 3 or paths.shape[-1] != 2 or paths.shape[1] < 3 or paths.shape[0] < 1:
             raise ValueError(f"path dynamics are fitted to (M, T, 2) paths of at least 3 frames, got "
                              f"{tuple(paths.shape)}")
@@ -114,7 +119,7 @@ class PathDynamics:
         following = torch.cat([paths[:, start] - paths[:, start - 1] for start in range(context, paths.shape[1])])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            dynamics = cls(context, components, hidden)
+            dynamics = cls(context, components, hidden, refine_steps)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(dynamics.net.parameters(), lr=LEARNING_RATE)
         steps = min(int(steps), math.ceil(PASSES * windows.shape[0] / BATCH))
@@ -137,14 +142,19 @@ class PathDynamics:
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only."""
         return {"context": self.context, "components": self.components, "hidden": self.hidden,
+                "refine_steps": self.refine_steps,
                 "weights": {name: value.detach().cpu().clone() for name, value in self.net.state_dict().items()}}
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> PathDynamics:
-        """Rebuild from :meth:`state_dict`; ``ValueError`` for a malformed one."""
-        if not isinstance(state, Mapping) or set(state) != {"context", "components", "hidden", "weights"}:
-            raise ValueError("path dynamics need the keys context, components, hidden and weights, no other")
-        dynamics = cls(int(state["context"]), int(state["components"]), int(state["hidden"]))
+        """Rebuild from :meth:`state_dict` (one written before ``refine_steps`` was recorded reads 0);
+        ``ValueError`` for a malformed one."""
+        keys = {"context", "components", "hidden", "weights"}
+        if not isinstance(state, Mapping) or not keys <= set(state) <= keys | {"refine_steps"}:
+            raise ValueError("path dynamics need the keys context, components, hidden and weights (and "
+                             "refine_steps), no other")
+        dynamics = cls(int(state["context"]), int(state["components"]), int(state["hidden"]),
+                       int(state.get("refine_steps", 0)))
         weights = state["weights"]
         if not isinstance(weights, Mapping) or not all(isinstance(value, Tensor) for value in weights.values()):
             raise ValueError("path dynamics' weights must be a mapping of tensors")
