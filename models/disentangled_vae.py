@@ -364,8 +364,8 @@ class DisentangledVAE(VideoVAE):
 
     def refine_positions(self, video: Tensor, content: Tensor, motion: Tensor, steps: int | None = None) -> Tensor:
         """Motion codes ``(B, T, Dm)`` whose object positions explain the observed ``video`` better: the
-        positions of ``motion`` moved by ``steps`` Adam steps (:data:`REFINE_STEPS` by default, each
-        :data:`REFINE_STEP_PIXELS` pixels at most) down the model's own reconstruction loss of ``video``
+        positions of ``motion`` moved by ``steps`` Adam steps (:data:`REFINE_STEPS` by default, each about
+        :data:`REFINE_STEP_PIXELS` pixels, Adam's rate) down the model's own reconstruction loss of ``video``
         decoded from ``content`` and them, the decoder and the content held fixed; the rest of the code as given.
 
         The encoder's positions are amortised guesses: the learned localiser's are 0.53 px from the truth at
@@ -557,13 +557,14 @@ class DisentangledVAE(VideoVAE):
             context = max(paths.context, paths.frames // 2)
             if paths.dynamics is not None:
                 return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
-                        f"({self._refined_words()}) continued (mode path, given at least {paths.dynamics.context} observed frames: the fitted path "
-                        f"dynamics' most probable next step, one frame at a time; draws: the fitted path prior, "
+                        f"({self._refined_words()}) continued (mode path, given at least "
+                        f"{paths.dynamics.context} observed frames: the fitted path dynamics' most probable next "
+                        f"step, one frame at a time; draws: the fitted path prior, "
                         f"{paths.frames - context} frames at a time from its conditional on the last {context} "
                         "positions), kept in the training box")
             return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
-                    f"({self._refined_words()}) continued by the fitted path prior, {paths.frames - context} frames at a time from its "
-                    f"conditional on the last {context} positions (mode path: the most probable "
+                    f"({self._refined_words()}) continued by the fitted path prior, {paths.frames - context} "
+                    f"frames at a time from its conditional on the last {context} positions (mode path: the most probable "
                     "component's conditional mean; draws for stochastic samples), kept in the training box")
         refined = f" ({self._refined_words()})" if self.object_slots else ""
         return ("content: the observed posterior mean, fixed; motion: the learned recurrent prior p(m_t | m_<t), "

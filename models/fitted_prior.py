@@ -28,8 +28,8 @@ motion ``(B, T, Dm)``):
   A prediction's mode path (``model.predict`` without samples) is rolled forward instead by the path
   dynamics, a network over each object's next step fitted to the same model's paths on longer training
   videos (:mod:`models.objects.path_dynamics`; format 5), their positions refined as a prediction's are
-  (format 6: ``fit_prior(dynamics_refine_steps=...)``, recorded in the dynamics). Otherwise a model with a learned motion prior
-  (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
+  (format 6: ``fit_prior(dynamics_refine_steps=...)``, recorded in the dynamics). Otherwise a model with a
+  learned motion prior (``has_motion_prior``: the LSTM-VAE's recurrent prior) keeps it, and a model whose motion prior is
   N(0, I) per frame (the Baseline VAE) gets a second mixture fitted to its per-frame motion codes, drawn
   independently per frame (its prior had no temporal model before either).
 
@@ -74,7 +74,8 @@ from models.objects.path_dynamics import PathDynamics
 
 COVARIANCES = ("full", "diag")
 # 2 added content_slots (a version-1 prior reads as one content unit); 3 added the per-object path prior;
-# 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box)
+# 4 added the content temperature and the paths' box (versions 1-3 drew at temperature 1, with no box); 5 added
+# the path dynamics; 6 fits them to refined paths (a version-5 prior's dynamics read the encoder's positions)
 FORMAT_VERSION = 6
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 PATH_COVARIANCE = "full"
@@ -90,7 +91,8 @@ DEFAULT_VIDEOS = 2000
 # The path dynamics are fitted to paths whose positions the model refined on their frames
 # (``DisentangledVAE.refine_positions``), as a prediction's observed positions are: the localiser's jitter in a
 # network's inputs shrinks the steps it learns, and its rolled paths slow down (benchmarks/NOTES.md row 130:
-# seed 43's largest speed W1 0.55 px unrefined, 0.22 after 10 steps, 0.25 after 20; 42 s more per fit on two threads).
+# seed 43's largest speed W1 0.55 px unrefined, 0.22 after 10 steps, 0.25 after 20; about 40 s more per fit on
+# two threads, row 131).
 DYNAMICS_REFINE_STEPS = 10
 REDRAWS = 100  # times a path prior draws a path again that leaves the training paths' box (PathPrior)
 PROGRESS_SECONDS = 10  # a fit with a log says how far its encoding is this often
