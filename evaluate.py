@@ -23,6 +23,7 @@ from data.config import VIDEO_LAYOUTS
 from evaluation.pipeline import OUTPUTS, EvalConfig, EvaluationError, evaluate, log, one_line, write_failure
 from evaluation.reporting.figures import MAX_SWAP_VIDEOS
 from models.checkpoint import CheckpointError
+from models.disentangled_vae import REFINE_STEPS
 from utils.cli import device_name, non_negative_int, positive_int
 
 PROG = "evaluate.py"
@@ -189,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prediction-horizon", type=positive_int, default=DEFAULTS.prediction_horizon, metavar="N",
         help=f"the long horizon's last frame: 10 observed, the rest predicted (default: {DEFAULTS.prediction_horizon})")
+    parser.add_argument(
+        "--prediction-refine-steps", type=non_negative_int, default=DEFAULTS.prediction_refine_steps, metavar="N",
+        help="steps of 0.5 px by which the object models refine the observed objects' positions on the observed "
+        "frames before predicting (0: predict from the encoder's positions; no effect on models without object "
+        f"positions, which is logged; default: the model's, {REFINE_STEPS})")
     parser.add_argument("--fps", type=float, default=DEFAULTS.fps,
                         help=f"frames per second of the GIFs (default: {DEFAULTS.fps:g})")
     return parser

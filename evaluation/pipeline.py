@@ -110,6 +110,9 @@ class EvalConfig:
         prediction_samples: N of the 10 -> 10 prediction's best-of-N scores (0: deterministic only).
         prediction_videos: videos of the long-horizon prediction (0 skips it; it is the slow part).
         prediction_horizon: the long horizon's last frame (10 observed, the rest predicted; more than 10).
+        prediction_refine_steps: steps of the object models' ``refine_positions`` before each prediction; None
+            keeps the model's default (``models.disentangled_vae.REFINE_STEPS``). No effect on models without
+            object positions (logged).
     """
 
     device: str = "auto"
@@ -132,6 +135,7 @@ class EvalConfig:
     prediction_samples: int = DEFAULT_SAMPLES
     prediction_videos: int = 100
     prediction_horizon: int = HORIZON
+    prediction_refine_steps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "batch_size"):
@@ -146,6 +150,8 @@ class EvalConfig:
         _check_int("--prediction-videos", self.prediction_videos, 0)
         _check_int("--prediction-horizon", self.prediction_horizon, OBSERVED_FRAMES + 1,
                    f" ({OBSERVED_FRAMES} frames are observed)")
+        if self.prediction_refine_steps is not None:
+            _check_int("--prediction-refine-steps", self.prediction_refine_steps, 0)
         _check_int("--max-samples", self.max_samples, MIN_TEST_VIDEOS, " (the disentanglement probes need them)")
         fps = self.fps
         if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
@@ -256,6 +262,12 @@ def _prepare(checkpoint_path: str, config: EvalConfig) -> _Setup:
             raise
         raise CheckpointError(f"cannot load {checkpoint_path}: {one_line(error)}") from error
     name = evaluation_name(checkpoint, checkpoint_path, config.name)
+    if config.prediction_refine_steps is not None:
+        if getattr(model, "object_slots", 0):
+            model.prediction_refine_steps = config.prediction_refine_steps
+        else:
+            log(f"note: --prediction-refine-steps has no effect on {type(model).__name__}: it places no objects "
+                "whose positions a prediction could refine")
     ignored = DataConfig.unknown_keys(checkpoint)
     if ignored:
         log(f"note: ignoring data config keys this version does not know: {ignored}")
@@ -538,6 +550,8 @@ def _metadata(setup: _Setup, command: str) -> dict[str, Any]:
             "prediction_samples": config.prediction_samples,
             "prediction_videos": config.prediction_videos,
             "prediction_horizon": config.prediction_horizon,
+            "prediction_refine_steps": setup.model.prediction_refine_steps
+            if getattr(setup.model, "object_slots", 0) else None,
         },
         "device": str(setup.device),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -257,6 +257,9 @@ class DisentangledVAE(VideoVAE):
 
     def __init__(self, **config_fields) -> None:
         super().__init__(**config_fields)
+        # Steps of refine_positions before a prediction (object architectures; 0: the encoder's positions).
+        # Not a config field: it changes no weight, and evaluate.py --prediction-refine-steps sets it.
+        self.prediction_refine_steps = REFINE_STEPS
         cfg = self.config
         slots = cfg.architecture in OBJECT_ARCHITECTURES
         # "slots": content per slot from glimpses; otherwise one content code from whole frames.
@@ -399,7 +402,8 @@ class DisentangledVAE(VideoVAE):
         """The object architectures continue from :meth:`refine_positions` of the observed motion."""
         if not self.object_slots:
             return observed
-        return {**observed, "motion": self.refine_positions(video, observed["content"], observed["motion"])}
+        return {**observed, "motion": self.refine_positions(video, observed["content"], observed["motion"],
+                                                            self.prediction_refine_steps)}
 
     def learning_rate_scales(self) -> dict[str, float]:
         """The learned localiser trains at ``localiser_lr_scale`` times the run's rate (``"keypoints"``)."""
@@ -572,9 +576,9 @@ class DisentangledVAE(VideoVAE):
                 "for stochastic samples)")
 
     def _refined_words(self) -> str:
-        if REFINE_STEPS == 0:
+        if self.prediction_refine_steps == 0:
             return "positions as the encoder found them"
-        return (f"positions refined by {REFINE_STEPS} Adam steps of {REFINE_STEP_PIXELS:g} px on the observed "
+        return (f"positions refined by {self.prediction_refine_steps} Adam steps of {REFINE_STEP_PIXELS:g} px on the observed "
                 "frames' reconstruction loss")
 
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -21,9 +22,11 @@ from evaluation import pipeline
 from evaluation.judges.cache import get_judges
 from evaluation.metric_names import DISENTANGLEMENT_OUTPUT_KEYS as DISENTANGLEMENT_KEYS
 from evaluation.metric_names import GENERATION_KEYS, JUDGED_KEYS, RECONSTRUCTION_KEYS
+from models import build_model
 from models.checkpoint import atomic_torch_save, load_model, save_fitted_prior
+from models.disentangled_vae import REFINE_STEPS
 from models.fitted_prior import fit_prior
-from tests.evaluation_helpers import FRAMES, write_checkpoint
+from tests.evaluation_helpers import FRAMES, TINY_MODEL, write_checkpoint
 from utils.animation import mp4_twin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,6 +174,8 @@ def test_metrics_json_has_the_prediction_section(evaluated):
     assert draw["mse_per_frame_by_window"] != prediction["long_horizon"]["mse_per_frame_by_window"]
     assert prediction["last_frame"]["mse_per_frame"] > 0 and "identity_kept_by_window" in prediction["last_frame"]
     assert metrics["metadata"]["evaluation"]["prediction_horizon"] == 25
+    assert metrics["metadata"]["evaluation"]["prediction_refine_steps"] == REFINE_STEPS  # the model's default
+    assert f"refined by {REFINE_STEPS} Adam steps" in prediction["method"]
 
 
 def test_metrics_json_records_provenance(evaluated):
@@ -444,3 +449,21 @@ def test_help_explains_every_option():
         assert option in out
     for suffix in SUFFIXES:
         assert f"NAME_{suffix}" in out
+
+
+def test_prediction_refine_steps_reach_an_object_model_and_are_said_to_do_nothing_elsewhere(tmp_path, capsys):
+    path = write_checkpoint(tmp_path / "run")
+    setup = pipeline._prepare(str(path), pipeline.EvalConfig(device="cpu", prediction_refine_steps=0))
+    assert setup.model.prediction_refine_steps == 0
+    assert "as the encoder found them" in setup.model.prediction_description()
+    assert pipeline._prepare(str(path), pipeline.EvalConfig(device="cpu")).model.prediction_refine_steps == REFINE_STEPS
+    with pytest.raises(pipeline.EvaluationError, match="--prediction-refine-steps"):
+        pipeline.EvalConfig(prediction_refine_steps=-1)
+    # a model that places no objects: the option is logged as having no effect, not dropped in silence
+    torch.manual_seed(0)
+    pooled = build_model("disentangled", image_size=32, **{**TINY_MODEL, "architecture": "pooled"})
+    other = write_checkpoint(tmp_path / "pooled", model_state_dict=pooled.state_dict(),
+                             model_config=dataclasses.asdict(pooled.config))
+    capsys.readouterr()
+    pipeline._prepare(str(other), pipeline.EvalConfig(device="cpu", prediction_refine_steps=3))
+    assert "--prediction-refine-steps has no effect on DisentangledVAE" in capsys.readouterr().out

@@ -17,7 +17,14 @@ from models.checkpoint import (
     load_model,
     save_fitted_prior,
 )
-from models.fitted_prior import FittedPrior, GaussianMixture, PathPrior, fit_gaussian_mixture, fit_prior
+from models.fitted_prior import (
+    DYNAMICS_REFINE_STEPS,
+    FittedPrior,
+    GaussianMixture,
+    PathPrior,
+    fit_gaussian_mixture,
+    fit_prior,
+)
 from tests.evaluation_helpers import write_checkpoint
 from tests.test_models import tiny_model
 
@@ -298,8 +305,13 @@ def test_fit_prior_command_refits_a_run_folder(tmp_path, capsys):
         assert stored["content_slots"] == model.content_slots and stored["num_videos"] == 8
         assert stored["paths"]["slots"] == model.object_slots  # the objects' paths, by default
         assert stored["content"]["means"].shape[0] == 2 and stored["paths"]["mixture"]["means"].shape[0] == 3
+        assert stored["paths"]["dynamics"]["refine_steps"] == DYNAMICS_REFINE_STEPS  # fitted to refined paths
     printed = capsys.readouterr().out
     assert "per object (" in printed and "motion prior: Gaussian mixture per object path" in printed
+    assert f"fitted to paths refined by {DYNAMICS_REFINE_STEPS} steps" in printed
+    assert main(["--checkpoint", str(best), "--components", "2", "--path-components", "3", "--steps", "2",
+                 "--videos", "8", "--device", "cpu", "--dynamics-refine-steps", "0"]) == 0
+    assert load_checkpoint(best)["fitted_prior"]["paths"]["dynamics"]["refine_steps"] == 0
     assert main(["--checkpoint", str(best.parent), "--whole-content", "--learned-motion", "--components", "2",
                  "--steps", "2", "--videos", "8", "--device", "cpu"]) == 0
     stored = load_checkpoint(best)["fitted_prior"]

@@ -45,6 +45,7 @@ from models.fitted_prior import (
     DEFAULT_COVARIANCE,
     DEFAULT_STEPS,
     DEFAULT_VIDEOS,
+    DYNAMICS_REFINE_STEPS,
     FORMAT_VERSION,
     MAX_CONTENT_TEMPERATURE,
     PATH_COMPONENTS,
@@ -53,7 +54,7 @@ from models.fitted_prior import (
 )
 from training.run_folder.lock import RunFolderBusy
 from training.run_folder.prepare import lock_existing_run_folder
-from utils.cli import device_name, number, positive_int
+from utils.cli import device_name, non_negative_int, number, positive_int
 from utils.devices import resolve_device
 
 PROG = "python -m training.fit_prior"
@@ -179,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"mean plus T times its spread (1: the fitted mixture itself; 0: its component "
                              f"means; from 0 to {MAX_CONTENT_TEMPERATURE:g}); the motion is drawn at 1 (default: "
                              f"{DEFAULT_CONTENT_TEMPERATURE})")
+    parser.add_argument("--dynamics-refine-steps", type=non_negative_int, default=DYNAMICS_REFINE_STEPS,
+                        metavar="N",
+                        help=f"steps of 0.5 px by which the object models refine their training paths before the "
+                             f"path dynamics are fitted to them (0: the encoder's positions, the rule of format 5; "
+                             f"models that place no objects fit no dynamics; default: {DYNAMICS_REFINE_STEPS})")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                         help=f"EM steps (default: {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the EM start (default: 0)")
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(max_videos=args.videos, components=args.components, covariance=args.covariance,
                        steps=args.steps, seed=args.seed, per_object=not args.whole_content,
                        object_paths=not args.learned_motion, path_components=args.path_components,
-                       content_temperature=args.temperature,
+                       content_temperature=args.temperature, dynamics_refine_steps=args.dynamics_refine_steps,
                        log=lambda line: print(line, file=sys.stderr, flush=True))  # progress, on stderr
         if run_dir is not None:
             written = fit_run_priors(run_dir, loader, device, **options)
