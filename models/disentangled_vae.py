@@ -526,8 +526,9 @@ class DisentangledVAE(VideoVAE):
                           deterministic: bool) -> dict[str, Tensor]:
         """Content: the observed posterior mean, held fixed. Motion: with a fitted path prior (object
         architectures), each object's observed posterior path continued by
-        :meth:`models.fitted_prior.PathPrior.continue_paths` (blocks from the mixture's conditional on the
-        last two positions: its mean, or draws) and written into the last observed motion code (the
+        :meth:`models.fitted_prior.PathPrior.continue_paths` (with path dynamics: their mode path, or steps of
+        components drawn by weight; without: blocks from the mixture's conditional, its mean or draws) and
+        written into the last observed motion code (the
         decoder reads nothing else of it); otherwise the learned motion prior, teacher-forced on the
         observed motion codes and then run on by itself.
 
@@ -544,7 +545,7 @@ class DisentangledVAE(VideoVAE):
         positions = self.object_positions(motion)  # (B, T, K, 2)
         tracks = positions.transpose(1, 2).reshape(batch * self.object_slots, frames, 2)  # (B * K, T, 2)
         continued = paths.continue_paths(tracks, future_frames, generator, mean=deterministic,
-                                         context=self.prediction_context(frames))[:, frames:]
+                                         context=self.prediction_context(frames), dynamics_draws=True)[:, frames:]
         future = continued.view(batch, self.object_slots, future_frames, 2).transpose(1, 2)  # (B, F, K, 2)
         held = motion[:, -1:].expand(-1, future_frames, -1)  # (B, F, Dm)
         return {"content": content, "motion": self.with_object_positions(held, future.float()).to(motion.dtype)}
@@ -563,9 +564,8 @@ class DisentangledVAE(VideoVAE):
                 return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
                         f"({self._refined_words()}) continued (mode path, given at least "
                         f"{paths.dynamics.context} observed frames: the fitted path dynamics' most probable next "
-                        f"step, one frame at a time; draws: the fitted path prior, "
-                        f"{paths.frames - context} frames at a time from its conditional on the last {context} "
-                        "positions), kept in the training box")
+                        f"step, one frame at a time; draws: each step's component drawn by its sharpened weight), kept in "
+                        "the training box")
             return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
                     f"({self._refined_words()}) continued by the fitted path prior, {paths.frames - context} "
                     f"frames at a time from its conditional on the last {context} positions (mode path: the most probable "

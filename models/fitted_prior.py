@@ -421,7 +421,7 @@ class PathPrior:
         return paths.to(dtype)
 
     def continue_paths(self, paths: Tensor, extra: int, generator: torch.Generator | None = None,
-                       mean: bool = False, context: int | None = None) -> Tensor:
+                       mean: bool = False, context: int | None = None, dynamics_draws: bool = False) -> Tensor:
         """Extend ``(M, t, 2)`` paths (t >= C, the context: ``min(CONTEXT_FRAMES, F - 1)`` frames) by ``extra``
         frames, in blocks of ``F - C`` frames drawn jointly from the mixture's conditional given the last C
         positions (the mixture's first C frames stand for them, its other F - C for the block): component k
@@ -440,12 +440,16 @@ class PathPrior:
 
         ``context`` conditions on the last ``context`` frames instead of C (1 to F - 1, at most the paths'
         frames; blocks of F - ``context``): prediction uses more of the observed path, which averages out
-        the positions' jitter."""
+        the positions' jitter.
+
+        With ``dynamics_draws`` a draw comes from the dynamics too (where the mode path would), each step's
+        component drawn by its weight (:meth:`models.objects.path_dynamics.PathDynamics.drawn_step`):
+        predictions' draws; a sample's longer paths keep the mixture's blocks."""
         mixture = self.mixture
         device = paths.device
         paths = paths.double()
-        if mean and self.dynamics is not None and paths.shape[1] >= self.dynamics.context:
-            return self.dynamics.roll(paths, extra, self.bounds)
+        if (mean or dynamics_draws) and self.dynamics is not None and paths.shape[1] >= self.dynamics.context:
+            return self.dynamics.roll(paths, extra, self.bounds, sample=not mean, generator=generator)
         if self.frames == 1 and mean:  # nothing to condition on: the mode path stays where it is
             return torch.cat([paths, paths[:, -1:].expand(-1, extra, -1)], 1)
         if self.frames == 1:  # one-frame paths: nothing to condition on, every frame is a fresh draw

@@ -9,7 +9,7 @@ import torch
 
 from data import DataConfig, MovingMNIST, MovingMNISTConfig, data_loaders
 from models.fitted_prior import READABLE_VERSIONS, FittedPrior, PathPrior, fit_prior
-from models.objects.path_dynamics import PathDynamics
+from models.objects.path_dynamics import DRAW_TEMPERATURE, PathDynamics
 from tests.test_fitted_prior import _TwoObjectPaths
 
 BOX = 0.5  # the synthetic paths bounce inside [-BOX, BOX] on both axes
@@ -65,6 +65,33 @@ def test_the_mode_step_is_the_most_probable_components_mean(fitted):
     torch.testing.assert_close(log_weights.exp().sum(-1), torch.ones(5))
     best = log_weights.argmax(-1)
     torch.testing.assert_close(fitted.mode_step(window) * 16, means[torch.arange(5), best])  # STEP_SCALE
+
+
+def test_drawn_steps_are_components_means_chosen_by_weight_and_keep_the_speed(fitted):
+    # a network whose mixture is the same for every window: weights 0.5 / 0.3 / 0.2, three distinct means
+    dynamics = PathDynamics(context=3, components=3, hidden=4)
+    with torch.no_grad():
+        dynamics.net[-1].weight.zero_()
+        bias = torch.zeros(3, 5)  # per component: log weight, mean x and y, log spread x and y
+        bias[:, 0] = torch.tensor([0.5, 0.3, 0.2]).log()
+        bias[:, 1], bias[:, 2] = torch.tensor([-1.0, 0.0, 1.0]), torch.tensor([2.0, 0.0, -2.0])
+        dynamics.net[-1].bias.copy_(bias.flatten())
+        draws = dynamics.drawn_step(torch.zeros(6000, 3, 2), torch.Generator().manual_seed(0)) * 16  # STEP_SCALE
+    # every draw is one component's mean, each chosen as often as its weight to the power 1 / DRAW_TEMPERATURE
+    distances = (draws[:, None] - bias[None, :, 1:3]).norm(dim=-1)  # (draws, components)
+    assert float(distances.min(-1).values.max()) < 1e-5
+    shares = torch.nn.functional.one_hot(distances.argmin(-1), 3).float().mean(0)
+    sharpened = torch.tensor([0.5, 0.3, 0.2]) ** (1 / DRAW_TEMPERATURE)
+    torch.testing.assert_close(shares, sharpened / sharpened.sum(), atol=0.02, rtol=0)
+    # seeded rolls: reproducible, different from the mode path, and they keep the data's speed
+    truth = bouncing_paths(400, 30, seed=1, jitter=0.0)
+    bounds = torch.tensor([[-BOX, -BOX], [BOX, BOX]])
+    first = fitted.roll(truth[:, :10], 20, bounds, sample=True, generator=torch.Generator().manual_seed(0))
+    again = fitted.roll(truth[:, :10], 20, bounds, sample=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first, again) and not torch.equal(first, fitted.roll(truth[:, :10], 20, bounds))
+    speeds = (first[:, 11:] - first[:, 10:-1]).norm(dim=-1).mean()
+    real = (truth[:, 1:] - truth[:, :-1]).norm(dim=-1).mean()
+    assert abs(float(speeds / real) - 1) < 0.15
 
 
 def test_the_negative_log_likelihood_is_a_mixture_of_gaussians():
@@ -149,7 +176,11 @@ def test_the_path_prior_rolls_its_mode_path_with_the_dynamics_and_draws_as_befor
     torch.testing.assert_close(prior.paths.continue_paths(paths[:, :4], 5, mean=True, context=3),
                                PathPrior(prior.paths.mixture, 8, 2, prior.paths.bounds)
                                .continue_paths(paths[:, :4], 5, mean=True, context=3))
-    # draws never read the dynamics
+    # a prediction's draws roll the dynamics, components drawn by weight; other draws (a sample's) never read them
+    torch.testing.assert_close(
+        prior.paths.continue_paths(paths, 5, torch.Generator().manual_seed(0), dynamics_draws=True),
+        prior.paths.dynamics.roll(paths.double(), 5, prior.paths.bounds, sample=True,
+                                  generator=torch.Generator().manual_seed(0)))
     draw = prior.paths.continue_paths(paths, 5, torch.Generator().manual_seed(0))
     without = PathPrior(prior.paths.mixture, 8, 2, prior.paths.bounds).continue_paths(
         paths, 5, torch.Generator().manual_seed(0))

@@ -124,6 +124,14 @@ def test_a_path_prior_continues_the_observed_positions(architecture, video):
                                                        context=model.prediction_context(FRAMES))[:, FRAMES:]
     expected = expected.view(video.shape[0], model.object_slots, FUTURE, 2).transpose(1, 2)
     assert torch.allclose(future.double(), expected, atol=1e-4)
+    # draws: the path dynamics rolled with components drawn by weight, from the caller's generator
+    with torch.no_grad():
+        model.predict(video, FUTURE, samples=2, generator=torch.Generator().manual_seed(5))
+        drawn = model.object_positions(seen["motion"])
+    rolled = model.fitted_prior.paths.dynamics.roll(tracks.repeat(2, 1, 1), FUTURE, model.fitted_prior.paths.bounds,
+                                                    sample=True, generator=torch.Generator().manual_seed(5))
+    rolled = rolled[:, FRAMES:].reshape(2 * video.shape[0], model.object_slots, FUTURE, 2).transpose(1, 2)
+    assert torch.allclose(drawn.double(), rolled, atol=1e-4)
 
 
 @pytest.mark.parametrize("architecture", OBJECT_ARCHITECTURES)
