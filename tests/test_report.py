@@ -326,7 +326,8 @@ def test_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert "the generator's test videos (seed 42), 20 frames" in markdown
     for name in ("figures/prediction_curves.png", "figures/prediction_filmstrip.png", "figures/prediction.gif"):
         assert (results / name).is_file(), name
-    assert "the fitted path dynamics" in markdown and "draws: the fitted path prior" in markdown  # how it continued its paths
+    assert "the fitted path dynamics" in markdown and "positions refined by" in markdown  # how it continued its paths
+    assert "draws: each step's component drawn by its sharpened weight" in markdown
     assert demo.main(argv) == 0  # the second run reuses the checkpoints: evaluation and report only
     assert capsys.readouterr().out.count("reusing") == 4  # the three models and the hand tracker
 
