@@ -334,9 +334,10 @@ class VideoVAE(nn.Module):
         The observed frames are encoded (posterior means; the object models then refine the objects'
         positions on the observed frames, :meth:`models.disentangled_vae.DisentangledVAE.refine_positions`),
         and the model's temporal model carries the codes on (:meth:`prediction_description` says how, per
-        model): deterministic by default (the mode or mean path, for tables), or ``samples`` stochastic continuations. Any ``future_frames`` works, also past
-        the training length: every model continues frame by frame (or, with a fitted path prior, block by
-        block), never in one window of the training length. Wrap in ``torch.no_grad()`` and ``eval()``.
+        model): deterministic by default (the mode or mean path, for tables), or ``samples`` stochastic
+        continuations. Any ``future_frames`` works, also past the training length: every model continues
+        frame by frame (or, with a fitted path prior, block by block), never in one window of the training
+        length. Wrap in ``torch.no_grad()`` and ``eval()``.
 
         Args:
             video: ``(B, T, C, H, W)`` observed frames in [0, 1], T >= 2 (the checks of :meth:`encode`).

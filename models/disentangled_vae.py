@@ -382,16 +382,15 @@ class DisentangledVAE(VideoVAE):
                              f"not {self.config.architecture!r}")
         steps = REFINE_STEPS if steps is None else int(steps)
         check_non_negative_int("steps", steps)
-        positions = self.object_positions(motion).detach()
         if steps == 0:
             return motion
-        target = video.to(positions.device, torch.float32)
-        content = content.detach()
+        content, held = content.detach(), motion.detach()
+        target = video.to(held.device, torch.float32)
         with torch.enable_grad():
-            moved = positions.clone().requires_grad_(True)
+            moved = self.object_positions(held).detach().clone().requires_grad_(True)  # a copy: Adam steps it in place
             optimizer = torch.optim.Adam([moved], lr=2.0 * REFINE_STEP_PIXELS / self.config.image_size)
             for _ in range(steps):
-                codes = self._latents_from_factors(content, self.with_object_positions(motion.detach(), moved))
+                codes = self._latents_from_factors(content, self.with_object_positions(held, moved))
                 loss = self.reconstruction_loss(self._decode_logits(codes).float(), target)
                 (gradient,) = torch.autograd.grad(loss, [moved])
                 moved.grad = gradient
@@ -559,17 +558,16 @@ class DisentangledVAE(VideoVAE):
     def prediction_description(self) -> str:
         paths = self.fitted_prior.paths if self.fitted_prior is not None else None
         if self.object_slots and paths is not None:
-            context = max(paths.context, paths.frames // 2)
+            observed = (f"content: the observed posterior mean, fixed; motion: each object's observed path "
+                        f"({self._refined_words()}) continued")
             if paths.dynamics is not None:
-                return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
-                        f"({self._refined_words()}) continued (mode path, given at least "
-                        f"{paths.dynamics.context} observed frames: the fitted path dynamics' most probable next "
-                        f"step, one frame at a time; draws: each step's component drawn by its sharpened weight), kept in "
-                        "the training box")
-            return (f"content: the observed posterior mean, fixed; motion: each object's observed path "
-                    f"({self._refined_words()}) continued by the fitted path prior, {paths.frames - context} "
-                    f"frames at a time from its conditional on the last {context} positions (mode path: the most probable "
-                    "component's conditional mean; draws for stochastic samples), kept in the training box")
+                return (f"{observed} (mode path, given at least {paths.dynamics.context} observed frames: the fitted "
+                        "path dynamics' most probable next step, one frame at a time; draws: each step's component "
+                        "drawn by its sharpened weight), kept in the training box")
+            context = max(paths.context, paths.frames // 2)
+            return (f"{observed} by the fitted path prior, {paths.frames - context} frames at a time from its "
+                    f"conditional on the last {context} positions (mode path: the most probable component's "
+                    "conditional mean; draws for stochastic samples), kept in the training box")
         refined = f" ({self._refined_words()})" if self.object_slots else ""
         return ("content: the observed posterior mean, fixed; motion: the learned recurrent prior p(m_t | m_<t), "
                 f"teacher-forced on the observed motion codes{refined}, then run on by itself (its mean path; draws "
@@ -578,8 +576,8 @@ class DisentangledVAE(VideoVAE):
     def _refined_words(self) -> str:
         if self.prediction_refine_steps == 0:
             return "positions as the encoder found them"
-        return (f"positions refined by {self.prediction_refine_steps} Adam steps of {REFINE_STEP_PIXELS:g} px on the observed "
-                "frames' reconstruction loss")
+        return (f"positions refined by {self.prediction_refine_steps} Adam steps of {REFINE_STEP_PIXELS:g} px on "
+                "the observed frames' reconstruction loss")
 
     def _factors(self, latents: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return latents["content"], latents["motion"]
